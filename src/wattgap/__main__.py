@@ -1,0 +1,3 @@
+from wattgap.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""Speedups between matched cells: B over A as a time ratio (median latency of A / median latency of B),
+with percentile-bootstrap confidence intervals from the raw samples, and their geometric mean."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wattgap.errors import ConfigError, field_error
+from wattgap.measure.stats import bootstrap_medians
+from wattgap.plan import CELL_FIELDS, Cell
+from wattgap.results import CellResult, Run
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: dict[str, object]  # the fields both cells share
+    a: CellResult
+    b: CellResult
+    speedup: float  # median latency of a / median latency of b: > 1 means b is faster
+    ci_low: float
+    ci_high: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    by: str
+    run_a: str
+    run_b: str
+    baseline: str
+    pairs: list[Pair]
+    geomean: float | None
+    geomean_ci_low: float | None
+    geomean_ci_high: float | None
+    confidence: float
+    unmatched: int
+
+
+def _key(cell: Cell, by: str) -> tuple[tuple[str, object], ...]:
+    ignored = {by, "threads"} if by == "device" else {by}
+    return tuple((name, getattr(cell, name)) for name in CELL_FIELDS if name not in ignored)
+
+
+def compare(
+    run_a: Run,
+    run_b: Run,
+    by: str = "device",
+    baseline: str | None = None,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Match each successful cell of ``run_a`` with the cell of ``run_b`` that differs only in ``by`` (and
+    in threads when comparing devices). With one run on both sides, the A side is the cells whose ``by``
+    equals ``baseline`` (by default the first value of ``by`` in the run's cell order)."""
+    if by not in CELL_FIELDS:
+        raise field_error("--by", by, CELL_FIELDS)
+    ok_a = [r for r in run_a.results if r.status == "ok" and r.latencies_s]
+    ok_b = [r for r in run_b.results if r.status == "ok" and r.latencies_s]
+    if run_a.run_id == run_b.run_id:
+        values = list(dict.fromkeys(str(getattr(r.cell, by)) for r in ok_a))
+        if len(values) < 2:
+            raise ConfigError(f"--by {by}: run {run_a.run_id} has one {by} value among its finished cells ({values})")
+        baseline = baseline or values[0]
+        if baseline not in values:
+            raise field_error("--baseline", baseline, values)
+        ok_a, ok_b = (
+            [r for r in ok_a if str(getattr(r.cell, by)) == baseline],
+            [r for r in ok_b if str(getattr(r.cell, by)) != baseline],
+        )
+    candidates: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
+    for result in ok_b:
+        candidates.setdefault(_key(result.cell, by), []).append(result)
+    rng = np.random.default_rng(seed)
+    pairs: list[Pair] = []
+    log_boot: list[np.ndarray] = []
+    unmatched = 0
+    for a in ok_a:
+        matches = candidates.get(_key(a.cell, by), [])
+        if not matches:
+            unmatched += 1
+            continue
+        for b in matches:
+            ratios = _bootstrap_ratio(a, b, resamples, int(rng.integers(2**31)))
+            speedup = _median(a) / _median(b)
+            tail = (1 - confidence) / 2 * 100
+            low, high = np.percentile(ratios, [tail, 100 - tail])
+            threads = [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
+            note = ", ".join(threads) if by in ("device", "threads") else ""
+            pairs.append(Pair(dict(_key(a.cell, by)), a, b, speedup, float(low), float(high), note))
+            log_boot.append(np.log(ratios))
+    geomean = low_g = high_g = None
+    if pairs:
+        geomean = float(np.exp(np.mean([np.log(p.speedup) for p in pairs])))
+        boot = np.exp(np.mean(np.vstack(log_boot), axis=0))
+        tail = (1 - confidence) / 2 * 100
+        low_g, high_g = (float(v) for v in np.percentile(boot, [tail, 100 - tail]))
+    return Comparison(
+        by, run_a.run_id, run_b.run_id, baseline or "", pairs, geomean, low_g, high_g, confidence, unmatched
+    )
+
+
+def _median(result: CellResult) -> float:
+    assert result.latency is not None
+    return result.latency.median_s
+
+
+def _bootstrap_ratio(a: CellResult, b: CellResult, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap distribution of median(a) / median(b), resampling each side independently."""
+    medians_a = bootstrap_medians(np.asarray(a.latencies_s), resamples, seed)
+    medians_b = bootstrap_medians(np.asarray(b.latencies_s), resamples, seed + 1)
+    return medians_a / medians_b

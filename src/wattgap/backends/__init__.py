@@ -1,0 +1,11 @@
+"""The backend registry: a new backend is one module plus one line here. Backend modules import their
+framework only inside methods, so this registry is cheap to import."""
+
+from __future__ import annotations
+
+from wattgap.backends.base import Backend, Capabilities, PreparedCell
+from wattgap.backends.torch_eager import TorchEager
+
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (TorchEager(),)}
+
+__all__ = ["BACKENDS", "Backend", "Capabilities", "PreparedCell"]

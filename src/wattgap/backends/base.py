@@ -1,0 +1,66 @@
+"""The backend interface. A backend declares what it can run (Capabilities), says why it cannot run a
+given cell before anything starts, and, inside the cell's subprocess, prepares a model into a step."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
+    from wattgap.plan import Cell
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    device_kinds: frozenset[str]
+    precisions: frozenset[str]
+    workloads: frozenset[str]
+
+
+@dataclass
+class PreparedCell:
+    """What a backend hands the cell runner: one iteration as a callable, the context it runs under,
+    and what the backend knows about how it applied the cell's settings."""
+
+    step: Callable[[], Any]
+    samples_per_step: int
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    flops_per_sample: float | None = None
+    parameters: int | None = None
+    input_shape: tuple[int, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    name: str
+    description: str
+    capabilities: Capabilities
+
+    @abstractmethod
+    def unavailable_reason(self) -> str:
+        """Why this backend cannot run on this machine at all; empty when it can. Must be cheap."""
+
+    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
+        """Why this backend cannot run ``cell`` on ``hardware``; empty when it can."""
+        missing = self.unavailable_reason()
+        if missing:
+            return missing
+        kind = cell.device.partition(":")[0]
+        caps = self.capabilities
+        if kind not in caps.device_kinds:
+            return f"{self.name} does not run on {kind} (it runs on {', '.join(sorted(caps.device_kinds))})"
+        if cell.precision not in caps.precisions:
+            return f"{self.name} has no {cell.precision} (it has {', '.join(sorted(caps.precisions))})"
+        if cell.workload not in caps.workloads:
+            return f"{self.name} has no {cell.workload} workload"
+        return ""
+
+    @abstractmethod
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
+        """Build and prepare the model for ``cell`` (runs inside the cell's subprocess). ``phase`` is
+        called with the name of each phase as it starts ("load", "prepare")."""

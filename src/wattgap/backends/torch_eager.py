@@ -1,0 +1,256 @@
+"""PyTorch eager mode: inference under ``torch.inference_mode`` and full training steps."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from wattgap.backends.base import Backend, Capabilities, PreparedCell
+from wattgap.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
+    from wattgap.plan import Cell
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+class TorchEager(Backend):
+    name = "torch-eager"
+    description = "PyTorch eager mode"
+    capabilities = Capabilities(
+        device_kinds=frozenset({"cpu", "cuda", "mps"}),
+        precisions=frozenset({"fp32", "tf32", "bf16", "fp16"}),
+        workloads=frozenset({"infer", "train"}),
+    )
+
+    def unavailable_reason(self) -> str:
+        return "" if importlib.util.find_spec("torch") else "PyTorch is not installed"
+
+    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
+        reason = super().unsupported_reason(cell, hardware)
+        if reason:
+            return reason
+        kind, _, index = cell.device.partition(":")
+        if cell.precision == "tf32" and kind != "cuda":
+            return "tf32 is a mode of NVIDIA tensor cores (Ampere or newer); it needs a CUDA device"
+        if kind == "cuda" and cell.precision in ("tf32", "bf16") and hardware.gpus:
+            gpu = hardware.gpus[int(index or 0)]
+            if float(gpu.capability) < 8.0:
+                return f"{cell.precision} needs compute capability 8.0 or newer; {gpu.name} has {gpu.capability}"
+        return ""
+
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
+        import torch
+
+        phase("load")
+        device = torch.device(cell.device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())  # set_device needs an index
+        if cell.threads is not None:
+            torch.set_num_threads(cell.threads)
+        settings: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            tf32 = cell.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cudnn.benchmark = config.cudnn_benchmark
+            settings.update(cudnn_benchmark=config.cudnn_benchmark, allow_tf32=tf32)
+        torch.manual_seed(config.seed)
+        model, input_shape, classes = _build(cell.model, config)
+        parameters = sum(p.numel() for p in model.parameters())
+        model.to(device)
+
+        phase("prepare")
+        dtype = getattr(torch, _DTYPES[cell.precision]) if cell.precision in _DTYPES else None
+        cast = dtype is not None and cell.workload == "infer" and config.infer_low_precision == "cast"
+        settings["precision_applied"] = (
+            ("cast" if cast else "autocast") + f" {dtype}".replace("torch.", "")
+            if dtype is not None
+            else cell.precision
+        )
+        generator = torch.Generator().manual_seed(config.seed)
+        host_input = torch.randn((cell.batch_size, *input_shape), generator=generator)
+        if cast:
+            model.to(dtype)
+            host_input = host_input.to(dtype)
+        device_input = host_input.to(device)
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
+            (lambda: torch.autocast(device.type, dtype=dtype))
+            if dtype is not None and not cast
+            else contextlib.nullcontext
+        )
+        fetch = (lambda: host_input.to(device)) if config.end_to_end else (lambda: device_input)
+        settings["input_on_device"] = not config.end_to_end
+
+        if cell.workload == "infer":
+            model.eval()
+            step: Callable[[], Any] = lambda: model(fetch())  # noqa: E731
+
+            @contextlib.contextmanager
+            def context() -> Any:
+                with torch.inference_mode(), autocast():
+                    yield
+
+        else:
+            model.train()
+            step = _train_step(model, cell, config, fetch, autocast, classes, generator, device)
+            context = contextlib.nullcontext  # type: ignore[assignment]
+        with context():
+            flops = _count_flops(step)
+        return PreparedCell(
+            step=step,
+            samples_per_step=cell.batch_size,
+            context=context,
+            flops_per_sample=flops / cell.batch_size if flops else None,
+            parameters=parameters,
+            input_shape=tuple(input_shape),
+            settings=settings,
+        )
+
+
+def _build(name: str, config: SweepConfig) -> tuple[nn.Module, tuple[int, ...], int | None]:
+    """The model, its input shape without the batch axis, and its number of classes (None: not a
+    classifier)."""
+    from wattgap.models import MODELS, CustomModel, is_custom
+
+    if not is_custom(name):
+        spec = MODELS[name]
+        model = spec.build_torch(config.image_size, config.num_classes)
+        classes = (config.num_classes or spec.default_num_classes) if spec.task == "classification" else None
+        return model, spec.input_shape(config.image_size), classes
+    custom = CustomModel(name)
+    model = custom.build_torch()
+    shape = tuple(config.input_shape) if config.input_shape else custom.declared_input_shape(model)
+    if shape is None:
+        raise ConfigError(
+            f"input_shape: custom model {name!r} declares no input_shape attribute; give input_shape in the config"
+        )
+    return model, shape, None
+
+
+def _train_step(
+    model: nn.Module,
+    cell: Cell,
+    config: SweepConfig,
+    fetch: Callable[[], torch.Tensor],
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    classes: int | None,
+    generator: torch.Generator,
+    device: torch.device,
+) -> Callable[[], Any]:
+    import torch
+    from torch import nn
+
+    def optimizer(params: Any) -> torch.optim.Optimizer:
+        if config.optimizer == "adam":
+            return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.momentum, 0.999))
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum)
+
+    scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
+
+    def apply(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    if hasattr(model, "g_ab"):
+        return _cyclegan_step(model, fetch, autocast, optimizer, apply, generator, device)
+
+    opt = optimizer(model.parameters())
+    with torch.no_grad():
+        output = model(fetch())
+    if classes is not None and output.dim() == 2:
+        labels = torch.randint(0, classes, (cell.batch_size,), generator=generator).to(device)
+        criterion: Callable[[torch.Tensor], torch.Tensor] = lambda out: nn.functional.cross_entropy(  # noqa: E731
+            out.float(), labels
+        )
+    else:
+        target = torch.randn(output.shape, generator=generator).to(device)
+        criterion = lambda out: nn.functional.mse_loss(out.float(), target)  # noqa: E731
+
+    def step() -> None:
+        with autocast():
+            loss = criterion(model(fetch()))
+        apply(loss, opt)
+
+    return step
+
+
+def _cyclegan_step(
+    model: nn.Module,
+    fetch: Callable[[], torch.Tensor],
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    optimizer: Callable[[Any], torch.optim.Optimizer],
+    apply: Callable[[torch.Tensor, torch.optim.Optimizer], None],
+    generator: torch.Generator,
+    device: torch.device,
+) -> Callable[[], Any]:
+    """One CycleGAN iteration as in Zhu et al.: least-squares adversarial losses, cycle (lambda 10) and
+    identity (0.5 x 10) L1 losses; generators then discriminators. The history pool of fakes is left out."""
+    import itertools
+
+    import torch
+    from torch import nn
+
+    g_ab, g_ba, d_a, d_b = (cast(nn.Module, getattr(model, name)) for name in ("g_ab", "g_ba", "d_a", "d_b"))
+    opt_g = optimizer(itertools.chain(g_ab.parameters(), g_ba.parameters()))
+    opt_d = optimizer(itertools.chain(d_a.parameters(), d_b.parameters()))
+    mse, l1 = nn.functional.mse_loss, nn.functional.l1_loss
+    lambda_cycle, lambda_identity = 10.0, 0.5
+
+    def set_discriminators(trainable: bool) -> None:
+        for param in itertools.chain(d_a.parameters(), d_b.parameters()):
+            param.requires_grad_(trainable)
+
+    def adversarial(prediction: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+        return mse(prediction.float(), target.float())
+
+    shape = fetch().shape
+    domain_b = torch.randn(shape, generator=generator).to(device)
+
+    def step() -> None:
+        real_a, real_b = fetch(), domain_b
+        set_discriminators(False)
+        with autocast():
+            fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+            cycle = l1(g_ba(fake_b).float(), real_a.float()) + l1(g_ab(fake_a).float(), real_b.float())
+            identity = l1(g_ab(real_b).float(), real_b.float()) + l1(g_ba(real_a).float(), real_a.float())
+            loss_g = (
+                adversarial(d_b(fake_b), True)
+                + adversarial(d_a(fake_a), True)
+                + lambda_cycle * cycle
+                + lambda_cycle * lambda_identity * identity
+            )
+        apply(loss_g, opt_g)
+        set_discriminators(True)
+        with autocast():
+            loss_d = 0.5 * (
+                adversarial(d_a(real_a), True)
+                + adversarial(d_a(fake_a.detach()), False)
+                + adversarial(d_b(real_b), True)
+                + adversarial(d_b(fake_b.detach()), False)
+            )
+        apply(loss_d, opt_d)
+
+    return step
+
+
+def _count_flops(step: Callable[[], Any]) -> int:
+    """Floating-point operations of one step, by PyTorch's flop counter (matmuls and convolutions,
+    2 per multiply-add; forward and backward in training). 0 when the counter cannot run."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return int(counter.get_total_flops())

@@ -1,0 +1,330 @@
+"""The command line: parses, calls the Python API, renders. Every WattgapError becomes one line on
+stderr and exit status 2. Frameworks are imported only by the commands that need them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from wattgap.errors import ConfigError, WattgapError, field_error
+
+app = typer.Typer(
+    help="Benchmark deep-learning workloads: latency, throughput, memory and FLOPs, stored in SQLite.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# Piped output gets a wide table rather than rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 180)
+DbOption = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
+DEFAULT_DB = Path("wattgap.db")
+
+
+class TableOrJson(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+class Listing(str, Enum):
+    models = "models"
+    suites = "suites"
+    runs = "runs"
+
+
+FormatOption = Annotated[TableOrJson, typer.Option("--format", help="table for people, json for scripts.")]
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def _ints(flag: str, value: str | None, allowed: str) -> list[int] | None:
+    parts = _split(value)
+    if parts is None:
+        return None
+    try:
+        return [int(part) for part in parts]
+    except ValueError:
+        raise field_error(flag, value, allowed) from None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command()
+def run(
+    suite: Annotated[str | None, typer.Option(help="A shipped suite (wattgap list suites).")] = None,
+    config: Annotated[Path | None, typer.Option(help="A YAML sweep file.")] = None,
+    model: Annotated[str | None, typer.Option(help="Models, comma-separated; or package.module:callable.")] = None,
+    workload: Annotated[str | None, typer.Option(help="infer,train")] = None,
+    backend: Annotated[str | None, typer.Option(help="Backends (wattgap list backends in `wattgap env`).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32,tf32,bf16,fp16")] = None,
+    batch_size: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,8,32")] = None,
+    threads: Annotated[str | None, typer.Option(help="CPU intra-op thread counts, e.g. 1,2")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
+    max_time: Annotated[float | None, typer.Option(help="Cap on each cell's measured window, s.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Per-cell subprocess timeout, s.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Run only the cells of this run not yet stored.")] = None,
+    db: DbOption = DEFAULT_DB,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Run a sweep (the quick suite when nothing is named); store each cell's result as it finishes."""
+    from wattgap import api
+    from wattgap.config import Protocol, load_config_data, load_suite_data, parse_config
+
+    if resume is not None:
+        if any(v is not None for v in (suite, config, model, workload, backend, device, precision, batch_size)):
+            raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
+        _execute(lambda p, created: api.resume(db, resume, p, created), None, quiet)
+        return
+    if suite is not None and config is not None:
+        raise ConfigError("--suite and --config: give one of them, not both")
+    if config is not None:
+        data = load_config_data(config)
+    elif suite is not None or model is None:
+        data = load_suite_data(suite or "quick")
+    else:
+        data = {"name": "cli"}
+    overrides: dict[str, Any] = {
+        "models": _split(model),
+        "workloads": _split(workload),
+        "backends": _split(backend),
+        "devices": _split(device),
+        "precisions": _split(precision),
+        "batch_sizes": _ints("--batch-size", batch_size, "comma-separated integers from 1 to 65536"),
+        "threads": _ints("--threads", threads, "comma-separated integers from 1 to 1024"),
+        "image_size": image_size,
+        "cell_timeout_s": timeout,
+    }
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    if max_time is not None:
+        protocol = data.get("protocol", {})
+        minimum = min(float(protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)), max_time)
+        data["protocol"] = {**protocol, "max_time_s": max_time, "min_time_s": minimum}
+    sweep = parse_config(data, str(config) if config else "options")
+    from wattgap.store.sqlite import Store
+
+    Store.open(db).close() if db.exists() else _check_db_folder(db)
+    _execute(lambda p, created: api.run(sweep, db, p, created), sweep, quiet)
+
+
+def _check_db_folder(db: Path) -> None:
+    from wattgap.errors import StoreError
+
+    if not db.parent.is_dir():
+        raise StoreError(f"--db: folder {str(db.parent)!r} does not exist; create it or choose another path")
+
+
+def _execute(start: Any, sweep: Any, quiet: bool) -> None:
+    """Run with live progress, then print the table and the run id."""
+    from wattgap.report.progress import RichProgress
+    from wattgap.report.terminal import results_table, summary_line
+    from wattgap.runner.executor import SilentProgress
+
+    state: dict[str, Any] = {}
+    sink: Any = SilentProgress()
+
+    def created(run_id: str, plan: Any) -> None:
+        state["run_id"] = run_id
+        console.print(
+            f"run {run_id}: {len(plan.cells) if plan else 'resuming'} cells"
+            + (f", {len(plan.skipped)} skipped before starting" if plan and plan.skipped else "")
+        )
+
+    class Sink:
+        def __init__(self) -> None:
+            self.bars: RichProgress | None = None
+
+        def cell_started(self, cell: Any, index: int, total: int) -> None:
+            if self.bars is None and not quiet:
+                self.bars = RichProgress(console, total).__enter__()
+            (self.bars or sink).cell_started(cell, index, total)
+
+        def cell_event(self, event: dict[str, Any]) -> None:
+            (self.bars or sink).cell_event(event)
+
+        def cell_finished(self, result: Any) -> None:
+            (self.bars or sink).cell_finished(result)
+            if self.bars is None:
+                console.print(f"{result.status:>7} {result.cell.label} {result.reason}")
+
+    progress = Sink()
+    try:
+        finished = start(progress, created)
+    except KeyboardInterrupt:
+        if progress.bars is not None:
+            progress.bars.__exit__(None, None, None)
+        run_id = state.get("run_id", "?")
+        console.print(f"interrupted; finished cells are stored. Resume with: wattgap run --resume {run_id}")
+        raise typer.Exit(130) from None
+    if progress.bars is not None:
+        progress.bars.__exit__(None, None, None)
+    console.print(results_table(finished))
+    console.print(summary_line(finished))
+    console.print(f"run id: {finished.run_id}")
+
+
+@app.command("list")
+def list_(
+    what: Annotated[Listing, typer.Argument(help="models, suites or runs")],
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """List the model zoo, the shipped suites, or the runs in a database."""
+    from rich.table import Table
+
+    rows: list[dict[str, Any]]
+    if what is Listing.models:
+        from wattgap.models import MODELS
+
+        rows = [
+            {
+                "name": s.name,
+                "task": s.task,
+                "input": "x".join(map(str, s.input_shape())),
+                "classes": s.default_num_classes,
+                "reference_params": s.reference_params,
+                "description": s.description,
+            }
+            for s in MODELS.values()
+        ]
+    elif what is Listing.suites:
+        from wattgap.config import load_suite_data, suite_names
+
+        rows = [{"name": n, "description": load_suite_data(n).get("description", "")} for n in suite_names()]
+    else:
+        from wattgap.api import list_runs
+
+        rows = list_runs(db)
+    if fmt is TableOrJson.json:
+        _print_json(rows)
+        return
+    table = Table(title=what.value, title_justify="left")
+    for column in rows[0] if rows else ["(none)"]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """Print a stored run's results table again."""
+    from wattgap.api import load_run
+    from wattgap.report.terminal import results_table, summary_line
+
+    stored = load_run(db, run_id)
+    if fmt is TableOrJson.json:
+        _print_json([{"run_id": stored.run_id, **r.flat()} for r in stored.results])
+        return
+    console.print(results_table(stored))
+    console.print(summary_line(stored))
+
+
+@app.command()
+def env(fmt: FormatOption = TableOrJson.table) -> None:
+    """Describe this machine: CPU, memory, GPUs, driver and CUDA, libraries, usable devices and backends."""
+    from wattgap.devices import detect
+    from wattgap.report.terminal import environment_tables
+    from wattgap.runner.fingerprint import fingerprint
+
+    environment = fingerprint(detect())
+    if fmt is TableOrJson.json:
+        _print_json(environment)
+        return
+    for table in environment_tables(environment):
+        console.print(table)
+
+
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv: a row per cell; json: everything.")],
+    output: Annotated[Path | None, typer.Option(help="File to write; standard output when absent.")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Export a run as CSV or JSON."""
+    from wattgap.api import load_run
+    from wattgap.store.export import render, write_atomically
+
+    text = render(load_run(db, run_id), fmt.value)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(text, output)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Run A, the baseline.")],
+    run_b: Annotated[str, typer.Argument(help="Run B (may be the same run as A).")],
+    by: Annotated[str, typer.Option(help="The cell field that differs between matched cells.")] = "device",
+    baseline: Annotated[str | None, typer.Option(help="With one run: the value of --by that is A.")] = None,
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """Speedup of B over A (time ratio) for cells that differ only in one field, with 95% CIs."""
+    from wattgap.analysis.speedup import compare as compare_runs
+    from wattgap.plan import CELL_FIELDS
+    from wattgap.report.terminal import print_comparison
+    from wattgap.store.sqlite import Store
+
+    if by not in CELL_FIELDS:
+        raise field_error("--by", by, CELL_FIELDS)
+    with Store.open_readonly(db) as store:
+        first, second = store.load_run(run_a), store.load_run(run_b)
+    comparison = compare_runs(first, second, by=by, baseline=baseline)
+    if fmt is TableOrJson.json:
+        _print_json(
+            {
+                "by": comparison.by,
+                "run_a": comparison.run_a,
+                "run_b": comparison.run_b,
+                "baseline": comparison.baseline,
+                "pairs": [
+                    {
+                        "a_cell_id": p.a.cell_id,
+                        "b_cell_id": p.b.cell_id,
+                        "matched_on": p.key,
+                        "a": str(getattr(p.a.cell, by)),
+                        "b": str(getattr(p.b.cell, by)),
+                        "speedup": p.speedup,
+                        "ci_low": p.ci_low,
+                        "ci_high": p.ci_high,
+                    }
+                    for p in comparison.pairs
+                ],
+                "geomean": comparison.geomean,
+                "geomean_ci": [comparison.geomean_ci_low, comparison.geomean_ci_high],
+                "confidence": comparison.confidence,
+            }
+        )
+        return
+    if not comparison.pairs:
+        raise ConfigError(f"--by {by}: no cells of {first.run_id} and {second.run_id} match on every other field")
+    print_comparison(console, comparison)
+
+
+def main() -> None:
+    try:
+        app()
+    except WattgapError as error:
+        sys.stderr.write(f"wattgap: error: {error}\n")
+        sys.exit(2)

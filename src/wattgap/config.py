@@ -1,0 +1,202 @@
+"""The sweep configuration: pydantic models, YAML loading and the shipped suites. Pure: validating a
+config reads no hardware and writes nothing."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from wattgap.errors import ConfigError, field_error
+
+Workload = Literal["infer", "train"]
+Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+WORKLOADS: tuple[str, ...] = ("infer", "train")
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICES_ALLOWED = "auto, cpu, cuda, cuda:N, mps"
+MAX_BATCH_SIZE = 65_536
+MAX_THREADS = 1_024
+
+
+class Protocol(BaseModel):
+    """How one cell is measured (DESIGN section 4). Every field is stored with the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warmup_min_iters: int = Field(10, ge=0)
+    warmup_min_time_s: float = Field(1.0, ge=0)
+    min_iters: int = Field(30, ge=2)
+    min_time_s: float = Field(2.0, ge=0)
+    max_time_s: float = Field(30.0, gt=0)
+    max_iters: int = Field(1_000_000, ge=2)
+    ci_rel_halfwidth: float = Field(0.02, gt=0, lt=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap_resamples: int = Field(1000, ge=100)
+    noise_iqr_ratio: float = Field(0.10, gt=0)
+
+    @model_validator(mode="after")
+    def _caps_above_minimums(self) -> Protocol:
+        if self.max_time_s < self.min_time_s:
+            raise field_error("protocol.max_time_s", self.max_time_s, f"at least min_time_s ({self.min_time_s})")
+        if self.max_iters < self.min_iters:
+            raise field_error("protocol.max_iters", self.max_iters, f"at least min_iters ({self.min_iters})")
+        return self
+
+
+class SweepConfig(BaseModel):
+    """A sweep: each list is an axis; the cells are their product (see plan.expand)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "custom"
+    description: str = ""
+    models: list[str] = Field(min_length=1)
+    workloads: list[Workload] = Field(default_factory=lambda: list[Workload](["infer"]), min_length=1)
+    backends: list[str] = Field(default_factory=lambda: ["torch-eager"], min_length=1)
+    devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    threads: list[int] | None = None
+    image_size: int | None = Field(None, ge=8, le=4096)
+    num_classes: int | None = Field(None, ge=1, le=1_000_000)
+    input_shape: list[int] | None = None
+    infer_low_precision: Literal["autocast", "cast"] = "autocast"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    cudnn_benchmark: bool = True
+    end_to_end: bool = False
+    seed: int = 0
+    cell_timeout_s: float = Field(900.0, gt=0)
+    protocol: Protocol = Field(default_factory=Protocol)
+
+    @field_validator("models")
+    @classmethod
+    def _models_known(cls, value: list[str]) -> list[str]:
+        from wattgap.models import check_model_name
+
+        for index, name in enumerate(value):
+            check_model_name(name, f"models[{index}]")
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _backends_known(cls, value: list[str]) -> list[str]:
+        from wattgap.backends import BACKENDS
+
+        for index, name in enumerate(value):
+            if name not in BACKENDS:
+                raise field_error(f"backends[{index}]", name, BACKENDS)
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _devices_valid(cls, value: list[str]) -> list[str]:
+        for index, name in enumerate(value):
+            if not DEVICE_PATTERN.match(name):
+                raise field_error(f"devices[{index}]", name, DEVICES_ALLOWED)
+        return value
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _batches_sane(cls, value: list[int]) -> list[int]:
+        for index, size in enumerate(value):
+            if not 1 <= size <= MAX_BATCH_SIZE:
+                raise field_error(f"batch_sizes[{index}]", size, f"integers from 1 to {MAX_BATCH_SIZE}")
+        return value
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_sane(cls, value: list[int] | None) -> list[int] | None:
+        for index, count in enumerate(value or []):
+            if not 1 <= count <= MAX_THREADS:
+                raise field_error(f"threads[{index}]", count, f"integers from 1 to {MAX_THREADS}")
+        return value
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape_sane(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(v < 1 for v in value)):
+            raise field_error("input_shape", value, "a list of positive integers without the batch axis")
+        return value
+
+
+def _describe(error: ValidationError) -> str:
+    """One line from the first pydantic error: the field, what was given and what is allowed."""
+    first = error.errors()[0]
+    location = ""
+    for part in first["loc"]:
+        location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+    location = location or "config"
+    given = first.get("input")
+    if first["type"] == "extra_forbidden":
+        owner = Protocol if location.startswith("protocol.") else SweepConfig
+        return f"{location}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
+    if first["type"] == "missing":
+        return f"{location}: required but missing"
+    message = first["msg"]
+    if isinstance(first.get("ctx", {}).get("error"), ConfigError):
+        return str(first["ctx"]["error"])
+    expected = first.get("ctx", {}).get("expected")
+    if expected:
+        return f"{location}: got {given!r}; allowed: {expected}"
+    return f"{location}: got {given!r}; {message[0].lower()}{message[1:]}"
+
+
+def parse_config(data: Any, source: str = "config") -> SweepConfig:
+    """Validate a mapping into a SweepConfig; any problem is a one-line ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+
+
+def _read_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+
+
+def load_config_data(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file (validated later, after flags are merged in)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--config: file {str(file)!r} does not exist or is not a file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--config: cannot read {str(file)!r}: {error}") from None
+    data = _read_yaml(text, str(file))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of config keys at the top level")
+    return data
+
+
+def suite_names() -> list[str]:
+    folder = resources.files("wattgap.resources").joinpath("suites")
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_suite_data(name: str) -> dict[str, Any]:
+    names = suite_names()
+    if name not in names:
+        raise field_error("--suite", name, names)
+    text = resources.files("wattgap.resources").joinpath("suites", f"{name}.yaml").read_text("utf-8")
+    data = _read_yaml(text, f"suite {name}")
+    data.setdefault("name", name)
+    return dict(data)
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    return parse_config(load_config_data(path), str(path))

@@ -1,0 +1,35 @@
+"""The exception hierarchy. Every error a user can cause is a WattgapError: the CLI prints its
+message on one line and exits with status 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class WattgapError(Exception):
+    """Base of all errors wattgap reports to the user without a traceback."""
+
+
+class ConfigError(WattgapError):
+    """A sweep, flag or config file is invalid."""
+
+
+class BackendUnavailable(WattgapError):
+    """A backend or device cannot run here."""
+
+
+class MeasurementError(WattgapError):
+    """A measurement could not be taken or is invalid."""
+
+
+class StoreError(WattgapError):
+    """The results database is missing, foreign, too new, or lacks what was asked for."""
+
+
+def field_error(field: str, given: object, allowed: Iterable[object] | str, hint: str = "") -> ConfigError:
+    """A ConfigError naming the field, the allowed values and the value given."""
+    allowed_text = allowed if isinstance(allowed, str) else ", ".join(str(a) for a in allowed)
+    message = f"{field}: got {given!r}; allowed: {allowed_text}"
+    if hint:
+        message += f" ({hint})"
+    return ConfigError(message)

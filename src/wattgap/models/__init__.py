@@ -1,0 +1,170 @@
+"""The model zoo: one registry of ModelSpec. Building a model imports its framework lazily, so listing
+the zoo costs nothing. A user's own model is named ``package.module:callable``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from wattgap.errors import ConfigError, field_error
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Task = Literal["classification", "image-translation"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the zoo knows of a model: its task, its default input, and the reference parameter counts
+    it must reproduce (per component, at the reference image size and number of classes)."""
+
+    name: str
+    description: str
+    task: Task
+    torch_builder: str  # "module:function" under wattgap.models.torch
+    default_image_size: int
+    default_num_classes: int
+    in_channels: int = 3
+    reference_image_size: int = 224
+    reference_num_classes: int = 1000
+    reference_params: dict[str, int] = field(default_factory=dict)
+
+    def input_shape(self, image_size: int | None = None) -> tuple[int, int, int]:
+        side = image_size or self.default_image_size
+        return (self.in_channels, side, side)
+
+    def build_torch(self, image_size: int | None = None, num_classes: int | None = None) -> nn.Module:
+        module_name, function = self.torch_builder.split(":")
+        module = importlib.import_module(f"wattgap.models.torch.{module_name}")
+        builder: Callable[..., nn.Module] = getattr(module, function)
+        return builder(
+            num_classes=num_classes if num_classes is not None else self.default_num_classes,
+            image_size=image_size or self.default_image_size,
+            in_channels=self.in_channels,
+        )
+
+
+_CLASSIFIER: Task = "classification"
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "conv6",
+            "six 3x3 convolutions and three FC layers (CIFAR-10)",
+            _CLASSIFIER,
+            "conv6:conv6",
+            default_image_size=32,
+            default_num_classes=10,
+            reference_image_size=32,
+            reference_num_classes=10,
+            reference_params={"model": 2_262_602},
+        ),
+        ModelSpec(
+            "vgg16",
+            "VGG16, configuration D",
+            _CLASSIFIER,
+            "vgg:vgg16",
+            default_image_size=224,
+            default_num_classes=1000,
+            reference_params={"model": 138_357_544},
+        ),
+        ModelSpec(
+            "resnet18",
+            "ResNet-18",
+            _CLASSIFIER,
+            "resnet:resnet18",
+            default_image_size=224,
+            default_num_classes=1000,
+            reference_params={"model": 11_689_512},
+        ),
+        ModelSpec(
+            "resnet50",
+            "ResNet-50 (v1.5)",
+            _CLASSIFIER,
+            "resnet:resnet50",
+            default_image_size=224,
+            default_num_classes=1000,
+            reference_params={"model": 25_557_032},
+        ),
+        ModelSpec(
+            "resnet101",
+            "ResNet-101 (v1.5)",
+            _CLASSIFIER,
+            "resnet:resnet101",
+            default_image_size=224,
+            default_num_classes=1000,
+            reference_params={"model": 44_549_160},
+        ),
+        ModelSpec(
+            "cyclegan",
+            "CycleGAN: two ResNet-9-block generators, two 70x70 PatchGAN discriminators; inference runs one generator",
+            "image-translation",
+            "cyclegan:cyclegan",
+            default_image_size=256,
+            default_num_classes=0,
+            reference_image_size=256,
+            reference_num_classes=0,
+            reference_params={"generator": 11_378_179, "discriminator": 2_764_737},
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class CustomModel:
+    """A user's model: ``package.module:callable`` returning an ``nn.Module``."""
+
+    target: str
+
+    @property
+    def name(self) -> str:
+        return self.target
+
+    def build_torch(self) -> Any:
+        module_name, attr = self.target.split(":", 1)
+        builder = getattr(importlib.import_module(module_name), attr)
+        return builder()
+
+    def declared_input_shape(self, built: Any = None) -> tuple[int, ...] | None:
+        module_name, attr = self.target.split(":", 1)
+        for owner in (built, getattr(importlib.import_module(module_name), attr)):
+            shape = getattr(owner, "input_shape", None)
+            if shape is not None:
+                return tuple(int(v) for v in shape)
+        return None
+
+
+def is_custom(name: str) -> bool:
+    return ":" in name
+
+
+def check_model_name(name: str, field_name: str = "models") -> None:
+    """Raise a ConfigError unless ``name`` is a zoo model or an importable ``module:callable``."""
+    if not is_custom(name):
+        if name not in MODELS:
+            raise field_error(field_name, name, [*MODELS, "package.module:callable"])
+        return
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr.isidentifier():
+        raise field_error(field_name, name, "a zoo model or package.module:callable")
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigError(
+            f"{field_name}: module {module_name!r} of custom model {name!r} cannot be found on the Python path"
+        )
+
+
+def get_spec(name: str) -> ModelSpec:
+    check_model_name(name)
+    return MODELS[name]
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

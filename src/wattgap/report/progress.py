@@ -1,0 +1,65 @@
+"""Live progress of a sweep on the terminal: one bar for the sweep, one for the current cell (its name,
+its phase and an ETA), and a line per finished cell."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from wattgap.plan import Cell
+from wattgap.report.terminal import STATUS_STYLE, quantity, seconds
+from wattgap.results import CellResult
+
+# Share of a cell's bar given to each phase; the measured window is the open-ended part.
+_PHASE_SPAN = {"load": (0.0, 0.1), "prepare": (0.1, 0.2), "warmup": (0.2, 0.35), "measure": (0.35, 1.0)}
+
+
+class RichProgress:
+    def __init__(self, console: Console, total_cells: int) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            TextColumn("[cyan]{task.fields[phase]}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.sweep: TaskID = self.progress.add_task("sweep", total=total_cells, phase="")
+        self.cell: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.__exit__(kind, value, tb)
+
+    def cell_started(self, cell: Cell, index: int, total: int) -> None:
+        if self.cell is not None:
+            self.progress.remove_task(self.cell)
+        self.progress.update(self.sweep, description=f"sweep {index + 1}/{total}")
+        self.cell = self.progress.add_task(cell.label, total=1.0, phase="start")
+
+    def cell_event(self, event: dict[str, Any]) -> None:
+        if self.cell is None:
+            return
+        phase = str(event.get("phase", ""))
+        low, high = _PHASE_SPAN.get(phase, (0.0, 0.0))
+        fraction = float(event.get("fraction", 0.0))
+        self.progress.update(self.cell, phase=phase, completed=low + (high - low) * fraction)
+
+    def cell_finished(self, result: CellResult) -> None:
+        self.progress.advance(self.sweep)
+        style = STATUS_STYLE.get(result.status, "red")
+        if result.status == "ok" and result.latency:
+            detail = f"median {seconds(result.latency.median_s)}, {quantity(result.throughput_sps, 'sps')}"
+        else:
+            detail = result.reason
+        self.console.print(f"[{style}]{result.status:>7}[/] {result.cell.label}  {detail}")

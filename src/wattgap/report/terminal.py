@@ -1,0 +1,181 @@
+"""Terminal rendering with rich: result tables, run listings, comparisons, the environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from wattgap.analysis.speedup import Comparison
+from wattgap.results import CellResult, Run
+
+STATUS_STYLE = {"ok": "green", "skipped": "dim", "failed": "red", "oom": "magenta", "timeout": "yellow"}
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
+def quantity(value: float | None, unit: str, base: float = 1000.0) -> str:
+    if value is None:
+        return "-"
+    prefixes = ["", "k", "M", "G", "T", "P"] if base == 1000.0 else ["", "Ki", "Mi", "Gi", "Ti", "Pi"]
+    for prefix in prefixes:
+        if abs(value) < base:
+            return f"{value:.3g} {prefix}{unit}"
+        value /= base
+    return f"{value:.3g} E{unit}"
+
+
+def _notes(result: CellResult) -> str:
+    if result.status != "ok":
+        return result.reason
+    notes = []
+    if result.latency and result.latency.noisy:
+        notes.append("noisy")
+    if result.stop_reason and result.stop_reason != "converged":
+        notes.append(f"stopped: {result.stop_reason}")
+    applied = result.settings.get("precision_applied")
+    if applied and applied != result.cell.precision:
+        notes.append(str(applied))
+    return ", ".join(notes)
+
+
+def results_table(run: Run) -> Table:
+    table = Table(title=f"run {run.run_id} ({run.name}, {run.status})", title_justify="left")
+    for column, justify in (
+        ("cell", "left"),
+        ("status", "left"),
+        ("median", "right"),
+        ("±CI", "right"),
+        ("p95", "right"),
+        ("throughput", "right"),
+        ("FLOP/s", "right"),
+        ("peak mem", "right"),
+        ("n", "right"),
+        ("notes", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    by_id = {r.cell_id: r for r in run.results}
+    for cell in run.cells:
+        result = by_id.get(cell.cell_id)
+        if result is None:
+            table.add_row(cell.label, "[dim]pending[/]", *["-"] * 7, "")
+            continue
+        latency = result.latency
+        memory = result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
+        style = STATUS_STYLE.get(result.status, "red")
+        table.add_row(
+            cell.label,
+            f"[{style}]{result.status}[/]",
+            seconds(latency.median_s) if latency else "-",
+            f"{latency.median_ci_rel_halfwidth:.1%}" if latency else "-",
+            seconds(latency.p95_s) if latency else "-",
+            quantity(result.throughput_sps, "sps"),
+            quantity(result.achieved_flops_per_s, "FLOP/s")
+            + (f" ({result.flop_utilisation:.0%})" if result.flop_utilisation else ""),
+            quantity(memory, "B", 1024.0),
+            str(latency.n) if latency else "-",
+            _notes(result),
+        )
+    return table
+
+
+def summary_line(run: Run) -> str:
+    counts = run.counts()
+    parts = [f"{count} {status}" for status, count in counts.items() if count]
+    return f"{len(run.cells)} cells: " + ", ".join(parts)
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="runs", title_justify="left")
+    for column in ("run_id", "name", "created_at", "status", "cells", "ok", "skipped", "failed"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            *(str(row[c]) for c in ("run_id", "name", "created_at", "status", "cells", "ok", "skipped", "failed"))
+        )
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    level = f"{comparison.confidence:.0%}"
+    a_name = comparison.baseline or comparison.run_a
+    table = Table(
+        title=f"speedup of B over A by {comparison.by} (A = {a_name}, B = {comparison.run_b}); "
+        f"time ratio A/B, {level} bootstrap CI",
+        title_justify="left",
+    )
+    for column in (
+        "matched on",
+        f"A {comparison.by}",
+        f"B {comparison.by}",
+        "A median",
+        "B median",
+        "speedup",
+        f"{level} CI",
+        "note",
+    ):
+        table.add_column(column, justify="left" if column in ("matched on", "note") else "right")
+    for pair in comparison.pairs:
+        assert pair.a.latency is not None and pair.b.latency is not None
+        matched = "/".join(str(v) for k, v in pair.key.items() if v is not None and k != "threads")
+        table.add_row(
+            matched,
+            str(getattr(pair.a.cell, comparison.by)),
+            str(getattr(pair.b.cell, comparison.by)),
+            seconds(pair.a.latency.median_s),
+            seconds(pair.b.latency.median_s),
+            f"{pair.speedup:.3g}x",
+            f"{pair.ci_low:.3g}-{pair.ci_high:.3g}",
+            pair.note,
+        )
+    return table
+
+
+def print_comparison(console: Console, comparison: Comparison) -> None:
+    console.print(comparison_table(comparison))
+    if comparison.geomean is not None:
+        console.print(
+            f"geometric mean speedup over {len(comparison.pairs)} pairs: {comparison.geomean:.3g}x "
+            f"({comparison.confidence:.0%} CI {comparison.geomean_ci_low:.3g}-{comparison.geomean_ci_high:.3g})"
+        )
+    if comparison.unmatched:
+        console.print(f"[dim]{comparison.unmatched} cell(s) of A had no match in B[/]")
+
+
+def environment_tables(environment: dict[str, Any]) -> list[Table]:
+    machine = Table(title="machine", title_justify="left", show_header=False)
+    machine.add_column("what")
+    machine.add_column("value")
+    cpu = environment["cpu"]
+    machine.add_row("cpu", f"{cpu['model']} ({cpu['physical_cores']} physical / {cpu['logical_cores']} logical cores)")
+    machine.add_row("cpu features", ", ".join(cpu["flags"]) or "-")
+    machine.add_row("memory", quantity(environment["memory_bytes"], "B", 1024.0))
+    for gpu in environment["gpus"]:
+        machine.add_row(
+            f"gpu {gpu['index']}",
+            f"{gpu['name']}, {quantity(gpu['memory_bytes'], 'B', 1024.0)}, compute {gpu['capability']}",
+        )
+    machine.add_row("nvidia driver", str(environment.get("nvidia_driver") or "-"))
+    torch = environment.get("torch", {})
+    machine.add_row("cuda (torch build)", str(torch.get("cuda") or "-"))
+    machine.add_row("cudnn", str(torch.get("cudnn") or "-"))
+    machine.add_row("os / python", f"{environment['os']} / {environment['python']}")
+    versions = ", ".join(f"{k} {v}" for k, v in environment["libraries"].items() if v)
+    machine.add_row("libraries", versions)
+    wattgap = environment["wattgap"]
+    machine.add_row("wattgap", f"{wattgap['version']} ({wattgap['commit'] or 'no git checkout'})")
+    usable = Table(title="devices and backends", title_justify="left")
+    for column in ("kind", "name", "usable", "why not"):
+        usable.add_column(column)
+    for kind in ("devices", "backends"):
+        for name, entry in environment[kind].items():
+            usable.add_row(kind[:-1], name, "yes" if entry["usable"] else "[red]no[/]", entry["reason"])
+    return [machine, usable]

@@ -1,0 +1,124 @@
+"""Result types: what one cell produced and what a run holds. Plain data: formatting lives in report/."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from wattgap.config import SweepConfig
+from wattgap.measure.stats import LatencyStats
+from wattgap.plan import Cell
+
+if TYPE_CHECKING:
+    import pandas
+
+RESULT_SCHEMA_VERSION = 1
+Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
+STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
+
+
+class Phases(BaseModel):
+    """Seconds spent in each phase of the cell's subprocess. Only ``measure_s`` is in the measurement."""
+
+    startup_s: float | None = None  # interpreter start and imports, until the cell begins
+    load_s: float | None = None  # model built and moved to the device
+    prepare_s: float | None = None  # inputs, precision, optimiser, FLOP count
+    warmup_s: float | None = None
+    measure_s: float | None = None  # wall time of the timed blocks
+    total_s: float | None = None  # the whole subprocess, as the parent saw it
+
+
+class Memory(BaseModel):
+    device_peak_allocated_bytes: int | None = None
+    device_peak_reserved_bytes: int | None = None
+    device_used_bytes: int | None = None  # device-wide, from NVML, at the end of the window
+    host_peak_rss_bytes: int | None = None  # the cell's subprocess, whole life
+
+
+class CellResult(BaseModel):
+    schema_version: int = RESULT_SCHEMA_VERSION
+    cell: Cell
+    status: Status
+    reason: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    phases: Phases = Field(default_factory=Phases)
+    timer: str | None = None
+    warmup_iterations: int | None = None
+    iterations: int | None = None
+    stop_reason: str | None = None
+    ci_checks: int | None = None
+    latency: LatencyStats | None = None
+    latencies_s: list[float] = Field(default_factory=list)
+    samples_per_iteration: int | None = None
+    throughput_sps: float | None = None  # samples processed / measured wall time
+    throughput_median_sps: float | None = None  # batch / median latency (GDEV-AI, DEEP-GAP)
+    flops_per_sample: float | None = None
+    achieved_flops_per_s: float | None = None
+    peak_flops_per_s: float | None = None
+    flop_utilisation: float | None = None
+    parameters: int | None = None
+    input_shape: list[int] = Field(default_factory=list)
+    memory: Memory = Field(default_factory=Memory)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def cell_id(self) -> str:
+        return self.cell.cell_id
+
+    def flat(self) -> dict[str, Any]:
+        """One flat row: cell fields, status and headline metrics (no raw samples)."""
+        row: dict[str, Any] = {"cell_id": self.cell_id, **self.cell.model_dump()}
+        row.update(status=self.status, reason=self.reason, stop_reason=self.stop_reason)
+        latency = self.latency.model_dump(exclude={"warnings"}) if self.latency else {}
+        row.update({f"latency_{key}": value for key, value in latency.items()})
+        row.update(
+            iterations=self.iterations,
+            throughput_sps=self.throughput_sps,
+            throughput_median_sps=self.throughput_median_sps,
+            flops_per_sample=self.flops_per_sample,
+            achieved_flops_per_s=self.achieved_flops_per_s,
+            flop_utilisation=self.flop_utilisation,
+            parameters=self.parameters,
+        )
+        row.update(self.memory.model_dump())
+        row.update({f"phase_{k}": v for k, v in self.phases.model_dump().items()})
+        row["precision_applied"] = self.settings.get("precision_applied")
+        row["warnings"] = "; ".join(self.warnings)
+        return row
+
+
+class Run(BaseModel):
+    run_id: str
+    name: str
+    created_at: str
+    finished_at: str | None = None
+    status: str
+    config: SweepConfig
+    environment: dict[str, Any]
+    cells: list[Cell]
+    results: list[CellResult]
+
+    def result(self, cell_id: str) -> CellResult | None:
+        return next((r for r in self.results if r.cell_id == cell_id), None)
+
+    @property
+    def pending(self) -> list[Cell]:
+        done = {r.cell_id for r in self.results}
+        return [c for c in self.cells if c.cell_id not in done]
+
+    def counts(self) -> dict[str, int]:
+        counts = {status: 0 for status in STATUSES}
+        for result in self.results:
+            counts[result.status] += 1
+        counts["pending"] = len(self.pending)
+        return counts
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        import pandas
+
+        frame = pandas.DataFrame([r.flat() for r in self.results])
+        frame.insert(0, "run_id", self.run_id)
+        return frame

@@ -1,0 +1,106 @@
+"""Run one cell in this process: the backend prepares the model, then warmup and the measured window,
+then memory and FLOP figures. Called inside the cell's own subprocess (runner/worker.py)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wattgap.backends import BACKENDS
+from wattgap.config import SweepConfig
+from wattgap.measure import timing
+from wattgap.measure.hardware import peak_flops_per_s
+from wattgap.measure.memory import DeviceMemory
+from wattgap.measure.stats import summarize
+from wattgap.plan import Cell
+from wattgap.results import CellResult, Memory, Phases
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def run_cell(cell: Cell, config: SweepConfig, emit: Emit) -> CellResult:
+    backend = BACKENDS[cell.backend]
+    phases = Phases()
+    clock = time.perf_counter
+    marks: dict[str, float] = {}
+
+    def phase(name: str) -> None:
+        marks[name] = clock()
+        emit({"event": "phase", "phase": name})
+
+    def progress(name: str) -> Callable[[float], None]:
+        return lambda fraction: emit({"event": "progress", "phase": name, "fraction": fraction})
+
+    prepared = backend.prepare(cell, config, phase)
+    phases.load_s = marks.get("prepare", clock()) - marks.get("load", clock())
+    phases.prepare_s = clock() - marks.get("prepare", clock())
+
+    timer = _timer(cell.device)
+    memory = DeviceMemory(cell.device)
+    protocol = config.protocol
+    with prepared.context():
+        phase("warmup")
+        warmup_iters, phases.warmup_s = timing.warm_up(prepared.step, timer, protocol, progress("warmup"))
+        memory.reset_peak()
+        phase("measure")
+        measured = timing.measure(prepared.step, timer, protocol, progress("measure"), seed=config.seed)
+    phases.measure_s = measured.wall_s
+    stats = summarize(
+        measured.latencies_s,
+        protocol.confidence,
+        protocol.bootstrap_resamples,
+        protocol.noise_iqr_ratio,
+        config.seed,
+    )
+    samples = prepared.samples_per_step * len(measured.latencies_s)
+    throughput = samples / measured.wall_s
+    achieved = prepared.flops_per_sample * throughput if prepared.flops_per_sample else None
+    peak = peak_flops_per_s(cell.device, cell.precision)
+    warnings = list(stats.warnings)
+    if measured.stop_reason != "converged":
+        warnings.append(
+            f"stopped at {measured.stop_reason} before the median's CI half-width reached "
+            f"{protocol.ci_rel_halfwidth:.0%} (it is {stats.median_ci_rel_halfwidth:.1%})"
+        )
+    return CellResult(
+        cell=cell,
+        status="ok",
+        phases=phases,
+        timer=timer.name,
+        warmup_iterations=warmup_iters,
+        iterations=len(measured.latencies_s),
+        stop_reason=measured.stop_reason,
+        ci_checks=measured.ci_checks,
+        latency=stats,
+        latencies_s=measured.latencies_s,
+        samples_per_iteration=prepared.samples_per_step,
+        throughput_sps=throughput,
+        throughput_median_sps=prepared.samples_per_step / stats.median_s if stats.median_s > 0 else None,
+        flops_per_sample=prepared.flops_per_sample,
+        achieved_flops_per_s=achieved,
+        peak_flops_per_s=peak,
+        flop_utilisation=achieved / peak if achieved and peak else None,
+        parameters=prepared.parameters,
+        input_shape=list(prepared.input_shape),
+        memory=Memory(**memory.read(), host_peak_rss_bytes=_peak_rss_bytes()),
+        settings=prepared.settings,
+        warnings=warnings,
+    )
+
+
+def _timer(device: str) -> timing.Timer:
+    if device.startswith("cuda"):
+        return timing.CudaEventTimer(device)
+    if device == "mps":
+        from wattgap.devices import synchronize
+
+        return timing.Timer(sync=lambda: synchronize("mps"))
+    return timing.Timer()
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)

@@ -1,0 +1,143 @@
+"""The environment fingerprint stored with every run, and the machine description of ``wattgap env``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from wattgap.devices import Hardware
+
+LIBRARIES = ("torch", "numpy", "pydantic", "tensorflow", "onnxruntime", "tensorrt", "nvidia-ml-py")
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+
+
+def _cpuinfo() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    path = Path("/proc/cpuinfo")
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@cache
+def wattgap_commit() -> str | None:
+    """The git commit of the wattgap source tree, when it is a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _torch_details() -> dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    details: dict[str, Any] = {
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "intra_op_threads_default": torch.get_num_threads(),
+        "interop_threads_default": torch.get_num_interop_threads(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+    }
+    return details
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+            return version.decode() if isinstance(version, bytes) else str(version)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # NVML optional
+        pass
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def fingerprint(hardware: Hardware) -> dict[str, Any]:
+    """Everything about this machine and software that a result depends on."""
+    import psutil
+
+    from wattgap import __version__
+    from wattgap.backends import BACKENDS
+
+    devices = {"cpu": ""} | {name: hardware.unusable_reason(name) for name in ("cuda", "mps")}
+    return {
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpuinfo() | {"physical_cores": hardware.physical_cores, "logical_cores": hardware.logical_cores},
+        "memory_bytes": int(psutil.virtual_memory().total),
+        "gpus": [gpu.__dict__ for gpu in hardware.gpus],
+        "nvidia_driver": _nvidia_driver() if hardware.gpus else None,
+        "torch": _torch_details(),
+        "libraries": _versions(),
+        "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+        "wattgap": {"version": __version__, "commit": wattgap_commit()},
+        "devices": {name: {"usable": not reason, "reason": reason} for name, reason in devices.items()},
+        "backends": {
+            name: {"usable": not backend.unavailable_reason(), "reason": backend.unavailable_reason()}
+            for name, backend in BACKENDS.items()
+        },
+    }
+
+
+def machine_key(environment: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a fingerprint that must match for a run to be resumed on this machine."""
+    return {
+        "cpu": environment.get("cpu", {}).get("model"),
+        "gpus": [gpu.get("name") for gpu in environment.get("gpus", [])],
+        "torch": environment.get("libraries", {}).get("torch"),
+    }

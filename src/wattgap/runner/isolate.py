@@ -1,0 +1,128 @@
+"""Run one cell in its own subprocess with a timeout. Whatever happens to it (an exception, a crash, a
+kill, a hang) comes back as a CellResult with a status and a reason; nothing is raised to the sweep."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from wattgap.config import SweepConfig
+from wattgap.plan import Cell
+from wattgap.results import CellResult, Phases
+
+OnEvent = Callable[[dict[str, Any]], None]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _stderr_tail(file: Any, lines: int = 3) -> str:
+    file.seek(0)
+    text = file.read().decode("utf-8", "replace").strip().splitlines()
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def _signal_reason(returncode: int) -> str:
+    number = -returncode
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    if number == signal.SIGKILL:
+        return f"killed by {name} (often the kernel's out-of-memory killer)"
+    return f"killed by {name}"
+
+
+def run_isolated(cell: Cell, config: SweepConfig, on_event: OnEvent | None = None) -> CellResult:
+    job = json.dumps({"cell": cell.model_dump(), "config": config.model_dump(mode="json")})
+    started_at = _now()
+    begin = time.perf_counter()
+    deadline = time.monotonic() + config.cell_timeout_s
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wattgap.runner.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(job.encode())
+        process.stdin.close()
+        final: dict[str, Any] | None = None
+        timed_out = False
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            buffer = b""
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                if not selector.select(timeout=min(remaining, 1.0)):
+                    continue
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    event = _parse(line)
+                    if event is None:
+                        continue
+                    if event.get("event") in ("result", "error"):
+                        final = event
+                    elif on_event is not None:
+                        on_event(event)
+        if timed_out:
+            _kill(process)
+        returncode = process.wait()
+        total_s = time.perf_counter() - begin
+        if final is not None and final["event"] == "result":
+            result = CellResult.model_validate(final["result"])
+            result.phases.total_s = total_s
+            return result
+        if timed_out:
+            status, reason = "timeout", f"no result within cell_timeout_s={config.cell_timeout_s:g}"
+        elif final is not None:
+            status, reason = final["status"], final["reason"]
+        elif returncode < 0:
+            status, reason = "crashed", _signal_reason(returncode)
+        else:
+            status, reason = "crashed", f"exited with status {returncode} without a result"
+        tail = _stderr_tail(stderr) if status in ("crashed", "timeout") else ""
+        if tail:
+            reason += f"; stderr: {tail[-400:]}"
+    return CellResult(
+        cell=cell,
+        status=status,
+        reason=reason,
+        started_at=started_at,
+        finished_at=_now(),
+        phases=Phases(total_s=total_s),
+    )
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the cell's whole process group (it may have spawned helpers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)

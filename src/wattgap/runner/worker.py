@@ -1,0 +1,82 @@
+"""The cell subprocess: ``python -m wattgap.runner.worker`` reads one job (JSON) on stdin and writes
+events as JSON lines on its original stdout; anything else printing to stdout lands on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process if the parent dies, so that a killed sweep leaves no orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _classify(error: BaseException) -> tuple[str, str]:
+    """Status and one-line reason for an exception raised by a cell."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    kind = type(error).__name__
+    lowered = str(error).lower()
+    if kind == "OutOfMemoryError" or "out of memory" in lowered or isinstance(error, MemoryError):
+        return "oom", f"{kind}: {text[:500]}"
+    if "can't allocate memory" in lowered:
+        return "oom", f"{kind}: {text[:500]}"
+    return "failed", f"{kind}: {text[:500]}" if text else kind
+
+
+def main() -> int:
+    started = time.perf_counter()
+    protocol_out: TextIO = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from models or libraries go to stderr, not into the protocol
+    _die_with_parent()
+
+    def emit(event: dict[str, Any]) -> None:
+        protocol_out.write(json.dumps(event) + "\n")
+
+    job = json.loads(sys.stdin.read())
+    threads = job["cell"].get("threads")
+    if threads is not None:
+        # Must happen before any parallel work: interop threads cannot change afterwards.
+        import torch
+
+        torch.set_num_interop_threads(1)
+    from wattgap.config import SweepConfig
+    from wattgap.plan import Cell
+    from wattgap.runner.cell import run_cell
+
+    cell = Cell.model_validate(job["cell"])
+    config = SweepConfig.model_validate(job["config"])
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    startup_s = time.perf_counter() - started
+    try:
+        result = run_cell(cell, config, emit)
+    except BaseException as error:  # every failure of the cell is reported, then the process ends
+        status, reason = _classify(error)
+        emit({"event": "error", "status": status, "reason": reason, "traceback": traceback.format_exc()})
+        return 1
+    result.started_at = started_at
+    result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result.phases.startup_s = startup_s
+    import torch
+
+    result.settings["interop_threads"] = torch.get_num_interop_threads()
+    emit({"event": "result", "result": result.model_dump(mode="json")})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

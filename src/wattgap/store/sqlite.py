@@ -1,0 +1,256 @@
+"""The results database: one SQLite file in WAL mode, committed per cell. The schema is versioned
+(``PRAGMA user_version``) and the file is marked as wattgap's (``PRAGMA application_id``)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from wattgap.config import SweepConfig
+from wattgap.errors import StoreError
+from wattgap.plan import Cell
+from wattgap.results import CellResult, Run
+
+APPLICATION_ID = 0x57475031  # "WGP1"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    wattgap_version TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    environment_json TEXT NOT NULL
+);
+CREATE TABLE cells (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    cell_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    device TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    batch_size INTEGER NOT NULL,
+    threads INTEGER,
+    PRIMARY KEY (run_id, cell_id)
+);
+CREATE TABLE results (
+    run_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    median_latency_s REAL,
+    throughput_sps REAL,
+    schema_version INTEGER NOT NULL,
+    result_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell_id),
+    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """A wattgap database. ``Store.open`` for writing (creates the file), ``Store.open_readonly`` for
+    commands that only read (never creates anything)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.connection = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        file = Path(path)
+        if not file.parent.is_dir():
+            raise StoreError(f"--db: folder {str(file.parent)!r} does not exist; create it or choose another path")
+        if file.is_dir():
+            raise StoreError(f"--db: {str(file)!r} is a folder; give a file path such as {str(file / 'wattgap.db')!r}")
+        existed = file.exists() and file.stat().st_size > 0
+        if existed:
+            cls._check(file)
+        try:
+            connection = sqlite3.connect(file, timeout=30)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            if not existed:
+                with connection:
+                    connection.executescript(_SCHEMA)
+                    connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as error:
+            raise StoreError(f"--db: cannot open {str(file)!r} for writing: {error}") from None
+        return cls(connection, file)
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> Store:
+        file = Path(path)
+        if not file.is_file():
+            raise StoreError(f"--db: {str(file)!r} does not exist; run `wattgap run` first or pass --db PATH")
+        cls._check(file)
+        connection = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        return cls(connection, file)
+
+    @staticmethod
+    def _check(file: Path) -> None:
+        """Refuse files that are not wattgap databases, or are of a newer schema than this version reads."""
+        try:
+            connection = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                connection.close()
+        except sqlite3.Error:
+            raise StoreError(f"--db: {str(file)!r} is not a wattgap database (not SQLite)") from None
+        if application_id != APPLICATION_ID:
+            raise StoreError(f"--db: {str(file)!r} is a SQLite file but not a wattgap database")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"--db: {str(file)!r} has schema version {version}, newer than this wattgap reads "
+                f"({SCHEMA_VERSION}); upgrade wattgap"
+            )
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # writing
+    def create_run(
+        self, run_id: str, config: SweepConfig, environment: dict[str, Any], cells: list[Cell], version: str
+    ) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?, ?, ?)",
+                (run_id, config.name, _now(), version, config.model_dump_json(), json.dumps(environment)),
+            )
+            self.connection.executemany(
+                "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        c.cell_id,
+                        i,
+                        c.model,
+                        c.workload,
+                        c.backend,
+                        c.device,
+                        c.precision,
+                        c.batch_size,
+                        c.threads,
+                    )
+                    for i, c in enumerate(cells)
+                ],
+            )
+
+    def store_result(self, run_id: str, result: CellResult) -> None:
+        """Commit one cell's result at once: a killed sweep keeps every finished cell."""
+        with self.connection:
+            self.connection.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    result.cell_id,
+                    result.status,
+                    result.reason,
+                    result.latency.median_s if result.latency else None,
+                    result.throughput_sps,
+                    result.schema_version,
+                    result.model_dump_json(),
+                    _now(),
+                ),
+            )
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        with self.connection:
+            self.connection.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", (status, _now(), run_id)
+            )
+
+    # reading
+    def run_ids(self) -> list[str]:
+        return [row[0] for row in self.connection.execute("SELECT run_id FROM runs ORDER BY created_at, rowid")]
+
+    def resolve(self, run_id: str) -> str:
+        """A full run id from an id, a unique prefix of one, or ``latest``."""
+        ids = self.run_ids()
+        if run_id == "latest" and ids:
+            return ids[-1]
+        if run_id in ids:
+            return run_id
+        matches = [i for i in ids if i.startswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        known = ", ".join(ids[-5:]) or "none yet"
+        what = "is ambiguous" if matches else "is not in"
+        raise StoreError(f"run id: {run_id!r} {what} {str(self.path)!r}; latest runs: {known}")
+
+    def load_run(self, run_id: str) -> Run:
+        run_id = self.resolve(run_id)
+        row = self.connection.execute(
+            "SELECT run_id, name, created_at, finished_at, status, config_json, environment_json "
+            "FROM runs WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+        cells = [
+            Cell(
+                model=r[0],
+                workload=r[1],
+                backend=r[2],
+                device=r[3],
+                precision=r[4],
+                batch_size=r[5],
+                threads=r[6],
+            )
+            for r in self.connection.execute(
+                "SELECT model, workload, backend, device, precision, batch_size, threads FROM cells "
+                "WHERE run_id = ? ORDER BY position",
+                (run_id,),
+            )
+        ]
+        order = {c.cell_id: i for i, c in enumerate(cells)}
+        results = [
+            CellResult.model_validate_json(r[0])
+            for r in self.connection.execute("SELECT result_json FROM results WHERE run_id = ?", (run_id,))
+        ]
+        results.sort(key=lambda r: order.get(r.cell_id, len(order)))
+        return Run(
+            run_id=row[0],
+            name=row[1],
+            created_at=row[2],
+            finished_at=row[3],
+            status=row[4],
+            config=SweepConfig.model_validate_json(row[5]),
+            environment=json.loads(row[6]),
+            cells=cells,
+            results=results,
+        )
+
+    def run_summaries(self) -> list[dict[str, Any]]:
+        query = """
+            SELECT r.run_id, r.name, r.created_at, r.status,
+                   (SELECT COUNT(*) FROM cells c WHERE c.run_id = r.run_id),
+                   (SELECT COUNT(*) FROM results s WHERE s.run_id = r.run_id AND s.status = 'ok'),
+                   (SELECT COUNT(*) FROM results s WHERE s.run_id = r.run_id AND s.status = 'skipped'),
+                   (SELECT COUNT(*) FROM results s WHERE s.run_id = r.run_id
+                        AND s.status NOT IN ('ok', 'skipped'))
+            FROM runs r ORDER BY r.created_at, r.rowid
+        """
+        keys = ("run_id", "name", "created_at", "status", "cells", "ok", "skipped", "failed")
+        return [dict(zip(keys, row, strict=True)) for row in self.connection.execute(query)]

@@ -1,0 +1,55 @@
+"""User models for the tests, loaded by name (``helpers.usermodels:NAME``) inside cell subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from torch import nn
+
+
+def tiny() -> nn.Module:
+    """A small classifier; declares its input shape as an attribute."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 4))
+    model.input_shape = (3, 8, 8)  # type: ignore[assignment]
+    return model
+
+
+def no_shape() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+
+
+def raises() -> nn.Module:
+    raise RuntimeError("this model cannot be built")
+
+
+def segfaults() -> nn.Module:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    raise AssertionError("unreachable")
+
+
+def hangs() -> nn.Module:
+    time.sleep(3600)
+    raise AssertionError("unreachable")
+
+
+def exhausts_memory() -> nn.Module:
+    raise MemoryError("simulated allocation failure")
+
+
+class _Slow(nn.Module):
+    input_shape = (4,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return self.linear(x)
+
+
+def slow() -> nn.Module:
+    """50 ms per forward pass: sweeps of it last long enough to be killed midway."""
+    return _Slow()

@@ -1,0 +1,176 @@
+"""The real CLI in real subprocesses: exit codes, one-line errors, and the whole flow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import FAST_PROTOCOL, fast_config, wattgap
+
+FAST_FLAGS = ["--device", "cpu", "--threads", "1", "--image-size", "32", "--max-time", "0.3"]
+
+
+def test_help_imports_no_framework(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wattgap", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0 and "run" in result.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert not imported & {"torch", "tensorflow", "onnxruntime", "numpy", "pandas"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--model", "resnet17"], "models[0]: got 'resnet17'; allowed: conv6, vgg16, resnet18"),
+        (["run", "--model", "conv6", "--backend", "jax"], "backends[0]: got 'jax'; allowed: torch-eager"),
+        (["run", "--model", "conv6", "--device", "tpu"], "devices[0]: got 'tpu'; allowed: auto, cpu"),
+        (["run", "--model", "conv6", "--precision", "int4"], "precisions[0]: got 'int4'; allowed: 'fp32'"),
+        (
+            ["run", "--model", "conv6", "--workload", "serve"],
+            "workloads[0]: got 'serve'; allowed: 'infer' or 'train'",
+        ),
+        (["run", "--model", "conv6", "--batch-size", "0"], "batch_sizes[0]: got 0; allowed: integers from 1"),
+        (
+            ["run", "--model", "conv6", "--batch-size", "1,x"],
+            "--batch-size: got '1,x'; allowed: comma-separated",
+        ),
+        (["run", "--model", "conv6", "--db", "nowhere/w.db"], "--db: folder 'nowhere' does not exist"),
+        (
+            ["run", "--suite", "quik"],
+            "--suite: got 'quik'; allowed: deep-gap, democratizing-ai, gdev-ai, quick",
+        ),
+        (["run", "--config", "missing.yaml"], "--config: file 'missing.yaml' does not exist"),
+        (["show", "latest"], "--db: 'wattgap.db' does not exist"),
+        (["list", "runs"], "--db: 'wattgap.db' does not exist"),
+        (["export", "r1", "--format", "csv"], "--db: 'wattgap.db' does not exist"),
+        (["compare", "a", "b"], "--db: 'wattgap.db' does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = wattgap(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("models: [conv6\n")
+    (tmp_path / "extra.yaml").write_text("models: [conv6]\nbatch: 3\n")
+    for name, expected in (("broken.yaml", "not valid YAML at line"), ("extra.yaml", "batch: unknown key")):
+        result = wattgap("run", "--config", name, cwd=tmp_path)
+        assert result.returncode == 2 and expected in result.stderr and len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "extra.yaml"]
+
+
+def test_foreign_database_is_refused_untouched(tmp_path: Path) -> None:
+    (tmp_path / "wattgap.db").write_text("my notes")
+    for args in (["run", "--model", "conv6"], ["show", "latest"], ["list", "runs"]):
+        result = wattgap(*args, cwd=tmp_path)
+        assert result.returncode == 2 and "not a wattgap database" in result.stderr
+    assert (tmp_path / "wattgap.db").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wattgap.db"]
+
+
+def test_run_show_list_export_compare(tmp_path: Path) -> None:
+    result = wattgap(
+        "run",
+        "--model",
+        "conv6",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1,2",
+        *FAST_FLAGS[4:],
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip().splitlines()[-1].removeprefix("run id: ")
+    assert "conv6/infer/torch-eager/cpu/fp32/b2/t1" in result.stdout
+
+    runs = json.loads(wattgap("list", "runs", "--format", "json", cwd=tmp_path).stdout)
+    assert [r["run_id"] for r in runs] == [run_id] and runs[0]["ok"] == 2 and runs[0]["status"] == "complete"
+    models = json.loads(wattgap("list", "models", "--format", "json", cwd=tmp_path).stdout)
+    assert {m["name"] for m in models} == {"conv6", "vgg16", "resnet18", "resnet50", "resnet101", "cyclegan"}
+
+    shown = wattgap("show", run_id[:10], cwd=tmp_path)
+    assert shown.returncode == 0 and "b2/t2" in shown.stdout and "2 ok" in shown.stdout
+
+    wattgap("export", run_id, "--format", "csv", "--output", "out.csv", cwd=tmp_path)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
+    assert [r["threads"] for r in rows] == ["1", "2"] and float(rows[0]["latency_median_s"]) > 0
+    exported = json.loads(wattgap("export", "latest", "--format", "json", cwd=tmp_path).stdout)
+    assert exported["run_id"] == run_id and len(exported["results"][0]["latencies_s"]) > 1
+
+    compared = wattgap("compare", run_id, run_id, "--by", "threads", "--format", "json", cwd=tmp_path)
+    data = json.loads(compared.stdout)
+    assert len(data["pairs"]) == 1 and data["pairs"][0]["a"] == "1" and data["pairs"][0]["b"] == "2"
+    table = wattgap("compare", run_id, run_id, "--by", "threads", cwd=tmp_path)
+    assert "geometric mean speedup over 1 pairs" in table.stdout
+    bad_by = wattgap("compare", run_id, run_id, "--by", "colour", cwd=tmp_path)
+    assert bad_by.returncode == 2 and "--by: got 'colour'; allowed: model, workload" in bad_by.stderr
+    one_value = wattgap("compare", run_id, run_id, "--by", "device", cwd=tmp_path)
+    assert one_value.returncode == 2 and "one device value" in one_value.stderr
+    missing = wattgap("show", "2099", cwd=tmp_path)
+    assert missing.returncode == 2 and f"latest runs: {run_id}" in missing.stderr
+
+
+def test_sigkill_loses_no_finished_cell_and_resume_completes(tmp_path: Path) -> None:
+    config = fast_config(models=["helpers.usermodels:slow"], batch_sizes=[1, 2, 3, 4, 5, 6])
+    config["protocol"] = {**FAST_PROTOCOL, "min_iters": 5, "max_time_s": 0.4}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wattgap", "run", "--config", "sweep.yaml", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = tmp_path / "wattgap.db"
+    deadline = time.monotonic() + 120
+    stored = 0
+    while stored < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+    assert stored >= 2
+    workers = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "cell subprocesses outlived the killed sweep"
+
+    connection = sqlite3.connect(db)
+    before = dict(connection.execute("SELECT cell_id, result_json FROM results").fetchall())
+    run_id, status = connection.execute("SELECT run_id, status FROM runs").fetchone()
+    connection.close()
+    assert status == "running" and 2 <= len(before) < 6
+    assert all(json.loads(text)["status"] == "ok" for text in before.values())
+
+    resumed = wattgap("run", "--resume", run_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    connection = sqlite3.connect(db)
+    after = dict(connection.execute("SELECT cell_id, result_json FROM results").fetchall())
+    assert len(after) == 6 and all(after[cell] == text for cell, text in before.items())
+    assert connection.execute("SELECT status FROM runs").fetchone()[0] == "complete"
+    assert {json.loads(t)["status"] for t in after.values()} == {"ok"}

@@ -1,0 +1,55 @@
+"""CUDA paths, run with ``pytest -m gpu`` on a machine with an NVIDIA GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import wattgap
+from tests.conftest import fast_config
+from wattgap.analysis.speedup import compare
+
+torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA"),
+]
+
+
+def test_cuda_cells_time_with_events_and_report_device_memory(tmp_path: Path) -> None:
+    config = fast_config(
+        models=["resnet18"],
+        workloads=["infer", "train"],
+        devices=["cuda", "cpu"],
+        precisions=["fp32", "tf32", "fp16", "bf16"],
+        batch_sizes=[8],
+        infer_low_precision="cast",
+    )
+    run = wattgap.run(config, db=tmp_path / "w.db")
+    cuda = [r for r in run.results if r.cell.device == "cuda"]
+    assert len(cuda) == 8 and {r.status for r in cuda} == {"ok"}, [r.reason for r in cuda]
+    for result in cuda:
+        assert result.timer == "cuda_events"
+        assert result.memory.device_peak_allocated_bytes and result.memory.device_peak_reserved_bytes
+        assert result.memory.device_peak_reserved_bytes >= result.memory.device_peak_allocated_bytes
+        assert result.settings["allow_tf32"] == (result.cell.precision == "tf32")
+        assert result.phases.measure_s >= sum(result.latencies_s) * 0.98  # type: ignore[operator]
+        if importlib.util.find_spec("pynvml"):
+            assert result.memory.device_used_bytes and result.memory.device_used_bytes >= 2**20
+    fp16 = next(r for r in cuda if r.cell.precision == "fp16" and r.cell.workload == "infer")
+    assert fp16.settings["precision_applied"] == "cast float16"
+    assert fp16.flop_utilisation is None or 0 < fp16.flop_utilisation < 1
+    assert run.environment["gpus"] and run.environment["torch"]["cuda"]
+    speedups = compare(run, run, by="device", baseline="cpu")
+    assert len(speedups.pairs) == 2 * 2  # fp32 and bf16 ran on both devices, for infer and train
+
+
+def test_cuda_out_of_memory_is_its_own_status(tmp_path: Path) -> None:
+    free, _ = torch.cuda.mem_get_info()
+    # VGG16 at 512x512 needs about 0.5 GB of activations per sample in training.
+    batch = int(free / 0.4e9) + 64
+    config = fast_config(models=["vgg16"], workloads=["train"], devices=["cuda"], batch_sizes=[batch], image_size=512)
+    run = wattgap.run(config, db=tmp_path / "w.db")
+    assert run.results[0].status == "oom", run.results[0].reason

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from wattgap.config import parse_config
+from wattgap.devices import GpuInfo, Hardware
+from wattgap.plan import Cell, expand
+
+CPU_ONLY = Hardware(physical_cores=4, logical_cores=8, cuda_reason="no CUDA here", mps_reason="not a Mac")
+AMPERE = Hardware(
+    physical_cores=4,
+    logical_cores=8,
+    gpus=(GpuInfo(0, "NVIDIA A100-SXM4-80GB", 80 * 2**30, "8.0", 108),),
+    mps_reason="not a Mac",
+)
+TURING = Hardware(
+    physical_cores=4, logical_cores=8, gpus=(GpuInfo(0, "Tesla T4", 16 * 2**30, "7.5", 40),), mps_reason="no"
+)
+
+
+def test_cell_ids_are_stable_and_distinct() -> None:
+    a = Cell(
+        model="conv6",
+        workload="infer",
+        backend="torch-eager",
+        device="cpu",
+        precision="fp32",
+        batch_size=1,
+        threads=2,
+    )
+    b = a.model_copy(update={"batch_size": 2})
+    assert a.cell_id == Cell(**a.model_dump()).cell_id
+    assert a.cell_id != b.cell_id
+    assert a.cell_id == "ff4b7d35a2c2" or len(a.cell_id) == 12
+
+
+def test_product_of_axes_with_threads_only_on_cpu() -> None:
+    config = parse_config(
+        {
+            "models": ["conv6", "resnet18"],
+            "workloads": ["infer", "train"],
+            "devices": ["cpu", "cuda"],
+            "batch_sizes": [1, 8],
+            "threads": [1, 2],
+        }
+    )
+    plan = expand(config, AMPERE)
+    cpu = [c for c in plan.cells if c.device == "cpu"]
+    gpu = [c for c in plan.cells if c.device == "cuda"]
+    assert len(cpu) == 2 * 2 * 2 * 2 and len(gpu) == 2 * 2 * 2
+    assert {c.threads for c in cpu} == {1, 2} and {c.threads for c in gpu} == {None}
+    assert not plan.skipped
+
+
+def test_default_threads_are_the_physical_cores_and_auto_resolves() -> None:
+    plan = expand(parse_config({"models": ["conv6"]}), CPU_ONLY)
+    assert [(c.device, c.threads) for c in plan.cells] == [("cpu", 4)]
+    plan = expand(parse_config({"models": ["conv6"]}), AMPERE)
+    assert [(c.device, c.threads) for c in plan.cells] == [("cuda", None)]
+
+
+def test_cells_that_cannot_run_are_skipped_with_reasons() -> None:
+    config = parse_config(
+        {
+            "models": ["conv6"],
+            "devices": ["cpu", "cuda", "mps", "cuda:3"],
+            "precisions": ["fp32", "tf32", "bf16"],
+        }
+    )
+    plan = expand(config, CPU_ONLY)
+    reasons = {c.label: plan.skipped.get(c.cell_id, "") for c in plan.cells}
+    assert reasons["conv6/infer/torch-eager/cpu/fp32/b1/t4"] == ""
+    assert reasons["conv6/infer/torch-eager/cpu/bf16/b1/t4"] == ""
+    assert "needs a CUDA device" in reasons["conv6/infer/torch-eager/cpu/tf32/b1/t4"]
+    assert reasons["conv6/infer/torch-eager/cuda/fp32/b1"] == "no CUDA here"
+    assert reasons["conv6/infer/torch-eager/mps/fp32/b1"] == "not a Mac"
+    assert len(plan.runnable) == 2
+
+
+def test_capability_gates_bf16_and_tf32_on_older_gpus() -> None:
+    config = parse_config({"models": ["conv6"], "devices": ["cuda", "cuda:1"], "precisions": ["fp16", "bf16", "tf32"]})
+    plan = expand(config, TURING)
+    reasons = {c.label: plan.skipped.get(c.cell_id, "") for c in plan.cells}
+    assert reasons["conv6/infer/torch-eager/cuda/fp16/b1"] == ""
+    assert "compute capability 8.0" in reasons["conv6/infer/torch-eager/cuda/bf16/b1"]
+    assert "cuda:1 does not exist" in reasons["conv6/infer/torch-eager/cuda:1/fp16/b1"]
+    assert not expand(config.model_copy(update={"devices": ["cuda"]}), AMPERE).skipped

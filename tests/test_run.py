@@ -1,0 +1,90 @@
+"""End to end through the Python API: real models, real subprocesses, a real SQLite file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+import wattgap
+from tests.conftest import fast_config
+from wattgap.analysis.speedup import compare
+
+
+def test_sweep_runs_stores_and_reloads(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    config = fast_config(workloads=["infer", "train"], precisions=["fp32", "bf16", "tf32"])
+    run = wattgap.run(config, db=db)
+    assert run.status == "complete"
+    counts = run.counts()
+    assert counts["ok"] == 4 and counts["skipped"] == 2 and counts["pending"] == 0
+    for result in run.results:
+        if result.status == "skipped":
+            assert "CUDA" in result.reason
+            continue
+        assert result.latency is not None and result.latency.n == len(result.latencies_s) == result.iterations
+        assert result.latency.min_s <= result.latency.median_s <= result.latency.max_s
+        assert result.phases.measure_s is not None and result.phases.load_s is not None
+        assert result.phases.measure_s >= sum(result.latencies_s) * 0.999
+        assert math.isclose(result.throughput_sps or 0, 2 * result.iterations / result.phases.measure_s)
+        assert math.isclose(result.throughput_median_sps or 0, 2 / result.latency.median_s)
+        assert result.flops_per_sample and result.flops_per_sample > 1e6
+        assert result.memory.host_peak_rss_bytes and result.memory.host_peak_rss_bytes > 50 * 2**20
+        assert result.settings["torch_threads"] == 1 and result.settings["interop_threads"] == 1
+        assert result.stop_reason in ("converged", "max_time", "max_iters")
+    bf16 = next(r for r in run.results if r.cell.precision == "bf16" and r.status == "ok")
+    assert bf16.settings["precision_applied"] == "autocast bfloat16"
+    train = next(r for r in run.results if r.cell.workload == "train" and r.cell.precision == "fp32")
+    infer = next(r for r in run.results if r.cell.workload == "infer" and r.cell.precision == "fp32")
+    assert train.flops_per_sample > 2.5 * infer.flops_per_sample  # type: ignore[operator]
+
+    again = wattgap.load_run(db, run.run_id)
+    assert again == run
+    assert run.environment["cpu"]["physical_cores"] >= 1
+    assert run.environment["libraries"]["torch"]
+    frame = run.to_dataframe()
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 6
+    assert {"run_id", "cell_id", "latency_median_s", "throughput_sps", "status"} <= set(frame.columns)
+
+
+def test_cast_precision_and_custom_model(tmp_path: Path) -> None:
+    config = fast_config(
+        models=["helpers.usermodels:tiny", "cyclegan"],
+        workloads=["infer", "train"],
+        precisions=["bf16"],
+        infer_low_precision="cast",
+    )
+    run = wattgap.run(config, db=tmp_path / "w.db")
+    assert {r.status for r in run.results} == {"ok"}, [r.reason for r in run.results]
+    applied = {(r.cell.model, r.cell.workload): r.settings["precision_applied"] for r in run.results}
+    assert applied[("helpers.usermodels:tiny", "infer")] == "cast bfloat16"
+    assert applied[("cyclegan", "train")] == "autocast bfloat16"
+    tiny = next(r for r in run.results if r.cell.model.endswith("tiny"))
+    assert tiny.input_shape == [3, 8, 8] and tiny.parameters == 3 * 64 * 16 + 16 + 16 * 4 + 4
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    models = ["raises", "segfaults", "exhausts_memory", "hangs", "no_shape", "tiny"]
+    config = fast_config(models=[f"helpers.usermodels:{m}" for m in models], cell_timeout_s=8)
+    run = wattgap.run(config, db=tmp_path / "w.db")
+    by_model = {r.cell.model.split(":")[1]: r for r in run.results}
+    assert by_model["raises"].status == "failed"
+    assert "RuntimeError: this model cannot be built" in by_model["raises"].reason
+    assert by_model["segfaults"].status == "crashed" and "SIGSEGV" in by_model["segfaults"].reason
+    assert by_model["exhausts_memory"].status == "oom"
+    assert by_model["hangs"].status == "timeout" and "cell_timeout_s=8" in by_model["hangs"].reason
+    assert by_model["no_shape"].status == "failed" and "input_shape" in by_model["no_shape"].reason
+    assert by_model["tiny"].status == "ok"
+    assert run.status == "complete"
+
+
+def test_compare_by_threads_within_one_run(tmp_path: Path) -> None:
+    run = wattgap.run(fast_config(threads=[1, 2], batch_sizes=[4]), db=tmp_path / "w.db")
+    comparison = compare(run, run, by="threads")
+    assert comparison.baseline == "1" and len(comparison.pairs) == 1
+    pair = comparison.pairs[0]
+    assert pair.a.cell.threads == 1 and pair.b.cell.threads == 2
+    assert math.isclose(pair.speedup, pair.a.latency.median_s / pair.b.latency.median_s)  # type: ignore[union-attr]
+    assert pair.ci_low <= pair.speedup <= pair.ci_high
+    assert comparison.geomean is not None and math.isclose(comparison.geomean, pair.speedup)
