@@ -15,8 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-
-from tests.conftest import FAST_PROTOCOL, fast_config, wattgap
+from helpers import FAST_PROTOCOL, fast_config, wattgap
 
 FAST_FLAGS = ["--device", "cpu", "--threads", "1", "--image-size", "32", "--max-time", "0.3"]
 

@@ -6,9 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from helpers import fast_config
 
 import wattgap
-from tests.conftest import fast_config
 from wattgap.analysis.speedup import compare
 
 torch = pytest.importorskip("torch")
@@ -43,7 +43,7 @@ def test_cuda_cells_time_with_events_and_report_device_memory(tmp_path: Path) ->
     assert fp16.flop_utilisation is None or 0 < fp16.flop_utilisation < 1
     assert run.environment["gpus"] and run.environment["torch"]["cuda"]
     speedups = compare(run, run, by="device", baseline="cpu")
-    assert len(speedups.pairs) == 2 * 2  # fp32 and bf16 ran on both devices, for infer and train
+    assert len(speedups.pairs) == 3 * 2  # fp32, fp16 and bf16 ran on both devices, for infer and train
 
 
 def test_cuda_out_of_memory_is_its_own_status(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from helpers import fast_config
 
 import wattgap
-from tests.conftest import fast_config
 from wattgap.analysis.speedup import compare
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wattgap.config import SweepConfig, load_config, parse_config
 from wattgap.errors import ConfigError
-from wattgap.results import CellResult, Run
+from wattgap.results import Run
 from wattgap.runner.executor import ProgressSink, SilentProgress, execute
 from wattgap.store.sqlite import Store
 
+if TYPE_CHECKING:
+    from wattgap.plan import Plan
+
 DEFAULT_DB = "wattgap.db"
+OnCreated = Callable[[str, "Plan | None"], None]  # (run id, its plan; None when resuming)
 
 
 def _as_config(config: SweepConfig | dict[str, Any] | str | Path) -> SweepConfig:
@@ -32,7 +37,7 @@ def run(
     config: SweepConfig | dict[str, Any] | str | Path,
     db: str | Path = DEFAULT_DB,
     progress: ProgressSink | None = None,
-    on_created: Any = None,
+    on_created: OnCreated | None = None,
 ) -> Run:
     """Plan and run a sweep; every result is committed to ``db`` as soon as its cell ends. ``config`` is a
     SweepConfig, a mapping of its fields, or the path of a YAML file. ``on_created(run_id, plan)`` is
@@ -43,22 +48,21 @@ def run(
     from wattgap.runner.fingerprint import fingerprint
 
     sweep = _as_config(config)
-    hardware = detect()
-    plan = expand(sweep, hardware)
-    environment = fingerprint(hardware)
-    run_id = new_run_id()
     with Store.open(db) as store:
-        store.create_run(run_id, sweep, environment, list(plan.cells), __version__)
-        for cell in plan.cells:
-            if cell.cell_id in plan.skipped:
-                store.store_result(run_id, CellResult(cell=cell, status="skipped", reason=plan.skipped[cell.cell_id]))
+        hardware = detect()
+        plan = expand(sweep, hardware)
+        environment = fingerprint(hardware)
+        run_id = new_run_id()
+        store.create_run(run_id, sweep, environment, list(plan.cells), plan.skipped, __version__)
         if on_created is not None:
             on_created(run_id, plan)
         execute(store, run_id, sweep, list(plan.runnable), progress or SilentProgress())
         return store.load_run(run_id)
 
 
-def resume(db: str | Path, run_id: str, progress: ProgressSink | None = None, on_created: Any = None) -> Run:
+def resume(
+    db: str | Path, run_id: str, progress: ProgressSink | None = None, on_created: OnCreated | None = None
+) -> Run:
     """Run the cells of ``run_id`` that have no stored result yet, on the machine that started it."""
     from wattgap.devices import detect
     from wattgap.runner.fingerprint import fingerprint, machine_key

@@ -69,7 +69,9 @@ def run(
     config: Annotated[Path | None, typer.Option(help="A YAML sweep file.")] = None,
     model: Annotated[str | None, typer.Option(help="Models, comma-separated; or package.module:callable.")] = None,
     workload: Annotated[str | None, typer.Option(help="infer,train")] = None,
-    backend: Annotated[str | None, typer.Option(help="Backends (wattgap list backends in `wattgap env`).")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Backends: torch-eager (`wattgap env` says which are usable).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32,tf32,bf16,fp16")] = None,
     batch_size: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,8,32")] = None,
@@ -88,7 +90,7 @@ def run(
     if resume is not None:
         if any(v is not None for v in (suite, config, model, workload, backend, device, precision, batch_size)):
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
-        _execute(lambda p, created: api.resume(db, resume, p, created), None, quiet)
+        _execute(lambda p, created: api.resume(db, resume, p, created), quiet)
         return
     if suite is not None and config is not None:
         raise ConfigError("--suite and --config: give one of them, not both")
@@ -115,63 +117,30 @@ def run(
         minimum = min(float(protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)), max_time)
         data["protocol"] = {**protocol, "max_time_s": max_time, "min_time_s": minimum}
     sweep = parse_config(data, str(config) if config else "options")
-    from wattgap.store.sqlite import Store
-
-    Store.open(db).close() if db.exists() else _check_db_folder(db)
-    _execute(lambda p, created: api.run(sweep, db, p, created), sweep, quiet)
+    _execute(lambda p, created: api.run(sweep, db, p, created), quiet)
 
 
-def _check_db_folder(db: Path) -> None:
-    from wattgap.errors import StoreError
-
-    if not db.parent.is_dir():
-        raise StoreError(f"--db: folder {str(db.parent)!r} does not exist; create it or choose another path")
-
-
-def _execute(start: Any, sweep: Any, quiet: bool) -> None:
-    """Run with live progress, then print the table and the run id."""
-    from wattgap.report.progress import RichProgress
+def _execute(start: Any, quiet: bool) -> None:
+    """Run with live progress (or, with --quiet, a line per finished cell), then print the table and the
+    run id. ``start(progress, on_created)`` is api.run or api.resume with their other arguments bound."""
+    from wattgap.report.progress import LineProgress, RichProgress
     from wattgap.report.terminal import results_table, summary_line
-    from wattgap.runner.executor import SilentProgress
 
-    state: dict[str, Any] = {}
-    sink: Any = SilentProgress()
+    progress: LineProgress = LineProgress(console) if quiet else RichProgress(console)
+    started: dict[str, str] = {}
 
     def created(run_id: str, plan: Any) -> None:
-        state["run_id"] = run_id
-        console.print(
-            f"run {run_id}: {len(plan.cells) if plan else 'resuming'} cells"
-            + (f", {len(plan.skipped)} skipped before starting" if plan and plan.skipped else "")
-        )
+        started["run_id"] = run_id
+        skipped = f", {len(plan.skipped)} skipped before starting" if plan and plan.skipped else ""
+        console.print(f"run {run_id}: {len(plan.cells) if plan else 'resuming its'} cells{skipped}")
 
-    class Sink:
-        def __init__(self) -> None:
-            self.bars: RichProgress | None = None
-
-        def cell_started(self, cell: Any, index: int, total: int) -> None:
-            if self.bars is None and not quiet:
-                self.bars = RichProgress(console, total).__enter__()
-            (self.bars or sink).cell_started(cell, index, total)
-
-        def cell_event(self, event: dict[str, Any]) -> None:
-            (self.bars or sink).cell_event(event)
-
-        def cell_finished(self, result: Any) -> None:
-            (self.bars or sink).cell_finished(result)
-            if self.bars is None:
-                console.print(f"{result.status:>7} {result.cell.label} {result.reason}")
-
-    progress = Sink()
     try:
-        finished = start(progress, created)
+        with progress:
+            finished = start(progress, created)
     except KeyboardInterrupt:
-        if progress.bars is not None:
-            progress.bars.__exit__(None, None, None)
-        run_id = state.get("run_id", "?")
+        run_id = started.get("run_id", "?")
         console.print(f"interrupted; finished cells are stored. Resume with: wattgap run --resume {run_id}")
         raise typer.Exit(130) from None
-    if progress.bars is not None:
-        progress.bars.__exit__(None, None, None)
     console.print(results_table(finished))
     console.print(summary_line(finished))
     console.print(f"run id: {finished.run_id}")

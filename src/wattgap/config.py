@@ -4,9 +4,10 @@ config reads no hardware and writes nothing."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +22,17 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES_ALLOWED = "auto, cpu, cuda, cuda:N, mps"
 MAX_BATCH_SIZE = 65_536
 MAX_THREADS = 1_024
+
+
+T = TypeVar("T")
+
+
+def _each(field: str, values: list[T], valid: Callable[[T], bool], allowed: Iterable[object] | str) -> list[T]:
+    """Check every entry of a list field; the first bad one is named with its index."""
+    for index, value in enumerate(values):
+        if not valid(value):
+            raise field_error(f"{field}[{index}]", value, allowed)
+    return values
 
 
 class Protocol(BaseModel):
@@ -89,34 +101,26 @@ class SweepConfig(BaseModel):
     def _backends_known(cls, value: list[str]) -> list[str]:
         from wattgap.backends import BACKENDS
 
-        for index, name in enumerate(value):
-            if name not in BACKENDS:
-                raise field_error(f"backends[{index}]", name, BACKENDS)
-        return value
+        return _each("backends", value, BACKENDS.__contains__, BACKENDS)
 
     @field_validator("devices")
     @classmethod
     def _devices_valid(cls, value: list[str]) -> list[str]:
-        for index, name in enumerate(value):
-            if not DEVICE_PATTERN.match(name):
-                raise field_error(f"devices[{index}]", name, DEVICES_ALLOWED)
-        return value
+        return _each("devices", value, lambda name: bool(DEVICE_PATTERN.match(name)), DEVICES_ALLOWED)
 
     @field_validator("batch_sizes")
     @classmethod
     def _batches_sane(cls, value: list[int]) -> list[int]:
-        for index, size in enumerate(value):
-            if not 1 <= size <= MAX_BATCH_SIZE:
-                raise field_error(f"batch_sizes[{index}]", size, f"integers from 1 to {MAX_BATCH_SIZE}")
-        return value
+        return _each(
+            "batch_sizes", value, lambda size: 1 <= size <= MAX_BATCH_SIZE, f"integers from 1 to {MAX_BATCH_SIZE}"
+        )
 
     @field_validator("threads")
     @classmethod
     def _threads_sane(cls, value: list[int] | None) -> list[int] | None:
-        for index, count in enumerate(value or []):
-            if not 1 <= count <= MAX_THREADS:
-                raise field_error(f"threads[{index}]", count, f"integers from 1 to {MAX_THREADS}")
-        return value
+        if value is None:
+            return None
+        return _each("threads", value, lambda count: 1 <= count <= MAX_THREADS, f"integers from 1 to {MAX_THREADS}")
 
     @field_validator("input_shape")
     @classmethod

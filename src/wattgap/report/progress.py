@@ -17,9 +17,38 @@ from wattgap.results import CellResult
 _PHASE_SPAN = {"load": (0.0, 0.1), "prepare": (0.1, 0.2), "warmup": (0.2, 0.35), "measure": (0.35, 1.0)}
 
 
-class RichProgress:
-    def __init__(self, console: Console, total_cells: int) -> None:
+class LineProgress:
+    """A line per finished cell, nothing live: for --quiet and for output that is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
         self.console = console
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        pass
+
+    def cell_started(self, cell: Cell, index: int, total: int) -> None:
+        pass
+
+    def cell_event(self, event: dict[str, Any]) -> None:
+        pass
+
+    def cell_finished(self, result: CellResult) -> None:
+        style = STATUS_STYLE.get(result.status, "red")
+        if result.status == "ok" and result.latency:
+            detail = f"median {seconds(result.latency.median_s)}, {quantity(result.throughput_sps, 'sps')}"
+        else:
+            detail = result.reason
+        self.console.print(f"[{style}]{result.status:>7}[/] {result.cell.label}  {detail}")
+
+
+class RichProgress(LineProgress):
+    """Live bars: the sweep (cells done, ETA) and the current cell (its name, its phase, ETA)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
         self.progress = Progress(
             TextColumn("{task.description}"),
             TextColumn("[cyan]{task.fields[phase]}"),
@@ -30,8 +59,9 @@ class RichProgress:
             TimeRemainingColumn(),
             console=console,
             transient=True,
+            refresh_per_second=2,  # the bars share the CPU with the cell being measured: redraw rarely
         )
-        self.sweep: TaskID = self.progress.add_task("sweep", total=total_cells, phase="")
+        self.sweep: TaskID | None = None
         self.cell: TaskID | None = None
 
     def __enter__(self) -> RichProgress:
@@ -42,6 +72,8 @@ class RichProgress:
         self.progress.__exit__(kind, value, tb)
 
     def cell_started(self, cell: Cell, index: int, total: int) -> None:
+        if self.sweep is None:
+            self.sweep = self.progress.add_task("sweep", total=total, phase="")
         if self.cell is not None:
             self.progress.remove_task(self.cell)
         self.progress.update(self.sweep, description=f"sweep {index + 1}/{total}")
@@ -56,10 +88,6 @@ class RichProgress:
         self.progress.update(self.cell, phase=phase, completed=low + (high - low) * fraction)
 
     def cell_finished(self, result: CellResult) -> None:
-        self.progress.advance(self.sweep)
-        style = STATUS_STYLE.get(result.status, "red")
-        if result.status == "ok" and result.latency:
-            detail = f"median {seconds(result.latency.median_s)}, {quantity(result.throughput_sps, 'sps')}"
-        else:
-            detail = result.reason
-        self.console.print(f"[{style}]{result.status:>7}[/] {result.cell.label}  {detail}")
+        if self.sweep is not None:
+            self.progress.advance(self.sweep)
+        super().cell_finished(result)

@@ -106,10 +106,12 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
 
 def comparison_table(comparison: Comparison) -> Table:
     level = f"{comparison.confidence:.0%}"
-    a_name = comparison.baseline or comparison.run_a
+    if comparison.run_a == comparison.run_b:
+        sides = f"run {comparison.run_a}: A = {comparison.by} {comparison.baseline}, B = the other values"
+    else:
+        sides = f"A = run {comparison.run_a}, B = run {comparison.run_b}"
     table = Table(
-        title=f"speedup of B over A by {comparison.by} (A = {a_name}, B = {comparison.run_b}); "
-        f"time ratio A/B, {level} bootstrap CI",
+        title=f"speedup of B over A by {comparison.by} ({sides}); time ratio A/B, {level} bootstrap CI",
         title_justify="left",
     )
     for column in (

@@ -57,6 +57,23 @@ CREATE TABLE results (
 """
 
 
+_INSERT_RESULT = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _result_row(run_id: str, result: CellResult) -> tuple[Any, ...]:
+    return (
+        run_id,
+        result.cell_id,
+        result.status,
+        result.reason,
+        result.latency.median_s if result.latency else None,
+        result.throughput_sps,
+        result.schema_version,
+        result.model_dump_json(),
+        _now(),
+    )
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -133,8 +150,15 @@ class Store:
 
     # writing
     def create_run(
-        self, run_id: str, config: SweepConfig, environment: dict[str, Any], cells: list[Cell], version: str
+        self,
+        run_id: str,
+        config: SweepConfig,
+        environment: dict[str, Any],
+        cells: list[Cell],
+        skipped: dict[str, str],
+        version: str,
     ) -> None:
+        """The run, its planned cells and the results of its skipped cells, in one transaction."""
         with self.connection:
             self.connection.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?, ?, ?)",
@@ -158,24 +182,19 @@ class Store:
                     for i, c in enumerate(cells)
                 ],
             )
+            self.connection.executemany(
+                _INSERT_RESULT,
+                [
+                    _result_row(run_id, CellResult(cell=c, status="skipped", reason=skipped[c.cell_id]))
+                    for c in cells
+                    if c.cell_id in skipped
+                ],
+            )
 
     def store_result(self, run_id: str, result: CellResult) -> None:
         """Commit one cell's result at once: a killed sweep keeps every finished cell."""
         with self.connection:
-            self.connection.execute(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    result.cell_id,
-                    result.status,
-                    result.reason,
-                    result.latency.median_s if result.latency else None,
-                    result.throughput_sps,
-                    result.schema_version,
-                    result.model_dump_json(),
-                    _now(),
-                ),
-            )
+            self.connection.execute(_INSERT_RESULT, _result_row(run_id, result))
 
     def set_run_status(self, run_id: str, status: str) -> None:
         with self.connection:
