@@ -131,7 +131,8 @@ class SweepConfig(BaseModel):
 
 
 def _describe(error: ValidationError) -> str:
-    """One line from the first pydantic error: the field, what was given and what is allowed."""
+    """One line from the first pydantic error: the field, what was given and what is allowed. (The
+    validators above raise ConfigError, which pydantic lets through unchanged: it is not a ValueError.)"""
     first = error.errors()[0]
     location = ""
     for part in first["loc"]:
@@ -144,8 +145,6 @@ def _describe(error: ValidationError) -> str:
     if first["type"] == "missing":
         return f"{location}: required but missing"
     message = first["msg"]
-    if isinstance(first.get("ctx", {}).get("error"), ConfigError):
-        return str(first["ctx"]["error"])
     expected = first.get("ctx", {}).get("expected")
     if expected:
         return f"{location}: got {given!r}; allowed: {expected}"
