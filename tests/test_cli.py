@@ -58,6 +58,8 @@ def test_help_imports_no_framework(tmp_path: Path) -> None:
         (["list", "runs"], "--db: 'wattgap.db' does not exist"),
         (["export", "r1", "--format", "csv"], "--db: 'wattgap.db' does not exist"),
         (["compare", "a", "b"], "--db: 'wattgap.db' does not exist"),
+        (["export", "r1", "--format", "xml"], "Invalid value for '--format'"),
+        (["run", "--bogus"], "No such option: --bogus"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, args: list[str], expected: str) -> None:

@@ -88,7 +88,8 @@ def run(
     from wattgap.config import Protocol, load_config_data, load_suite_data, parse_config
 
     if resume is not None:
-        if any(v is not None for v in (suite, config, model, workload, backend, device, precision, batch_size)):
+        sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads)
+        if any(v is not None for v in (*sweep_options, image_size, max_time, timeout)):
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
         _execute(lambda p, created: api.resume(db, resume, p, created), quiet)
         return
@@ -112,10 +113,11 @@ def run(
         "cell_timeout_s": timeout,
     }
     data.update({key: value for key, value in overrides.items() if value is not None})
-    if max_time is not None:
-        protocol = data.get("protocol", {})
-        minimum = min(float(protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)), max_time)
-        data["protocol"] = {**protocol, "max_time_s": max_time, "min_time_s": minimum}
+    protocol = data.get("protocol", {})
+    if max_time is not None and isinstance(protocol, dict):  # anything else fails validation below
+        minimum = protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)
+        lowered = {"min_time_s": max_time} if isinstance(minimum, int | float) and minimum > max_time else {}
+        data["protocol"] = {**protocol, "max_time_s": max_time, **lowered}
     sweep = parse_config(data, str(config) if config else "options")
     _execute(lambda p, created: api.run(sweep, db, p, created), quiet)
 
@@ -292,8 +294,20 @@ def compare(
 
 
 def main() -> None:
+    from typer.exceptions import Abort, Exit, TyperException
+
     try:
-        app()
+        code = app(standalone_mode=False)
     except WattgapError as error:
         sys.stderr.write(f"wattgap: error: {error}\n")
         sys.exit(2)
+    except TyperException as error:  # a wrong option or value: one line too, not a usage panel
+        if error.format_message():  # empty when help was printed for a bare command
+            sys.stderr.write(f"wattgap: error: {error.format_message()} (see wattgap --help)\n")
+        sys.exit(error.exit_code)
+    except Exit as stop:
+        sys.exit(stop.exit_code)
+    except Abort:
+        sys.stderr.write("wattgap: aborted\n")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

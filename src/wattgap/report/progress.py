@@ -64,15 +64,13 @@ class RichProgress(LineProgress):
         self.sweep: TaskID | None = None
         self.cell: TaskID | None = None
 
-    def __enter__(self) -> RichProgress:
-        self.progress.__enter__()
-        return self
-
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.progress.__exit__(kind, value, tb)
+        if self.sweep is not None:
+            self.progress.__exit__(kind, value, tb)
 
     def cell_started(self, cell: Cell, index: int, total: int) -> None:
-        if self.sweep is None:
+        if self.sweep is None:  # the bars appear with the first cell, not before an early error
+            self.progress.__enter__()
             self.sweep = self.progress.add_task("sweep", total=total, phase="")
         if self.cell is not None:
             self.progress.remove_task(self.cell)
