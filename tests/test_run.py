@@ -35,6 +35,13 @@ def test_sweep_runs_stores_and_reloads(tmp_path: Path) -> None:
         assert result.stop_reason in ("converged", "max_time", "max_iters")
     bf16 = next(r for r in run.results if r.cell.precision == "bf16" and r.status == "ok")
     assert bf16.settings["precision_applied"] == "autocast bfloat16"
+    sources = [(r.cell.workload, r.cell.precision, r.settings["flops_source"]) for r in run.results if r.status == "ok"]
+    assert sources == [
+        ("infer", "fp32", "counted"),
+        ("infer", "bf16", "reused from an earlier cell of this model and workload"),
+        ("train", "fp32", "counted"),
+        ("train", "bf16", "reused from an earlier cell of this model and workload"),
+    ]
     train = next(r for r in run.results if r.cell.workload == "train" and r.cell.precision == "fp32")
     infer = next(r for r in run.results if r.cell.workload == "infer" and r.cell.precision == "fp32")
     assert train.flops_per_sample > 2.5 * infer.flops_per_sample  # type: ignore[operator]
@@ -88,3 +95,31 @@ def test_compare_by_threads_within_one_run(tmp_path: Path) -> None:
     assert math.isclose(pair.speedup, pair.a.latency.median_s / pair.b.latency.median_s)  # type: ignore[union-attr]
     assert pair.ci_low <= pair.speedup <= pair.ci_high
     assert comparison.geomean is not None and math.isclose(comparison.geomean, pair.speedup)
+
+
+def test_flops_per_sample_do_not_depend_on_batch_or_precision() -> None:
+    """What lets a sweep count FLOPs once per model and workload."""
+    from wattgap.backends.torch_eager import TorchEager
+    from wattgap.config import parse_config
+    from wattgap.plan import Cell
+
+    config = parse_config(fast_config(models=["resnet18"]))
+    per_sample = set()
+    for workload, batch, precision in (("train", 2, "fp32"), ("train", 4, "bf16"), ("infer", 3, "fp32")):
+        cell = Cell(
+            model="resnet18",
+            workload=workload,
+            backend="torch-eager",
+            device="cpu",
+            precision=precision,
+            batch_size=batch,
+            threads=1,
+        )
+        prepared = TorchEager().prepare(cell, config, lambda phase: None)
+        assert prepared.count_flops is not None
+        with prepared.context():
+            per_sample.add((workload, prepared.count_flops() / batch))
+    assert len(per_sample) == 2
+    (_, infer), (_, train) = sorted(per_sample)
+    # Backward costs about twice the forward, less the input gradient of the first convolution.
+    assert 2.5 * infer < train < 3 * infer

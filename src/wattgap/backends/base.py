@@ -25,12 +25,12 @@ class Capabilities:
 @dataclass
 class PreparedCell:
     """What a backend hands the cell runner: one iteration as a callable, the context it runs under,
-    and what the backend knows about how it applied the cell's settings."""
+    a way to count the FLOPs of one iteration, and how the backend applied the cell's settings."""
 
     step: Callable[[], Any]
     samples_per_step: int
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
-    flops_per_sample: float | None = None
+    count_flops: Callable[[], int] | None = None  # FLOPs of one step, counted by running it once
     parameters: int | None = None
     input_shape: tuple[int, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)

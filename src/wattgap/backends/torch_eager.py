@@ -103,13 +103,11 @@ class TorchEager(Backend):
             model.train()
             step = _train_step(model, cell, config, fetch, autocast, classes, generator, device)
             context = contextlib.nullcontext  # type: ignore[assignment]
-        with context():
-            flops = _count_flops(step)
         return PreparedCell(
             step=step,
             samples_per_step=cell.batch_size,
             context=context,
-            flops_per_sample=flops / cell.batch_size if flops else None,
+            count_flops=lambda: _count_flops(step),
             parameters=parameters,
             input_shape=tuple(input_shape),
             settings=settings,

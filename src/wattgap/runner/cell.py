@@ -21,7 +21,10 @@ from wattgap.results import CellResult, Memory, Phases
 Emit = Callable[[dict[str, Any]], None]
 
 
-def run_cell(cell: Cell, config: SweepConfig, emit: Emit) -> CellResult:
+def run_cell(cell: Cell, config: SweepConfig, emit: Emit, flops_per_sample: float | None = None) -> CellResult:
+    """Prepare, warm up and measure ``cell``. ``flops_per_sample``, when known from an earlier cell of
+    the same model and workload (it does not depend on batch, device, precision or threads), spares the
+    FLOP count, whose first use in a process costs seconds."""
     backend = BACKENDS[cell.backend]
     phases = Phases()
     clock = time.perf_counter
@@ -36,6 +39,12 @@ def run_cell(cell: Cell, config: SweepConfig, emit: Emit) -> CellResult:
 
     prepared = backend.prepare(cell, config, phase)
     phases.load_s = marks.get("prepare", clock()) - marks.get("load", clock())
+    if flops_per_sample is not None:
+        prepared.settings["flops_source"] = "reused from an earlier cell of this model and workload"
+    elif prepared.count_flops is not None:
+        with prepared.context():
+            flops_per_sample = prepared.count_flops() / prepared.samples_per_step or None
+        prepared.settings["flops_source"] = "counted"
     phases.prepare_s = clock() - marks.get("prepare", clock())
 
     timer = _timer(cell.device)
@@ -57,7 +66,7 @@ def run_cell(cell: Cell, config: SweepConfig, emit: Emit) -> CellResult:
     )
     samples = prepared.samples_per_step * len(measured.latencies_s)
     throughput = samples / measured.wall_s
-    achieved = prepared.flops_per_sample * throughput if prepared.flops_per_sample else None
+    achieved = flops_per_sample * throughput if flops_per_sample else None
     peak = peak_flops_per_s(cell.device, cell.precision)
     warnings = list(stats.warnings)
     if measured.stop_reason != "converged":
@@ -79,7 +88,7 @@ def run_cell(cell: Cell, config: SweepConfig, emit: Emit) -> CellResult:
         samples_per_iteration=prepared.samples_per_step,
         throughput_sps=throughput,
         throughput_median_sps=prepared.samples_per_step / stats.median_s if stats.median_s > 0 else None,
-        flops_per_sample=prepared.flops_per_sample,
+        flops_per_sample=flops_per_sample,
         achieved_flops_per_s=achieved,
         peak_flops_per_s=peak,
         flop_utilisation=achieved / peak if achieved and peak else None,

@@ -35,10 +35,14 @@ class SilentProgress:
 def execute(store: Store, run_id: str, config: SweepConfig, pending: list[Cell], progress: ProgressSink) -> None:
     """Run ``pending`` in order. The run is marked complete only when every cell has a result; an
     interruption marks it interrupted (``wattgap run --resume`` finishes it) and is re-raised."""
+    flops: dict[tuple[str, str, str], float] = {}  # (model, workload, backend) -> FLOPs per sample
     try:
         for index, cell in enumerate(pending):
             progress.cell_started(cell, index, len(pending))
-            result = run_isolated(cell, config, progress.cell_event)
+            key = (cell.model, cell.workload, cell.backend)
+            result = run_isolated(cell, config, progress.cell_event, flops.get(key))
+            if result.flops_per_sample:
+                flops.setdefault(key, result.flops_per_sample)
             store.store_result(run_id, result)
             progress.cell_finished(result)
     except BaseException:

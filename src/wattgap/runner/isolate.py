@@ -44,8 +44,12 @@ def _signal_reason(returncode: int) -> str:
     return f"killed by {name}"
 
 
-def run_isolated(cell: Cell, config: SweepConfig, on_event: OnEvent | None = None) -> CellResult:
-    job = json.dumps({"cell": cell.model_dump(), "config": config.model_dump(mode="json")})
+def run_isolated(
+    cell: Cell, config: SweepConfig, on_event: OnEvent | None = None, flops_per_sample: float | None = None
+) -> CellResult:
+    job = json.dumps(
+        {"cell": cell.model_dump(), "config": config.model_dump(mode="json"), "flops_per_sample": flops_per_sample}
+    )
     started_at = _now()
     begin = time.perf_counter()
     deadline = time.monotonic() + config.cell_timeout_s

@@ -63,7 +63,7 @@ def main() -> int:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     startup_s = time.perf_counter() - started
     try:
-        result = run_cell(cell, config, emit)
+        result = run_cell(cell, config, emit, job.get("flops_per_sample"))
     except BaseException as error:  # every failure of the cell is reported, then the process ends
         status, reason = _classify(error)
         emit({"event": "error", "status": status, "reason": reason, "traceback": traceback.format_exc()})
