@@ -16,8 +16,6 @@ from wattgap.errors import ConfigError, field_error
 
 Workload = Literal["infer", "train"]
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
-WORKLOADS: tuple[str, ...] = ("infer", "train")
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES_ALLOWED = "auto, cpu, cuda, cuda:N, mps"
 MAX_BATCH_SIZE = 65_536

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,6 @@ class Hardware:
     cuda_reason: str = ""  # why CUDA is unusable; empty when usable
     mps_reason: str = ""
     torch_reason: str = ""  # why torch itself is unusable; empty when usable
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cuda_usable(self) -> bool:

@@ -14,10 +14,6 @@ class ConfigError(WattgapError):
     """A sweep, flag or config file is invalid."""
 
 
-class BackendUnavailable(WattgapError):
-    """A backend or device cannot run here."""
-
-
 class MeasurementError(WattgapError):
     """A measurement could not be taken or is invalid."""
 

@@ -101,9 +101,6 @@ class Run(BaseModel):
     cells: list[Cell]
     results: list[CellResult]
 
-    def result(self, cell_id: str) -> CellResult | None:
-        return next((r for r in self.results if r.cell_id == cell_id), None)
-
     @property
     def pending(self) -> list[Cell]:
         done = {r.cell_id for r in self.results}

@@ -120,10 +120,6 @@ class CustomModel:
 
     target: str
 
-    @property
-    def name(self) -> str:
-        return self.target
-
     def build_torch(self) -> Any:
         module_name, attr = self.target.split(":", 1)
         builder = getattr(importlib.import_module(module_name), attr)
@@ -159,11 +155,6 @@ def check_model_name(name: str, field_name: str = "models") -> None:
         raise ConfigError(
             f"{field_name}: module {module_name!r} of custom model {name!r} cannot be found on the Python path"
         )
-
-
-def get_spec(name: str) -> ModelSpec:
-    check_model_name(name)
-    return MODELS[name]
 
 
 def count_parameters(module: nn.Module) -> int:
