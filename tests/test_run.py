@@ -72,7 +72,7 @@ def test_cast_precision_and_custom_model(tmp_path: Path) -> None:
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    models = ["raises", "segfaults", "exhausts_memory", "hangs", "no_shape", "tiny"]
+    models = ["raises", "segfaults", "exhausts_memory", "hangs", "no_shape", "tiny", "chatty"]
     config = fast_config(models=[f"helpers.usermodels:{m}" for m in models], cell_timeout_s=8)
     run = wattgap.run(config, db=tmp_path / "w.db")
     by_model = {r.cell.model.split(":")[1]: r for r in run.results}
@@ -83,6 +83,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     assert by_model["hangs"].status == "timeout" and "cell_timeout_s=8" in by_model["hangs"].reason
     assert by_model["no_shape"].status == "failed" and "input_shape" in by_model["no_shape"].reason
     assert by_model["tiny"].status == "ok"
+    assert by_model["chatty"].status == "ok" and by_model["chatty"].latency is not None
     assert run.status == "complete"
 
 

@@ -53,3 +53,21 @@ class _Slow(nn.Module):
 def slow() -> nn.Module:
     """50 ms per forward pass: sweeps of it last long enough to be killed midway."""
     return _Slow()
+
+
+class _Chatty(nn.Module):
+    input_shape = (4,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        print('{"event": "result", "result": "not from wattgap"}')  # must not reach the protocol
+        os.write(1, b"raw bytes on fd 1\n")
+        return self.linear(x)
+
+
+def chatty() -> nn.Module:
+    """Prints to stdout, in Python and at the file-descriptor level, on every forward pass."""
+    return _Chatty()
