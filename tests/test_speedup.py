@@ -29,13 +29,13 @@ def result(samples: np.ndarray, **fields: object) -> CellResult:
     return CellResult(cell=cell, status="ok", latency=summarize(samples.tolist()), latencies_s=samples.tolist())
 
 
-def make_run(run_id: str, results: list[CellResult]) -> Run:
+def make_run(run_id: str, results: list[CellResult], **config: object) -> Run:
     return Run(
         run_id=run_id,
         name="t",
         created_at="2026-11-22T00:00:00+00:00",
         status="complete",
-        config=parse_config({"models": ["resnet18"]}),
+        config=parse_config({"models": ["resnet18"], **config}),
         environment={},
         cells=[r.cell for r in results],
         results=results,
@@ -85,3 +85,12 @@ def test_one_run_compared_with_itself_uses_the_baseline_value() -> None:
         compare(run, run, by="threads", baseline="3")
     with pytest.raises(ConfigError, match="--by: got 'colour'"):
         compare(run, run, by="colour")
+
+
+def test_runs_that_measure_different_work_are_refused() -> None:
+    a = make_run("a", [result(BASE)], image_size=64)
+    b = make_run("b", [result(BASE, device="cuda", threads=None)], image_size=224, end_to_end=True)
+    with pytest.raises(ConfigError, match=r"differ in image_size \(64 vs 224\), end_to_end \(False vs True\)"):
+        compare(a, b, by="device")
+    same_work = make_run("c", [result(BASE / 2, device="cuda", threads=None)], image_size=64, seed=3)
+    assert compare(a, same_work, by="device").pairs[0].speedup == pytest.approx(2.0)

@@ -38,6 +38,34 @@ class Comparison:
     unmatched: int
 
 
+# Run-wide settings that change the work a cell does: runs that differ in them do not measure the same
+# thing, whatever their cells' fields say.
+WORK_SETTINGS = (
+    "image_size",
+    "num_classes",
+    "input_shape",
+    "infer_low_precision",
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "cudnn_benchmark",
+    "end_to_end",
+)
+
+
+def _check_same_work(run_a: Run, run_b: Run) -> None:
+    differ = [
+        f"{name} ({getattr(run_a.config, name)!r} vs {getattr(run_b.config, name)!r})"
+        for name in WORK_SETTINGS
+        if getattr(run_a.config, name) != getattr(run_b.config, name)
+    ]
+    if differ:
+        raise ConfigError(
+            f"compare: runs {run_a.run_id} and {run_b.run_id} differ in {', '.join(differ)}; "
+            "their cells do not measure the same work"
+        )
+
+
 def _key(cell: Cell, by: str) -> tuple[tuple[str, object], ...]:
     ignored = {by, "threads"} if by == "device" else {by}
     return tuple((name, getattr(cell, name)) for name in CELL_FIELDS if name not in ignored)
@@ -53,10 +81,12 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Match each successful cell of ``run_a`` with the cell of ``run_b`` that differs only in ``by`` (and
-    in threads when comparing devices). With one run on both sides, the A side is the cells whose ``by``
-    equals ``baseline`` (by default the first value of ``by`` in the run's cell order)."""
+    in threads when comparing devices). Runs whose settings change the work (WORK_SETTINGS) are refused.
+    With one run on both sides, the A side is the cells whose ``by`` equals ``baseline`` (by default the
+    first value of ``by`` in the run's cell order)."""
     if by not in CELL_FIELDS:
         raise field_error("--by", by, CELL_FIELDS)
+    _check_same_work(run_a, run_b)
     ok_a = [r for r in run_a.results if r.status == "ok" and r.latencies_s]
     ok_b = [r for r in run_b.results if r.status == "ok" and r.latencies_s]
     if run_a.run_id == run_b.run_id:
