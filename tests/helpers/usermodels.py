@@ -38,13 +38,17 @@ def exhausts_memory() -> nn.Module:
     raise MemoryError("simulated allocation failure")
 
 
-class _Slow(nn.Module):
+class _Linear4(nn.Module):
+    """A 4 -> 2 linear model; subclasses add a side effect to its forward pass."""
+
     input_shape = (4,)
 
     def __init__(self) -> None:
         super().__init__()
         self.linear = nn.Linear(4, 2)
 
+
+class _Slow(_Linear4):
     def forward(self, x):  # type: ignore[no-untyped-def]
         time.sleep(0.05)
         return self.linear(x)
@@ -55,13 +59,7 @@ def slow() -> nn.Module:
     return _Slow()
 
 
-class _Chatty(nn.Module):
-    input_shape = (4,)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(4, 2)
-
+class _Chatty(_Linear4):
     def forward(self, x):  # type: ignore[no-untyped-def]
         print('{"event": "result", "result": "not from wattgap"}')  # must not reach the protocol
         os.write(1, b"raw bytes on fd 1\n")

@@ -12,12 +12,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from wattgap.plan import Cell
 from wattgap.report.terminal import STATUS_STYLE, quantity, seconds
 from wattgap.results import CellResult
+from wattgap.runner.executor import SilentProgress
 
 # Share of a cell's bar given to each phase; the measured window is the open-ended part.
 _PHASE_SPAN = {"load": (0.0, 0.1), "prepare": (0.1, 0.2), "warmup": (0.2, 0.35), "measure": (0.35, 1.0)}
 
 
-class LineProgress:
+class LineProgress(SilentProgress):
     """A line per finished cell, nothing live: for --quiet and for output that is not a terminal."""
 
     def __init__(self, console: Console) -> None:
@@ -27,12 +28,6 @@ class LineProgress:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        pass
-
-    def cell_started(self, cell: Cell, index: int, total: int) -> None:
-        pass
-
-    def cell_event(self, event: dict[str, Any]) -> None:
         pass
 
     def cell_finished(self, result: CellResult) -> None:
