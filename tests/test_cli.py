@@ -41,8 +41,25 @@ def test_help_imports_no_framework(tmp_path: Path) -> None:
         (["run", "--model", "conv6", "--precision", "int4"], "precisions[0]: got 'int4'; allowed: 'fp32'"),
         (
             ["run", "--model", "conv6", "--workload", "serve"],
-            "workloads[0]: got 'serve'; allowed: 'infer' or 'train'",
+            "workloads[0]: got 'serve'; allowed: 'infer', 'train' or 'train-to-accuracy'",
         ),
+        (
+            ["run", "--model", "conv6", "--workload", "train-to-accuracy"],
+            "dataset: got None; allowed: digits, cifar10, folder",
+        ),
+        (["run", "--model", "conv6", "--dataset", "imagenet"], "dataset: got 'imagenet'; allowed: 'digits', 'cifar10'"),
+        (
+            ["run", "--model", "conv6", "--dataset", "digits", "--target-accuracy", "0"],
+            "target_accuracy: got 0.0; input should be greater than 0",
+        ),
+        (
+            ["run", "--model", "conv6", "--dataset", "cifar10", "--dataset-path", "nope.tar.gz"],
+            "dataset_path: 'nope.tar.gz' does not exist",
+        ),
+        (["run", "--model", "conv6", "--idle", "-1"], "energy.idle_s: got -1.0; input should be greater than or equal"),
+        (["efficiency", "r1", "--price-per-kwh", "-1"], "--price-per-kwh: got -1.0; input should be greater than or"),
+        (["efficiency", "r1", "--gqi-variant", "loose"], "--gqi-variant: got 'loose'; allowed: 'strict' or 'log1p'"),
+        (["efficiency", "r1"], "--db: 'wattgap.db' does not exist"),
         (["run", "--model", "conv6", "--batch-size", "0"], "batch_sizes[0]: got 0; allowed: integers from 1"),
         (
             ["run", "--model", "conv6", "--batch-size", "1,x"],
@@ -51,7 +68,7 @@ def test_help_imports_no_framework(tmp_path: Path) -> None:
         (["run", "--model", "conv6", "--db", "nowhere/w.db"], "--db: folder 'nowhere' does not exist"),
         (
             ["run", "--suite", "quik"],
-            "--suite: got 'quik'; allowed: deep-gap, democratizing-ai, gdev-ai, quick",
+            "--suite: got 'quik'; allowed: deep-gap, democratizing-ai, gdev-ai, quick, watt-for-what",
         ),
         (["run", "--config", "missing.yaml"], "--config: file 'missing.yaml' does not exist"),
         (["show", "latest"], "--db: 'wattgap.db' does not exist"),

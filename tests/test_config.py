@@ -21,7 +21,7 @@ def test_defaults() -> None:
         ({"models": ["resnet17"]}, "models[0]: got 'resnet17'; allowed: conv6, vgg16"),
         (
             {"models": ["conv6"], "workloads": ["inference"]},
-            "workloads[0]: got 'inference'; allowed: 'infer' or 'train'",
+            "workloads[0]: got 'inference'; allowed: 'infer', 'train' or 'train-to-accuracy'",
         ),
         ({"models": ["conv6"], "backends": ["jax"]}, "backends[0]: got 'jax'; allowed: torch-eager"),
         (

@@ -53,3 +53,31 @@ def test_cuda_out_of_memory_is_its_own_status(tmp_path: Path) -> None:
     config = fast_config(models=["vgg16"], workloads=["train"], devices=["cuda"], batch_sizes=[batch], image_size=512)
     run = wattgap.run(config, db=tmp_path / "w.db")
     assert run.results[0].status == "oom", run.results[0].reason
+
+
+def test_nvml_counter_and_polled_power_agree_on_a_real_gpu_and_idle_is_measured(tmp_path: Path) -> None:
+    """The real NVML path: both modes on the same window of real GPU work (they should agree within 5%),
+    and a CUDA cell's energy labelled measured for its GPU."""
+    from wattgap.config import EnergySettings
+    from wattgap.measure.energy import EnergyWindow, measure_idle
+    from wattgap.measure.energy.nvml import NvmlMeter
+
+    uuid = str(torch.cuda.get_device_properties(0).uuid)
+    counter, polled = NvmlMeter(uuid, "counter"), NvmlMeter(uuid, "polled", poll_interval_s=0.02)
+    a = torch.randn(8192, 8192, device="cuda")
+    window = EnergyWindow([counter, polled])
+    with window:
+        for _ in range(200):
+            a = (a @ a).clamp_(-1, 1)
+        torch.cuda.synchronize()
+    by_meter = {r.meter: r for r in window.readings}
+    assert by_meter["nvml-counter"].label == "measured", by_meter["nvml-counter"].detail
+    assert by_meter["nvml-counter"].energy_j == pytest.approx(by_meter["nvml-polled"].energy_j, rel=0.05)
+    idle = measure_idle(["cuda:0"], EnergySettings(idle_s=2))
+    gpu_idle = next(v for k, v in idle.items() if k.startswith("gpu:"))
+    assert gpu_idle.label == "measured" and gpu_idle.power_w and gpu_idle.power_w > 0
+    run = wattgap.run(fast_config(devices=["cuda"], batch_sizes=[8], energy={"idle_s": 1}), db=tmp_path / "w.db")
+    result = run.results[0]
+    assert result.energy is not None
+    gpu = next(r for r in result.energy.readings if r.domain.startswith("gpu:"))
+    assert gpu.label == "measured" and gpu.energy_j and gpu.net_energy_j is not None

@@ -58,3 +58,17 @@ def test_unknown_run_ids_name_the_latest_runs(tmp_path: Path) -> None:
     Store.open(path).close()
     with Store.open_readonly(path) as store, pytest.raises(StoreError, match="is not in"):
         store.resolve("20990101")
+
+
+def test_version_1_results_read_with_the_new_fields_unset() -> None:
+    from wattgap.plan import Cell
+    from wattgap.results import CellResult
+
+    cell = Cell(model="conv6", workload="infer", backend="torch-eager", device="cpu", precision="fp32", batch_size=1)
+    written = CellResult(cell=cell, status="ok", throughput_sps=10.0).model_dump(mode="json")
+    for field in ("energy", "accuracy_top1", "training"):
+        del written[field]
+    written["schema_version"] = 1
+    old = CellResult.model_validate(written)
+    assert old.schema_version == 1 and old.energy is None and old.training is None
+    assert old.flat()["energy_j"] is None and old.flat()["energy_label"] is None

@@ -43,20 +43,26 @@ def run(
     SweepConfig, a mapping of its fields, or the path of a YAML file. ``on_created(run_id, plan)`` is
     called once the run is stored, before the first cell starts."""
     from wattgap import __version__
+    from wattgap.datasets import check
     from wattgap.devices import detect
+    from wattgap.measure.energy import measure_idle
     from wattgap.plan import expand
     from wattgap.runner.fingerprint import fingerprint
 
     sweep = _as_config(config)
+    check(sweep)
     with Store.open(db) as store:
         hardware = detect()
         plan = expand(sweep, hardware)
         environment = fingerprint(hardware)
+        devices = list(dict.fromkeys(cell.device for cell in plan.runnable))
+        idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
+        environment["idle_power"] = idle
         run_id = new_run_id()
         store.create_run(run_id, sweep, environment, list(plan.cells), plan.skipped, __version__)
         if on_created is not None:
             on_created(run_id, plan)
-        execute(store, run_id, sweep, list(plan.runnable), progress or SilentProgress())
+        execute(store, run_id, sweep, list(plan.runnable), progress or SilentProgress(), idle)
         return store.load_run(run_id)
 
 
@@ -76,7 +82,8 @@ def resume(
     with Store.open(db) as store:
         if on_created is not None:
             on_created(previous.run_id, None)
-        execute(store, previous.run_id, previous.config, previous.pending, progress or SilentProgress())
+        idle = previous.environment.get("idle_power") or {}
+        execute(store, previous.run_id, previous.config, previous.pending, progress or SilentProgress(), idle)
         return store.load_run(previous.run_id)
 
 

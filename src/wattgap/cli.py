@@ -68,7 +68,7 @@ def run(
     suite: Annotated[str | None, typer.Option(help="A shipped suite (wattgap list suites).")] = None,
     config: Annotated[Path | None, typer.Option(help="A YAML sweep file.")] = None,
     model: Annotated[str | None, typer.Option(help="Models, comma-separated; or package.module:callable.")] = None,
-    workload: Annotated[str | None, typer.Option(help="infer,train")] = None,
+    workload: Annotated[str | None, typer.Option(help="infer,train,train-to-accuracy")] = None,
     backend: Annotated[
         str | None, typer.Option(help="Backends: torch-eager (`wattgap env` says which are usable).")
     ] = None,
@@ -79,6 +79,17 @@ def run(
     image_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Cap on each cell's measured window, s.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-cell subprocess timeout, s.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="digits, cifar10 or folder: train-to-accuracy data; top-1 for infer.")
+    ] = None,
+    dataset_path: Annotated[
+        str | None, typer.Option(help="cifar10: the archive or its folder; folder: one subfolder per class.")
+    ] = None,
+    target_accuracy: Annotated[
+        float | None, typer.Option(help="Validation top-1 in (0, 1] that ends training.")
+    ] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Epoch cap of train-to-accuracy.")] = None,
+    idle: Annotated[float | None, typer.Option(help="Seconds of idle power measured before the run; 0: none.")] = None,
     resume: Annotated[str | None, typer.Option(help="Run only the cells of this run not yet stored.")] = None,
     db: DbOption = DEFAULT_DB,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
@@ -87,9 +98,10 @@ def run(
     from wattgap import api
     from wattgap.config import Protocol, load_config_data, load_suite_data, parse_config
 
+    sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads, image_size)
+    data_options = (dataset, dataset_path, target_accuracy, max_epochs, idle, max_time, timeout)
     if resume is not None:
-        sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads)
-        if any(v is not None for v in (*sweep_options, image_size, max_time, timeout)):
+        if any(v is not None for v in (*sweep_options, *data_options)):
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
         _execute(lambda p, created: api.resume(db, resume, p, created), quiet)
         return
@@ -111,6 +123,10 @@ def run(
         "threads": _ints("--threads", threads, "comma-separated integers from 1 to 1024"),
         "image_size": image_size,
         "cell_timeout_s": timeout,
+        "dataset": dataset,
+        "dataset_path": dataset_path,
+        "target_accuracy": target_accuracy,
+        "max_epochs": max_epochs,
     }
     data.update({key: value for key, value in overrides.items() if value is not None})
     protocol = data.get("protocol", {})
@@ -118,6 +134,9 @@ def run(
         minimum = protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)
         lowered = {"min_time_s": max_time} if isinstance(minimum, int | float) and minimum > max_time else {}
         data["protocol"] = {**protocol, "max_time_s": max_time, **lowered}
+    energy = data.get("energy", {})
+    if idle is not None and isinstance(energy, dict):
+        data["energy"] = {**energy, "idle_s": idle}
     sweep = parse_config(data, str(config) if config else "options")
     _execute(lambda p, created: api.run(sweep, db, p, created), quiet)
 
@@ -126,7 +145,7 @@ def _execute(start: Any, quiet: bool) -> None:
     """Run with live progress (or, with --quiet, a line per finished cell), then print the table and the
     run id. ``start(progress, on_created)`` is api.run or api.resume with their other arguments bound."""
     from wattgap.report.progress import LineProgress, RichProgress
-    from wattgap.report.terminal import results_table, summary_line
+    from wattgap.report.terminal import idle_line, results_table, summary_line
 
     progress: LineProgress = LineProgress(console) if quiet else RichProgress(console)
     started: dict[str, str] = {}
@@ -145,6 +164,7 @@ def _execute(start: Any, quiet: bool) -> None:
         raise typer.Exit(130) from None
     console.print(results_table(finished))
     console.print(summary_line(finished))
+    console.print(idle_line(finished))
     console.print(f"run id: {finished.run_id}")
 
 
@@ -199,7 +219,7 @@ def show(
 ) -> None:
     """Print a stored run's results table again."""
     from wattgap.api import load_run
-    from wattgap.report.terminal import results_table, summary_line
+    from wattgap.report.terminal import idle_line, results_table, summary_line
 
     stored = load_run(db, run_id)
     if fmt is TableOrJson.json:
@@ -207,6 +227,7 @@ def show(
         return
     console.print(results_table(stored))
     console.print(summary_line(stored))
+    console.print(idle_line(stored))
 
 
 @app.command()
@@ -291,6 +312,73 @@ def compare(
     if not comparison.pairs:
         raise ConfigError(f"--by {by}: no cells of {first.run_id} and {second.run_id} match on every other field")
     print_comparison(console, comparison)
+
+
+class Rank(str, Enum):
+    gqi = "gqi"
+    accuracy_per_kwh = "accuracy_per_kwh"
+    samples_per_j = "samples_per_j"
+    cost = "cost"
+    co2 = "co2"
+
+
+@app.command()
+def efficiency(
+    run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
+    rank: Annotated[
+        Rank | None, typer.Option(help="Metric to rank by (default: gqi with accuracies, else samples_per_j).")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="GQI exponent of accuracy.")] = 1.0,
+    beta: Annotated[float, typer.Option(help="GQI scale.")] = 1.0,
+    electricity_unit: Annotated[str, typer.Option(help="GQI electricity unit: J, Wh or kWh.")] = "Wh",
+    gqi_variant: Annotated[
+        str, typer.Option(help="strict: log10(E), refused for E <= 1; log1p: log10(1 + E).")
+    ] = "strict",
+    carbon_intensity: Annotated[float, typer.Option(help="Grid carbon intensity, gCO2e/kWh.")] = 475.0,
+    price_per_kwh: Annotated[float, typer.Option(help="Electricity price per kWh.")] = 0.15,
+    price_per_device_hour: Annotated[float, typer.Option(help="Price of one device-hour (cloud rate).")] = 0.0,
+    currency: Annotated[str, typer.Option(help="Label of the prices.")] = "USD",
+    energy: Annotated[str, typer.Option(help="gross: all the meters saw; net: above the run's idle power.")] = "gross",
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """Rank a run's cells by what their energy buys: GQI, accuracy per kWh, samples per joule, CO2, cost."""
+    import dataclasses
+
+    from wattgap.analysis.efficiency import EfficiencyParams
+    from wattgap.analysis.efficiency import efficiency as rank_cells
+    from wattgap.api import load_run
+    from wattgap.config import validate_flags
+    from wattgap.report.terminal import efficiency_table
+
+    params = validate_flags(
+        EfficiencyParams,
+        {
+            "alpha": alpha,
+            "beta": beta,
+            "electricity_unit": electricity_unit,
+            "gqi_variant": gqi_variant,
+            "carbon_intensity": carbon_intensity,
+            "price_per_kwh": price_per_kwh,
+            "price_per_device_hour": price_per_device_hour,
+            "currency": currency,
+            "energy": energy,
+        },
+    )
+    stored = load_run(db, run_id)
+    metric, rows = rank_cells(stored, params, rank.value if rank else None)
+    if fmt is TableOrJson.json:
+        _print_json(
+            {
+                "run_id": stored.run_id,
+                "rank": metric,
+                "gqi": params.formula(),
+                "params": params.model_dump(),
+                "cells": [dataclasses.asdict(row) for row in rows],
+            }
+        )
+        return
+    console.print(efficiency_table(stored.run_id, metric, rows, params))
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wattgap.errors import ConfigError, field_error
 
-Workload = Literal["infer", "train"]
+Workload = Literal["infer", "train", "train-to-accuracy"]
+DatasetName = Literal["digits", "cifar10", "folder"]
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES_ALLOWED = "auto, cpu, cuda, cuda:N, mps"
@@ -58,6 +59,20 @@ class Protocol(BaseModel):
         return self
 
 
+class EnergySettings(BaseModel):
+    """How energy is metered (measure/energy). Stored with the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured once per run; 0: no net energy
+    gpu_mode: Literal["auto", "counter", "polled"] = "auto"  # NVML energy counter or polled power
+    poll_interval_s: float = Field(0.05, gt=0, le=10)
+    cpu_tdp_w: float | None = Field(None, gt=0)  # overrides the TDP the CPU estimate uses
+    cpu_idle_fraction: float = Field(0.3, ge=0, le=1)  # share of TDP the CPU estimate draws at zero load
+    powercap_root: str = "/sys/class/powercap"
+
+
 class SweepConfig(BaseModel):
     """A sweep: each list is an axis; the cells are their product (see plan.expand)."""
 
@@ -84,6 +99,22 @@ class SweepConfig(BaseModel):
     seed: int = 0
     cell_timeout_s: float = Field(900.0, gt=0)
     protocol: Protocol = Field(default_factory=Protocol)
+    energy: EnergySettings = Field(default_factory=EnergySettings)
+    dataset: DatasetName | None = None  # real data: train-to-accuracy, and top-1 of infer cells
+    dataset_path: str | None = None  # cifar10: the archive or its folder; folder: one subfolder per class
+    validation_fraction: float = Field(0.2, gt=0, lt=1)  # digits and folder (CIFAR-10 has its test split)
+    target_accuracy: float | None = Field(None, gt=0, le=1)  # validation top-1 that ends train-to-accuracy
+    max_epochs: int = Field(10, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _dataset_consistent(self) -> SweepConfig:
+        if "train-to-accuracy" in self.workloads and self.dataset is None:
+            raise field_error("dataset", None, "digits, cifar10, folder (train-to-accuracy needs real data)")
+        if self.dataset == "folder" and not self.dataset_path:
+            raise ConfigError("dataset_path: required for dataset folder (a folder with one subfolder per class)")
+        if self.dataset_path is not None and not Path(self.dataset_path).exists():
+            raise ConfigError(f"dataset_path: {self.dataset_path!r} does not exist")
+        return self
 
     @field_validator("models")
     @classmethod
@@ -138,7 +169,8 @@ def _describe(error: ValidationError) -> str:
     location = location or "config"
     given = first.get("input")
     if first["type"] == "extra_forbidden":
-        owner = Protocol if location.startswith("protocol.") else SweepConfig
+        owners: dict[str, type[BaseModel]] = {"protocol": Protocol, "energy": EnergySettings}
+        owner = owners.get(location.partition(".")[0], SweepConfig) if "." in location else SweepConfig
         return f"{location}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
     if first["type"] == "missing":
         return f"{location}: required but missing"
@@ -157,6 +189,19 @@ def parse_config(data: Any, source: str = "config") -> SweepConfig:
         return SweepConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source}: {_describe(error)}") from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_flags(model: type[M], flags: dict[str, Any]) -> M:
+    """Validate command-line values into ``model``; a problem is one line naming the flag."""
+    try:
+        return model.model_validate(flags)
+    except ValidationError as error:
+        message = _describe(error)
+        field, _, rest = message.partition(":")
+        raise ConfigError(f"--{field.replace('_', '-')}:{rest}") from None
 
 
 def _read_yaml(text: str, source: str) -> Any:

@@ -6,6 +6,10 @@ import os
 import platform
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import Any
+
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,22 @@ def physical_core_count() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+@cache
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and the instruction-set flags that matter to deep-learning kernels."""
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    path = Path("/proc/cpuinfo")
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
 
 
 @cache

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from wattgap.config import SweepConfig
+from wattgap.measure.energy import CellEnergy
 from wattgap.measure.stats import LatencyStats
 from wattgap.plan import Cell
 
 if TYPE_CHECKING:
     import pandas
 
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2  # 2: energy, accuracy_top1, training; version-1 results read with them unset
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 
@@ -34,6 +35,32 @@ class Memory(BaseModel):
     device_peak_reserved_bytes: int | None = None
     device_used_bytes: int | None = None  # device-wide, from NVML, at the end of the window
     host_peak_rss_bytes: int | None = None  # the cell's subprocess, whole life
+
+
+class EpochPoint(BaseModel):
+    """The train-to-accuracy curve, one point per epoch; time and energy are cumulative over the compute
+    windows (training and validation), data loading excluded."""
+
+    epoch: int
+    time_s: float
+    energy_j: float | None = None
+    net_energy_j: float | None = None
+    top1: float
+
+
+class Training(BaseModel):
+    target_accuracy: float | None
+    max_epochs: int
+    reached: bool  # the target was met (False also when no target was set)
+    epochs: int
+    time_to_accuracy_s: float | None = None
+    energy_to_accuracy_j: float | None = None
+    net_energy_to_accuracy_j: float | None = None
+    total_time_s: float
+    total_energy_j: float | None = None
+    final_top1: float
+    best_top1: float
+    curve: list[EpochPoint] = Field(default_factory=list)
 
 
 class CellResult(BaseModel):
@@ -61,6 +88,9 @@ class CellResult(BaseModel):
     parameters: int | None = None
     input_shape: list[int] = Field(default_factory=list)
     memory: Memory = Field(default_factory=Memory)
+    energy: CellEnergy | None = None
+    accuracy_top1: float | None = None  # validation top-1 on the config's dataset
+    training: Training | None = None  # train-to-accuracy only
     settings: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 
@@ -84,6 +114,24 @@ class CellResult(BaseModel):
             parameters=self.parameters,
         )
         row.update(self.memory.model_dump())
+        energy = self.energy or CellEnergy()
+        row.update(
+            energy_label=energy.label if self.energy else None,
+            energy_j=energy.energy_j,
+            net_energy_j=energy.net_energy_j,
+            power_w=energy.power_w,
+            j_per_sample=energy.j_per_sample,
+            samples_per_j=energy.samples_per_j,
+            prepare_energy_j=energy.prepare_energy_j,
+            accuracy_top1=self.accuracy_top1,
+        )
+        training = self.training
+        row.update(
+            time_to_accuracy_s=training.time_to_accuracy_s if training else None,
+            energy_to_accuracy_j=training.energy_to_accuracy_j if training else None,
+            epochs=training.epochs if training else None,
+            target_reached=training.reached if training else None,
+        )
         row.update({f"phase_{k}": v for k, v in self.phases.model_dump().items()})
         row["precision_applied"] = self.settings.get("precision_applied")
         row["warnings"] = "; ".join(self.warnings)

@@ -28,6 +28,7 @@ def fast_config(**fields: Any) -> dict[str, Any]:
         "num_classes": 10,
         "cell_timeout_s": 120,
         "protocol": dict(FAST_PROTOCOL),
+        "energy": {"idle_s": 0.2},
     }
     config.update(fields)
     return config

@@ -34,6 +34,22 @@ class PreparedCell:
     parameters: int | None = None
     input_shape: tuple[int, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    evaluate: Callable[[], float] | None = None  # top-1 on the dataset's validation split, when one is set
+
+
+@dataclass
+class FitPrepared:
+    """What a backend hands the train-to-accuracy loop: an epoch over the training split (shuffled by the
+    epoch number, returning each step's latency in seconds, the device synchronised after each step) and
+    the validation top-1. The data is already where the cell wants it before any of this is timed."""
+
+    train_epoch: Callable[[int], list[float]]
+    evaluate: Callable[[], float]
+    train_samples: int
+    sync: Callable[[], None]
+    parameters: int | None = None
+    input_shape: tuple[int, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class Backend(ABC):
@@ -64,3 +80,8 @@ class Backend(ABC):
     def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
         """Build and prepare the model for ``cell`` (runs inside the cell's subprocess). ``phase`` is
         called with the name of each phase as it starts ("load", "prepare")."""
+
+    def prepare_fit(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> FitPrepared:
+        """Build the model and load the dataset for a train-to-accuracy cell. Backends that declare the
+        workload implement it."""
+        raise NotImplementedError(f"{self.name} has no train-to-accuracy workload")

@@ -7,14 +7,16 @@ import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from wattgap.backends.base import Backend, Capabilities, PreparedCell
+from wattgap.backends.base import Backend, Capabilities, FitPrepared, PreparedCell
 from wattgap.errors import ConfigError
+from wattgap.models import is_custom
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from wattgap.config import SweepConfig
+    from wattgap.datasets import Dataset
     from wattgap.devices import Hardware
     from wattgap.plan import Cell
 
@@ -27,7 +29,7 @@ class TorchEager(Backend):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu", "cuda", "mps"}),
         precisions=frozenset({"fp32", "tf32", "bf16", "fp16"}),
-        workloads=frozenset({"infer", "train"}),
+        workloads=frozenset({"infer", "train", "train-to-accuracy"}),
     )
 
     def unavailable_reason(self) -> str:
@@ -38,6 +40,8 @@ class TorchEager(Backend):
         if reason:
             return reason
         kind, _, index = cell.device.partition(":")
+        if cell.workload == "train-to-accuracy" and is_custom(cell.model):
+            return "train-to-accuracy trains zoo models only (a custom model's classifier head is its own)"
         if cell.precision == "tf32" and kind != "cuda":
             return "tf32 is a mode of NVIDIA tensor cores (Ampere or newer); it needs a CUDA device"
         if kind == "cuda" and cell.precision in ("tf32", "bf16") and hardware.gpus:
@@ -50,21 +54,9 @@ class TorchEager(Backend):
         import torch
 
         phase("load")
-        device = torch.device(cell.device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())  # set_device needs an index
-        if cell.threads is not None:
-            torch.set_num_threads(cell.threads)
-        settings: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-            tf32 = cell.precision == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
-            torch.backends.cudnn.benchmark = config.cudnn_benchmark
-            settings.update(cudnn_benchmark=config.cudnn_benchmark, allow_tf32=tf32)
-        torch.manual_seed(config.seed)
-        model, input_shape, classes = _build(cell.model, config)
+        device, settings = _setup(cell, config)
+        data = _load_data(cell, config, settings) if cell.workload == "infer" else None
+        model, input_shape, classes = _build(cell.model, config, data.classes if data else None)
         parameters = sum(p.numel() for p in model.parameters())
         model.to(device)
 
@@ -99,10 +91,19 @@ class TorchEager(Backend):
                 with torch.inference_mode(), autocast():
                     yield
 
+            evaluate = None
+            if data is not None:
+                x_val, y_val = _tensors(data, input_shape, device, dtype if cast else None)
+
+                def evaluate() -> float:
+                    with context():
+                        return _top1(model, x_val, y_val, cell.batch_size)
+
         else:
             model.train()
             step = _train_step(model, cell, config, fetch, autocast, classes, generator, device)
             context = contextlib.nullcontext  # type: ignore[assignment]
+            evaluate = None
         return PreparedCell(
             step=step,
             samples_per_step=cell.batch_size,
@@ -111,18 +112,143 @@ class TorchEager(Backend):
             parameters=parameters,
             input_shape=tuple(input_shape),
             settings=settings,
+            evaluate=evaluate,
+        )
+
+    def prepare_fit(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> FitPrepared:
+        import torch
+        from torch import nn
+
+        phase("load")
+        device, settings = _setup(cell, config)
+        data = _load_data(cell, config, settings)
+        assert data is not None  # the config validator requires a dataset for this workload
+        model, input_shape, _ = _build(cell.model, config, data.classes)
+        parameters = sum(p.numel() for p in model.parameters())
+        model.to(device)
+
+        phase("prepare")
+        dtype = getattr(torch, _DTYPES[cell.precision]) if cell.precision in _DTYPES else None
+        settings["precision_applied"] = f"autocast {dtype}".replace("torch.", "") if dtype else cell.precision
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
+            (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
+        )
+        staging = torch.device("cpu") if config.end_to_end else device
+        x_train, y_train = _tensors(data, input_shape, staging, None, split="train")
+        x_val, y_val = _tensors(data, input_shape, device, None)
+        settings["input_on_device"] = not config.end_to_end
+        opt = _optimizer(config, model.parameters())
+        apply = _applier(cell, device)
+        sync = _synchronizer(device)
+
+        def train_epoch(epoch: int) -> list[float]:
+            import time
+
+            model.train()
+            order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+            latencies = []
+            clock = time.perf_counter_ns
+            for first in range(0, len(order), cell.batch_size):
+                index = order[first : first + cell.batch_size].to(staging)
+                begin = clock()
+                inputs, labels = x_train[index].to(device), y_train[index].to(device)
+                with autocast():
+                    loss = nn.functional.cross_entropy(model(inputs).float(), labels)
+                apply(loss, opt)
+                sync()
+                latencies.append((clock() - begin) * 1e-9)
+            return latencies
+
+        def evaluate() -> float:
+            model.eval()
+            with torch.inference_mode(), autocast():
+                return _top1(model, x_val, y_val, cell.batch_size)
+
+        return FitPrepared(
+            train_epoch=train_epoch,
+            evaluate=evaluate,
+            train_samples=len(y_train),
+            sync=sync,
+            parameters=parameters,
+            input_shape=tuple(input_shape),
+            settings=settings,
         )
 
 
-def _build(name: str, config: SweepConfig) -> tuple[nn.Module, tuple[int, ...], int | None]:
+def _setup(cell: Cell, config: SweepConfig) -> tuple[torch.device, dict[str, Any]]:
+    """The cell's device made current, its threads and CUDA math modes set, and the seed."""
+    import torch
+
+    device = torch.device(cell.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # set_device needs an index
+    if cell.threads is not None:
+        torch.set_num_threads(cell.threads)
+    settings: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        tf32 = cell.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+        settings.update(cudnn_benchmark=config.cudnn_benchmark, allow_tf32=tf32)
+    torch.manual_seed(config.seed)
+    return device, settings
+
+
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    from wattgap.devices import synchronize
+
+    return (lambda: synchronize(str(device))) if device.type in ("cuda", "mps") else (lambda: None)
+
+
+def _load_data(cell: Cell, config: SweepConfig, settings: dict[str, Any]) -> Dataset | None:
+    """The config's dataset (None without one), described in the cell's settings."""
+    if config.dataset is None or is_custom(cell.model):
+        return None
+    from wattgap.datasets import load
+    from wattgap.models import MODELS
+
+    data = load(config, MODELS[cell.model].input_shape(config.image_size)[-1])
+    settings.update(data.describe())
+    return data
+
+
+def _tensors(
+    data: Dataset, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype | None, split: str = "val"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as model inputs on ``device``: resized, standardised by the training split's statistics."""
+    import torch
+
+    from wattgap.datasets import model_input, standardise
+
+    channels, side = input_shape[0], input_shape[-1]
+    train, val = standardise(model_input(data.x_train, channels, side), model_input(data.x_val, channels, side))
+    images, labels = (train, data.y_train) if split == "train" else (val, data.y_val)
+    x = torch.from_numpy(images).to(device)
+    return (x.to(dtype) if dtype is not None else x), torch.from_numpy(labels).to(device)
+
+
+def _top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    correct = 0
+    for first in range(0, len(y), batch_size):
+        prediction = model(x[first : first + batch_size]).argmax(dim=1)
+        correct += int((prediction == y[first : first + batch_size]).sum())
+    return correct / len(y)
+
+
+def _build(
+    name: str, config: SweepConfig, num_classes: int | None = None
+) -> tuple[nn.Module, tuple[int, ...], int | None]:
     """The model, its input shape without the batch axis, and its number of classes (None: not a
-    classifier)."""
-    from wattgap.models import MODELS, CustomModel, is_custom
+    classifier). ``num_classes`` (a dataset's) overrides the config's."""
+    from wattgap.models import MODELS, CustomModel
 
     if not is_custom(name):
         spec = MODELS[name]
-        model = spec.build_torch(config.image_size, config.num_classes)
-        classes = (config.num_classes or spec.default_num_classes) if spec.task == "classification" else None
+        num_classes = num_classes or config.num_classes
+        model = spec.build_torch(config.image_size, num_classes)
+        classes = (num_classes or spec.default_num_classes) if spec.task == "classification" else None
         return model, spec.input_shape(config.image_size), classes
     custom = CustomModel(name)
     model = custom.build_torch()
@@ -148,18 +274,9 @@ def _train_step(
     from torch import nn
 
     def optimizer(params: Any) -> torch.optim.Optimizer:
-        if config.optimizer == "adam":
-            return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.momentum, 0.999))
-        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum)
+        return _optimizer(config, params)
 
-    scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
-
-    def apply(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
+    apply = _applier(cell, device)
     if hasattr(model, "g_ab"):
         return _cyclegan_step(model, fetch, autocast, optimizer, apply, generator, device)
 
@@ -181,6 +298,29 @@ def _train_step(
         apply(loss, opt)
 
     return step
+
+
+def _optimizer(config: SweepConfig, params: Any) -> torch.optim.Optimizer:
+    import torch
+
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.momentum, 0.999))
+    return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum)
+
+
+def _applier(cell: Cell, device: torch.device) -> Callable[[torch.Tensor, torch.optim.Optimizer], None]:
+    """Backward and optimiser step, through a gradient scaler in fp16 (a no-op scaler otherwise)."""
+    import torch
+
+    scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
+
+    def apply(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return apply
 
 
 def _cyclegan_step(

@@ -11,17 +11,32 @@ import yaml
 
 
 @cache
+def _table(file: str) -> list[dict[str, Any]]:
+    return list(yaml.safe_load(resources.files("wattgap.resources").joinpath(file).read_text("utf-8")))
+
+
 def known_gpus() -> list[dict[str, Any]]:
-    text = resources.files("wattgap.resources").joinpath("hardware.yaml").read_text("utf-8")
-    return list(yaml.safe_load(text))
+    return _table("hardware.yaml")
+
+
+def known_cpus() -> list[dict[str, Any]]:
+    return _table("cpus.yaml")
+
+
+def _entry(table: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The first entry whose ``match`` stands in the name as a whole word ("L4" is not "L40S")."""
+    for entry in table:
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(entry['match'])}(?![A-Za-z0-9])", name, re.IGNORECASE):
+            return entry
+    return None
 
 
 def gpu_entry(device_name: str) -> dict[str, Any] | None:
-    """The first entry whose ``match`` stands in the name as a whole word ("L4" is not "L40S")."""
-    for entry in known_gpus():
-        if re.search(rf"(?<![A-Za-z0-9]){re.escape(entry['match'])}(?![A-Za-z0-9])", device_name, re.IGNORECASE):
-            return entry
-    return None
+    return _entry(known_gpus(), device_name)
+
+
+def cpu_entry(model_name: str) -> dict[str, Any] | None:
+    return _entry(known_cpus(), model_name)
 
 
 def peak_flops_per_s(device: str, precision: str) -> float | None:

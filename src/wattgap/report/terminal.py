@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams
 from wattgap.analysis.speedup import Comparison
 from wattgap.results import CellResult, Run
 
@@ -33,13 +34,30 @@ def quantity(value: float | None, unit: str, base: float = 1000.0) -> str:
     return f"{value:.3g} E{unit}"
 
 
+def energy_text(result: CellResult) -> str:
+    """Gross energy of the measured window with how it was obtained, e.g. "8.7 J estimated"."""
+    energy = result.energy
+    if energy is None:
+        return "-"
+    if energy.energy_j is None:
+        return energy.label
+    return f"{quantity(energy.energy_j, 'J')} {energy.label}"
+
+
 def _notes(result: CellResult) -> str:
     if result.status != "ok":
         return result.reason
     notes = []
     if result.latency and result.latency.noisy:
         notes.append("noisy")
-    if result.stop_reason and result.stop_reason != "converged":
+    training = result.training
+    if training is not None:
+        notes.append(
+            f"target reached in {training.epochs} epochs, {seconds(training.time_to_accuracy_s)}"
+            if training.reached
+            else f"{training.epochs} epochs, target not reached"
+        )
+    elif result.stop_reason and result.stop_reason != "converged":
         notes.append(f"stopped: {result.stop_reason}")
     applied = result.settings.get("precision_applied")
     if applied and applied != result.cell.precision:
@@ -58,6 +76,9 @@ def results_table(run: Run) -> Table:
         ("throughput", "right"),
         ("FLOP/s", "right"),
         ("peak mem", "right"),
+        ("energy", "right"),
+        ("J/sample", "right"),
+        ("top-1", "right"),
         ("n", "right"),
         ("notes", "left"),
     ):
@@ -66,7 +87,7 @@ def results_table(run: Run) -> Table:
     for cell in run.cells:
         result = by_id.get(cell.cell_id)
         if result is None:
-            table.add_row(cell.label, "[dim]pending[/]", *["-"] * 7, "")
+            table.add_row(cell.label, "[dim]pending[/]", *["-"] * 10, "")
             continue
         latency = result.latency
         memory = result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
@@ -81,6 +102,9 @@ def results_table(run: Run) -> Table:
             quantity(result.achieved_flops_per_s, "FLOP/s")
             + (f" ({result.flop_utilisation:.0%})" if result.flop_utilisation else ""),
             quantity(memory, "B", 1024.0),
+            energy_text(result),
+            quantity(result.energy.j_per_sample, "J") if result.energy else "-",
+            f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-",
             str(latency.n) if latency else "-",
             _notes(result),
         )
@@ -91,6 +115,58 @@ def summary_line(run: Run) -> str:
     counts = run.counts()
     parts = [f"{count} {status}" for status, count in counts.items() if count]
     return f"{len(run.cells)} cells: " + ", ".join(parts)
+
+
+def idle_line(run: Run) -> str:
+    idle = run.environment.get("idle_power") or {}
+    if not idle:
+        return "idle power: not measured (energy.idle_s 0, or energy disabled): no net energy"
+    parts = [
+        f"{domain} {quantity(entry.get('power_w'), 'W')} ({entry.get('label')}, {entry.get('meter')})"
+        for domain, entry in idle.items()
+    ]
+    return "idle power: " + "; ".join(parts)
+
+
+def efficiency_table(run_id: str, rank: str, rows: list[Efficiency], params: EfficiencyParams) -> Table:
+    unit = params.electricity_unit
+    table = Table(
+        title=f"run {run_id}: efficiency, ranked by {rank}; {params.energy} energy\n{params.formula()}",
+        title_justify="left",
+    )
+    for column in (
+        "#",
+        "cell",
+        "per",
+        "energy",
+        "label",
+        "top-1",
+        "samples/J",
+        "top-1/kWh",
+        "GQI",
+        "gCO2e",
+        f"cost {params.currency}",
+        "time",
+        "notes",
+    ):
+        table.add_column(column, justify="left" if column in ("cell", "per", "label", "notes") else "right")
+    for position, row in enumerate(rows, 1):
+        table.add_row(
+            str(position),
+            row.label,
+            row.basis,
+            quantity(row.energy_j / JOULES_PER[unit] if row.energy_j is not None else None, unit),
+            row.energy_label,
+            f"{row.accuracy:.3f}" if row.accuracy is not None else "-",
+            f"{row.samples_per_j:.3g}" if row.samples_per_j is not None else "-",
+            f"{row.accuracy_per_kwh:.4g}" if row.accuracy_per_kwh is not None else "-",
+            f"{row.gqi:.4g}" if row.gqi is not None else "-",
+            f"{row.co2_g:.3g}" if row.co2_g is not None else "-",
+            f"{row.cost:.3g}" if row.cost is not None else "-",
+            seconds(row.time_s),
+            row.note,
+        )
+    return table
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:

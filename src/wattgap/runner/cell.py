@@ -11,7 +11,9 @@ from typing import Any
 
 from wattgap.backends import BACKENDS
 from wattgap.config import SweepConfig
+from wattgap.devices import synchronize
 from wattgap.measure import timing
+from wattgap.measure.energy import CellEnergy, EnergyWindow, meters_for
 from wattgap.measure.hardware import peak_flops_per_s
 from wattgap.measure.memory import DeviceMemory
 from wattgap.measure.stats import summarize
@@ -21,10 +23,21 @@ from wattgap.results import CellResult, Memory, Phases
 Emit = Callable[[dict[str, Any]], None]
 
 
-def run_cell(cell: Cell, config: SweepConfig, emit: Emit, flops_per_sample: float | None = None) -> CellResult:
+def run_cell(
+    cell: Cell,
+    config: SweepConfig,
+    emit: Emit,
+    flops_per_sample: float | None = None,
+    idle_power: dict[str, Any] | None = None,
+) -> CellResult:
     """Prepare, warm up and measure ``cell``. ``flops_per_sample``, when known from an earlier cell of
     the same model and workload (it does not depend on batch, device, precision or threads), spares the
-    FLOP count, whose first use in a process costs seconds."""
+    FLOP count, whose first use in a process costs seconds. ``idle_power`` (the run's, by energy domain)
+    turns gross energy into net energy."""
+    if cell.workload == "train-to-accuracy":
+        from wattgap.workloads.train_to_accuracy import run_train_to_accuracy
+
+        return run_train_to_accuracy(cell, config, emit, idle_power)
     backend = BACKENDS[cell.backend]
     phases = Phases()
     clock = time.perf_counter
@@ -37,7 +50,11 @@ def run_cell(cell: Cell, config: SweepConfig, emit: Emit, flops_per_sample: floa
     def progress(name: str) -> Callable[[float], None]:
         return lambda fraction: emit({"event": "progress", "phase": name, "fraction": fraction})
 
-    prepared = backend.prepare(cell, config, phase)
+    meters = meters_for(cell.device, config.energy)
+    prepare_window = EnergyWindow(meters)
+    with prepare_window:
+        prepared = backend.prepare(cell, config, phase)
+        synchronize(cell.device)
     phases.load_s = marks.get("prepare", clock()) - marks.get("load", clock())
     if flops_per_sample is not None:
         prepared.settings["flops_source"] = "reused from an earlier cell of this model and workload"
@@ -55,7 +72,11 @@ def run_cell(cell: Cell, config: SweepConfig, emit: Emit, flops_per_sample: floa
         warmup_iters, phases.warmup_s = timing.warm_up(prepared.step, timer, protocol, progress("warmup"))
         memory.reset_peak()
         phase("measure")
-        measured = timing.measure(prepared.step, timer, protocol, progress("measure"), seed=config.seed)
+        window = EnergyWindow(meters)
+        with window:
+            measured = timing.measure(prepared.step, timer, protocol, progress("measure"), seed=config.seed)
+            synchronize(cell.device)
+        accuracy = prepared.evaluate() if prepared.evaluate is not None else None
     phases.measure_s = measured.wall_s
     stats = summarize(
         measured.latencies_s,
@@ -65,10 +86,12 @@ def run_cell(cell: Cell, config: SweepConfig, emit: Emit, flops_per_sample: floa
         config.seed,
     )
     samples = prepared.samples_per_step * len(measured.latencies_s)
+    energy = CellEnergy.from_readings(window.readings, samples, idle_power, prepare_window.readings)
+    warnings_energy = energy.warnings
     throughput = samples / measured.wall_s
     achieved = flops_per_sample * throughput if flops_per_sample else None
     peak = peak_flops_per_s(cell.device, cell.precision)
-    warnings = list(stats.warnings)
+    warnings = list(stats.warnings) + warnings_energy
     if measured.stop_reason != "converged":
         warnings.append(
             f"stopped at {measured.stop_reason} before the median's CI half-width reached "
@@ -94,7 +117,9 @@ def run_cell(cell: Cell, config: SweepConfig, emit: Emit, flops_per_sample: floa
         flop_utilisation=achieved / peak if achieved and peak else None,
         parameters=prepared.parameters,
         input_shape=list(prepared.input_shape),
-        memory=Memory(**memory.read(), host_peak_rss_bytes=_peak_rss_bytes()),
+        memory=Memory(**memory.read(), host_peak_rss_bytes=peak_rss_bytes()),
+        energy=energy,
+        accuracy_top1=accuracy,
         settings=prepared.settings,
         warnings=warnings,
     )
@@ -104,12 +129,10 @@ def _timer(device: str) -> timing.Timer:
     if device.startswith("cuda"):
         return timing.CudaEventTimer(device)
     if device == "mps":
-        from wattgap.devices import synchronize
-
         return timing.Timer(sync=lambda: synchronize("mps"))
     return timing.Timer()
 
 
-def _peak_rss_bytes() -> int:
+def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)

@@ -32,15 +32,23 @@ class SilentProgress:
         pass
 
 
-def execute(store: Store, run_id: str, config: SweepConfig, pending: list[Cell], progress: ProgressSink) -> None:
+def execute(
+    store: Store,
+    run_id: str,
+    config: SweepConfig,
+    pending: list[Cell],
+    progress: ProgressSink,
+    idle_power: dict[str, Any] | None = None,
+) -> None:
     """Run ``pending`` in order. The run is marked complete only when every cell has a result; an
-    interruption marks it interrupted (``wattgap run --resume`` finishes it) and is re-raised."""
+    interruption marks it interrupted (``wattgap run --resume`` finishes it) and is re-raised.
+    ``idle_power``: the run's idle power by energy domain, for each cell's net energy."""
     flops: dict[tuple[str, str, str], float] = {}  # (model, workload, backend) -> FLOPs per sample
     try:
         for index, cell in enumerate(pending):
             progress.cell_started(cell, index, len(pending))
             key = (cell.model, cell.workload, cell.backend)
-            result = run_isolated(cell, config, progress.cell_event, flops.get(key))
+            result = run_isolated(cell, config, progress.cell_event, flops.get(key), idle_power)
             if result.flops_per_sample:
                 flops.setdefault(key, result.flops_per_sample)
             store.store_result(run_id, result)

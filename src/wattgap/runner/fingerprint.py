@@ -11,25 +11,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from wattgap.devices import Hardware
+from wattgap.devices import Hardware, cpu_info
 
-LIBRARIES = ("torch", "numpy", "pydantic", "tensorflow", "onnxruntime", "tensorrt", "nvidia-ml-py")
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8")
+LIBRARIES = (
+    "torch",
+    "numpy",
+    "pydantic",
+    "tensorflow",
+    "onnxruntime",
+    "tensorrt",
+    "nvidia-ml-py",
+    "scikit-learn",
+    "pillow",
+)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
-
-
-def _cpuinfo() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    path = Path("/proc/cpuinfo")
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
 
 
 def _versions() -> dict[str, str | None]:
@@ -118,7 +113,7 @@ def fingerprint(hardware: Hardware) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "cpu": _cpuinfo() | {"physical_cores": hardware.physical_cores, "logical_cores": hardware.logical_cores},
+        "cpu": cpu_info() | {"physical_cores": hardware.physical_cores, "logical_cores": hardware.logical_cores},
         "memory_bytes": int(psutil.virtual_memory().total),
         "gpus": [gpu.__dict__ for gpu in hardware.gpus],
         "nvidia_driver": _nvidia_driver() if hardware.gpus else None,

@@ -45,10 +45,19 @@ def _signal_reason(returncode: int) -> str:
 
 
 def run_isolated(
-    cell: Cell, config: SweepConfig, on_event: OnEvent | None = None, flops_per_sample: float | None = None
+    cell: Cell,
+    config: SweepConfig,
+    on_event: OnEvent | None = None,
+    flops_per_sample: float | None = None,
+    idle_power: dict[str, Any] | None = None,
 ) -> CellResult:
     job = json.dumps(
-        {"cell": cell.model_dump(), "config": config.model_dump(mode="json"), "flops_per_sample": flops_per_sample}
+        {
+            "cell": cell.model_dump(),
+            "config": config.model_dump(mode="json"),
+            "flops_per_sample": flops_per_sample,
+            "idle_power": idle_power or {},
+        }
     )
     started_at = _now()
     begin = time.perf_counter()

@@ -63,7 +63,7 @@ def main() -> int:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     startup_s = time.perf_counter() - started
     try:
-        result = run_cell(cell, config, emit, job.get("flops_per_sample"))
+        result = run_cell(cell, config, emit, job.get("flops_per_sample"), job.get("idle_power"))
     except BaseException as error:  # every failure of the cell is reported, then the process ends
         status, reason = _classify(error)
         emit({"event": "error", "status": status, "reason": reason, "traceback": traceback.format_exc()})
