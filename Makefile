@@ -24,6 +24,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/train_to_accuracy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

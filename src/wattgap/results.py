@@ -37,6 +37,10 @@ class Memory(BaseModel):
     host_peak_rss_bytes: int | None = None  # the cell's subprocess, whole life
 
 
+ENERGY_COLUMNS = ("energy_j", "net_energy_j", "power_w", "j_per_sample", "samples_per_j", "prepare_energy_j")
+TRAINING_COLUMNS = ("time_to_accuracy_s", "energy_to_accuracy_j", "epochs", "reached")
+
+
 class EpochPoint(BaseModel):
     """The train-to-accuracy curve, one point per epoch; time and energy are cumulative over the compute
     windows (training and validation), data loading excluded."""
@@ -115,23 +119,10 @@ class CellResult(BaseModel):
         )
         row.update(self.memory.model_dump())
         energy = self.energy or CellEnergy()
-        row.update(
-            energy_label=energy.label if self.energy else None,
-            energy_j=energy.energy_j,
-            net_energy_j=energy.net_energy_j,
-            power_w=energy.power_w,
-            j_per_sample=energy.j_per_sample,
-            samples_per_j=energy.samples_per_j,
-            prepare_energy_j=energy.prepare_energy_j,
-            accuracy_top1=self.accuracy_top1,
-        )
-        training = self.training
-        row.update(
-            time_to_accuracy_s=training.time_to_accuracy_s if training else None,
-            energy_to_accuracy_j=training.energy_to_accuracy_j if training else None,
-            epochs=training.epochs if training else None,
-            target_reached=training.reached if training else None,
-        )
+        row["energy_label"] = energy.label if self.energy else None
+        row.update({name: getattr(energy, name) for name in ENERGY_COLUMNS})
+        row["accuracy_top1"] = self.accuracy_top1
+        row.update({name: getattr(self.training, name, None) for name in TRAINING_COLUMNS})
         row.update({f"phase_{k}": v for k, v in self.phases.model_dump().items()})
         row["precision_applied"] = self.settings.get("precision_applied")
         row["warnings"] = "; ".join(self.warnings)
