@@ -35,6 +35,8 @@ def test_sweep_runs_stores_and_reloads(tmp_path: Path) -> None:
         assert result.stop_reason in ("converged", "max_time", "max_iters")
     bf16 = next(r for r in run.results if r.cell.precision == "bf16" and r.status == "ok")
     assert bf16.settings["precision_applied"] == "autocast bfloat16"
+    train = next(r for r in run.results if r.cell.workload == "train" and r.status == "ok")
+    assert train.settings["optimizer"] == "sgd lr=0.01 momentum=0.9"  # train's default
     sources = [(r.cell.workload, r.cell.precision, r.settings["flops_source"]) for r in run.results if r.status == "ok"]
     assert sources == [
         ("infer", "fp32", "counted"),

@@ -22,8 +22,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Run]:
         dataset="digits",
         target_accuracy=0.5,
         max_epochs=4,
-        optimizer="adam",
-        learning_rate=0.001,
         energy={"idle_s": 0.5},
     )
     return folder, api.run(config, db=folder / "wattgap.db")
@@ -43,6 +41,7 @@ def test_trains_to_the_target_and_records_the_curve(trained: tuple[Path, api.Run
     assert fit.accuracy_top1 == training.final_top1
     assert fit.iterations == len(fit.latencies_s) == training.epochs * 45  # ceil(1437 / 32) steps per epoch
     assert fit.settings["dataset"] == "digits" and fit.settings["train_samples"] == 1437
+    assert fit.settings["optimizer"] == "adam lr=0.001 momentum=0.9"  # train-to-accuracy's default
     energy = fit.energy
     assert energy is not None and energy.label == "estimated"  # no RAPL in CI: the model, labelled
     assert energy.energy_j == pytest.approx(energies[-1])

@@ -101,7 +101,7 @@ class TorchEager(Backend):
 
         else:
             model.train()
-            step = _train_step(model, cell, config, fetch, autocast, classes, generator, device)
+            step = _train_step(model, cell, config, fetch, autocast, classes, generator, device, settings)
             context = contextlib.nullcontext  # type: ignore[assignment]
             evaluate = None
         return PreparedCell(
@@ -137,7 +137,7 @@ class TorchEager(Backend):
         x_train, y_train = _tensors(data, input_shape, staging, None, split="train")
         x_val, y_val = _tensors(data, input_shape, device, None)
         settings["input_on_device"] = not config.end_to_end
-        opt = _optimizer(config, model.parameters())
+        opt = _optimizer(config, model.parameters(), cell.workload, settings)
         apply = _applier(cell, device)
         sync = _synchronizer(device)
 
@@ -269,12 +269,13 @@ def _train_step(
     classes: int | None,
     generator: torch.Generator,
     device: torch.device,
+    settings: dict[str, Any],
 ) -> Callable[[], Any]:
     import torch
     from torch import nn
 
     def optimizer(params: Any) -> torch.optim.Optimizer:
-        return _optimizer(config, params)
+        return _optimizer(config, params, cell.workload, settings)
 
     apply = _applier(cell, device)
     if hasattr(model, "g_ab"):
@@ -300,12 +301,14 @@ def _train_step(
     return step
 
 
-def _optimizer(config: SweepConfig, params: Any) -> torch.optim.Optimizer:
+def _optimizer(config: SweepConfig, params: Any, workload: str, settings: dict[str, Any]) -> torch.optim.Optimizer:
     import torch
 
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.momentum, 0.999))
-    return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum)
+    name, rate = config.optimizer_for(workload)
+    settings["optimizer"] = f"{name} lr={rate:g} momentum={config.momentum:g}"
+    if name == "adam":
+        return torch.optim.Adam(params, lr=rate, betas=(config.momentum, 0.999))
+    return torch.optim.SGD(params, lr=rate, momentum=config.momentum)
 
 
 def _applier(cell: Cell, device: torch.device) -> Callable[[torch.Tensor, torch.optim.Optimizer], None]:
