@@ -83,3 +83,13 @@ def test_capability_gates_bf16_and_tf32_on_older_gpus() -> None:
     assert "compute capability 8.0" in reasons["conv6/infer/torch-eager/cuda/bf16/b1"]
     assert "cuda:1 does not exist" in reasons["conv6/infer/torch-eager/cuda:1/fp16/b1"]
     assert not expand(config.model_copy(update={"devices": ["cuda"]}), AMPERE).skipped
+
+
+def test_default_batch_size_depends_on_the_workload() -> None:
+    config = parse_config({"models": ["conv6"], "workloads": ["infer", "train-to-accuracy"], "dataset": "digits"})
+    assert [(c.workload, c.batch_size) for c in expand(config, CPU_ONLY).cells] == [
+        ("infer", 1),
+        ("train-to-accuracy", 32),
+    ]
+    swept = expand(config.model_copy(update={"batch_sizes": [4]}), CPU_ONLY)
+    assert {c.batch_size for c in swept.cells} == {4}

@@ -85,7 +85,7 @@ class SweepConfig(BaseModel):
     backends: list[str] = Field(default_factory=lambda: ["torch-eager"], min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    batch_sizes: list[int] | None = Field(None, min_length=1)  # default: 32 for train-to-accuracy, else 1
     threads: list[int] | None = None
     image_size: int | None = Field(None, ge=8, le=4096)
     num_classes: int | None = Field(None, ge=1, le=1_000_000)
@@ -105,6 +105,11 @@ class SweepConfig(BaseModel):
     validation_fraction: float = Field(0.2, gt=0, lt=1)  # digits and folder (CIFAR-10 has its test split)
     target_accuracy: float | None = Field(None, gt=0, le=1)  # validation top-1 that ends train-to-accuracy
     max_epochs: int = Field(10, ge=1, le=100_000)
+
+    def batch_sizes_for(self, workload: str) -> list[int]:
+        """The swept batch sizes, or the default: 1 for latency cells, 32 for training to accuracy (one
+        sample per step would make an epoch of digits 1,437 optimiser steps)."""
+        return self.batch_sizes or ([32] if workload == "train-to-accuracy" else [1])
 
     def optimizer_for(self, workload: str) -> tuple[str, float]:
         """The optimiser and learning rate a workload trains with. train (a throughput measurement) takes
@@ -146,7 +151,9 @@ class SweepConfig(BaseModel):
 
     @field_validator("batch_sizes")
     @classmethod
-    def _batches_sane(cls, value: list[int]) -> list[int]:
+    def _batches_sane(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
         return _each(
             "batch_sizes", value, lambda size: 1 <= size <= MAX_BATCH_SIZE, f"integers from 1 to {MAX_BATCH_SIZE}"
         )

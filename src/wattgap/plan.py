@@ -64,8 +64,12 @@ def expand(config: SweepConfig, hardware: Hardware) -> Plan:
     cells: list[Cell] = []
     skipped: dict[str, str] = {}
     seen: set[str] = set()
-    axes = itertools.product(
-        config.models, config.workloads, config.backends, devices, config.precisions, config.batch_sizes
+    axes = (
+        (model, workload, backend, device, precision, batch)
+        for model, workload, backend, device, precision in itertools.product(
+            config.models, config.workloads, config.backends, devices, config.precisions
+        )
+        for batch in config.batch_sizes_for(workload)
     )
     for model, workload, backend, device, precision, batch in axes:
         for threads in cpu_threads if device == "cpu" else [None]:
