@@ -16,7 +16,7 @@ from wattgap.errors import ConfigError, field_error
 
 Workload = Literal["infer", "train", "train-to-accuracy"]
 DatasetName = Literal["digits", "cifar10", "folder"]
-Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8"]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES_ALLOWED = "auto, cpu, cuda, cuda:N, mps"
 MAX_BATCH_SIZE = 65_536
@@ -95,6 +95,11 @@ class SweepConfig(BaseModel):
     learning_rate: float | None = Field(None, gt=0)  # default: 0.01 with sgd, 0.001 with adam
     momentum: float = Field(0.9, ge=0, lt=1)
     cudnn_benchmark: bool = True
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    calibration_samples: int = Field(64, ge=1, le=100_000)  # int8: N(0,1) inputs, or the dataset's when set
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "entropy"
+    guardrail_samples: int = Field(32, ge=1, le=4096)  # the fixed seeded batch compared with fp32
+    min_top1_agreement: float = Field(0.99, ge=0, le=1)  # below it a cell is flagged degraded
     end_to_end: bool = False
     seed: int = 0
     cell_timeout_s: float = Field(900.0, gt=0)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from wattgap.config import SweepConfig
+from wattgap.measure.agreement import Agreement
 from wattgap.measure.energy import CellEnergy
 from wattgap.measure.stats import LatencyStats
 from wattgap.plan import Cell
@@ -14,7 +15,7 @@ from wattgap.plan import Cell
 if TYPE_CHECKING:
     import pandas
 
-RESULT_SCHEMA_VERSION = 2  # 2: energy, accuracy_top1, training; version-1 results read with them unset
+RESULT_SCHEMA_VERSION = 2  # 2: energy, accuracy_top1, training, agreement; version 1 reads with them unset
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 
@@ -24,7 +25,11 @@ class Phases(BaseModel):
 
     startup_s: float | None = None  # interpreter start and imports, until the cell begins
     load_s: float | None = None  # model built and moved to the device
-    prepare_s: float | None = None  # inputs, precision, optimiser, FLOP count
+    prepare_s: float | None = None  # inputs, precision, optimiser, FLOP count; and the four below
+    export_s: float | None = None  # ONNX export
+    calibration_s: float | None = None  # int8 calibration and quantization
+    compile_s: float | None = None  # torch.compile / XLA / first run of a session
+    build_s: float | None = None  # engine build (TensorRT) or session creation
     warmup_s: float | None = None
     measure_s: float | None = None  # wall time of the timed blocks
     total_s: float | None = None  # the whole subprocess, as the parent saw it
@@ -38,6 +43,7 @@ class Memory(BaseModel):
 
 
 ENERGY_COLUMNS = ("energy_j", "net_energy_j", "power_w", "j_per_sample", "samples_per_j", "prepare_energy_j")
+AGREEMENT_COLUMNS = ("top1", "max_abs_diff", "mean_rel_diff", "degraded")
 TRAINING_COLUMNS = ("time_to_accuracy_s", "energy_to_accuracy_j", "epochs", "reached")
 
 
@@ -95,6 +101,7 @@ class CellResult(BaseModel):
     energy: CellEnergy | None = None
     accuracy_top1: float | None = None  # validation top-1 on the config's dataset
     training: Training | None = None  # train-to-accuracy only
+    agreement: Agreement | None = None  # inference outputs against the fp32 PyTorch reference
     settings: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 
@@ -122,6 +129,7 @@ class CellResult(BaseModel):
         row["energy_label"] = energy.label if self.energy else None
         row.update({name: getattr(energy, name) for name in ENERGY_COLUMNS})
         row["accuracy_top1"] = self.accuracy_top1
+        row.update({f"agreement_{name}": getattr(self.agreement, name, None) for name in AGREEMENT_COLUMNS})
         row.update({name: getattr(self.training, name, None) for name in TRAINING_COLUMNS})
         row.update({f"phase_{k}": v for k, v in self.phases.model_dump().items()})
         row["precision_applied"] = self.settings.get("precision_applied")

@@ -50,6 +50,10 @@ WORK_SETTINGS = (
     "momentum",
     "cudnn_benchmark",
     "end_to_end",
+    "compile_mode",
+    "calibration_samples",
+    "calibration_method",
+    "dataset",
 )
 
 

@@ -4,8 +4,10 @@ framework only inside methods, so this registry is cheap to import."""
 from __future__ import annotations
 
 from wattgap.backends.base import Backend, Capabilities, PreparedCell
+from wattgap.backends.onnx_runtime import OnnxRuntime
+from wattgap.backends.torch_compile import TorchCompile
 from wattgap.backends.torch_eager import TorchEager
 
-BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (TorchEager(),)}
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (TorchEager(), TorchCompile(), OnnxRuntime())}
 
 __all__ = ["BACKENDS", "Backend", "Capabilities", "PreparedCell"]

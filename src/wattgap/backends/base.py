@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
     from wattgap.plan import Cell
@@ -35,6 +37,11 @@ class PreparedCell:
     input_shape: tuple[int, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     evaluate: Callable[[], float] | None = None  # top-1 on the dataset's validation split, when one is set
+    # Inference on one host float32 batch of ``samples_per_step`` inputs, returning float32 outputs: the
+    # guardrail compares it with the fp32 PyTorch reference.
+    predict: Callable[[np.ndarray], np.ndarray] | None = None
+    host_timer: bool = False  # time with the host clock even on CUDA (the work is not on torch's stream)
+    phase_s: dict[str, float] = field(default_factory=dict)  # export_s, calibration_s, compile_s, build_s
 
 
 @dataclass

@@ -12,6 +12,7 @@ from wattgap.errors import ConfigError
 from wattgap.models import is_custom
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
 
@@ -54,9 +55,9 @@ class TorchEager(Backend):
         import torch
 
         phase("load")
-        device, settings = _setup(cell, config)
+        device, settings = setup_device(cell, config)
         data = _load_data(cell, config, settings) if cell.workload == "infer" else None
-        model, input_shape, classes = _build(cell.model, config, data.classes if data else None)
+        model, input_shape, classes = build_model(cell.model, config, data.classes if data else None)
         parameters = sum(p.numel() for p in model.parameters())
         model.to(device)
 
@@ -82,9 +83,11 @@ class TorchEager(Backend):
         fetch = (lambda: host_input.to(device)) if config.end_to_end else (lambda: device_input)
         settings["input_on_device"] = not config.end_to_end
 
+        runner = self.wrap(model, cell, config, settings)
         if cell.workload == "infer":
             model.eval()
-            step: Callable[[], Any] = lambda: model(fetch())  # noqa: E731
+            step: Callable[[], Any] = lambda: runner(fetch())  # noqa: E731
+            flop_step: Callable[[], Any] = lambda: model(fetch())  # noqa: E731
 
             @contextlib.contextmanager
             def context() -> Any:
@@ -97,33 +100,49 @@ class TorchEager(Backend):
 
                 def evaluate() -> float:
                     with context():
-                        return _top1(model, x_val, y_val, cell.batch_size)
+                        return _top1(runner, x_val, y_val, cell.batch_size)
+
+            def predict(batch: np.ndarray) -> np.ndarray:
+                inputs = torch.from_numpy(batch).to(device)
+                with context():
+                    output = runner(inputs.to(dtype) if cast else inputs)
+                return output.float().cpu().numpy()
 
         else:
             model.train()
-            step = _train_step(model, cell, config, fetch, autocast, classes, generator, device, settings)
+            step = _train_step(runner, cell, config, fetch, autocast, classes, generator, device, settings)
+            flop_step = (
+                step
+                if runner is model
+                else _train_step(model, cell, config, fetch, autocast, classes, generator, device, {})
+            )
             context = contextlib.nullcontext  # type: ignore[assignment]
-            evaluate = None
+            evaluate = predict = None  # type: ignore[assignment]
         return PreparedCell(
             step=step,
             samples_per_step=cell.batch_size,
             context=context,
-            count_flops=lambda: _count_flops(step),
+            count_flops=lambda: count_flops(flop_step),
             parameters=parameters,
             input_shape=tuple(input_shape),
             settings=settings,
             evaluate=evaluate,
+            predict=predict,
         )
+
+    def wrap(self, model: nn.Module, cell: Cell, config: SweepConfig, settings: dict[str, Any]) -> nn.Module:
+        """The module the timed step calls: the model itself in eager mode (torch-compile compiles it)."""
+        return model
 
     def prepare_fit(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> FitPrepared:
         import torch
         from torch import nn
 
         phase("load")
-        device, settings = _setup(cell, config)
+        device, settings = setup_device(cell, config)
         data = _load_data(cell, config, settings)
         assert data is not None  # the config validator requires a dataset for this workload
-        model, input_shape, _ = _build(cell.model, config, data.classes)
+        model, input_shape, _ = build_model(cell.model, config, data.classes)
         parameters = sum(p.numel() for p in model.parameters())
         model.to(device)
 
@@ -175,7 +194,30 @@ class TorchEager(Backend):
         )
 
 
-def _setup(cell: Cell, config: SweepConfig) -> tuple[torch.device, dict[str, Any]]:
+def reference_model(cell: Cell, config: SweepConfig) -> tuple[nn.Module, tuple[int, ...], bool]:
+    """The fp32 PyTorch model every backend starts from, on the CPU in eval mode: the same seed, hence
+    the same weights, as the cell's own. Also its input shape and whether it is a classifier."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    model, input_shape, classes = build_model(cell.model, config)
+    return model.eval(), input_shape, classes is not None
+
+
+def reference_outputs(cell: Cell, config: SweepConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The guardrail's fixed batch (``guardrail_samples`` N(0,1) inputs, seeded) and the reference's
+    outputs on it."""
+    import torch
+
+    model, input_shape, classifier = reference_model(cell, config)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    inputs = torch.randn((config.guardrail_samples, *input_shape), generator=generator)
+    with torch.inference_mode():
+        outputs = torch.cat([model(chunk) for chunk in inputs.split(64)])
+    return inputs.numpy(), outputs.numpy(), classifier
+
+
+def setup_device(cell: Cell, config: SweepConfig) -> tuple[torch.device, dict[str, Any]]:
     """The cell's device made current, its threads and CUDA math modes set, and the seed."""
     import torch
 
@@ -237,7 +279,7 @@ def _top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -
     return correct / len(y)
 
 
-def _build(
+def build_model(
     name: str, config: SweepConfig, num_classes: int | None = None
 ) -> tuple[nn.Module, tuple[int, ...], int | None]:
     """The model, its input shape without the batch axis, and its number of classes (None: not a
@@ -386,7 +428,7 @@ def _cyclegan_step(
     return step
 
 
-def _count_flops(step: Callable[[], Any]) -> int:
+def count_flops(step: Callable[[], Any]) -> int:
     """Floating-point operations of one step, by PyTorch's flop counter (matmuls and convolutions,
     2 per multiply-add; forward and backward in training). 0 when the counter cannot run."""
     from torch.utils.flop_counter import FlopCounterMode

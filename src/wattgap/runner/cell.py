@@ -7,18 +7,22 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import BACKENDS
 from wattgap.config import SweepConfig
 from wattgap.devices import synchronize
 from wattgap.measure import timing
+from wattgap.measure.agreement import Agreement, compare_outputs
 from wattgap.measure.energy import CellEnergy, EnergyWindow, meters_for
 from wattgap.measure.hardware import peak_flops_per_s
 from wattgap.measure.memory import DeviceMemory
 from wattgap.measure.stats import summarize
 from wattgap.plan import Cell
 from wattgap.results import CellResult, Memory, Phases
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -63,8 +67,10 @@ def run_cell(
             flops_per_sample = prepared.count_flops() / prepared.samples_per_step or None
         prepared.settings["flops_source"] = "counted"
     phases.prepare_s = clock() - marks.get("prepare", clock())
+    for name, seconds in prepared.phase_s.items():
+        setattr(phases, name, seconds)
 
-    timer = _timer(cell.device)
+    timer = timing.Timer() if prepared.host_timer else _timer(cell.device)
     memory = DeviceMemory(cell.device)
     protocol = config.protocol
     with prepared.context():
@@ -77,6 +83,7 @@ def run_cell(
             measured = timing.measure(prepared.step, timer, protocol, progress("measure"), seed=config.seed)
             synchronize(cell.device)
         accuracy = prepared.evaluate() if prepared.evaluate is not None else None
+    agreement = _guardrail(cell, config, prepared.predict, prepared.samples_per_step)
     phases.measure_s = measured.wall_s
     stats = summarize(
         measured.latencies_s,
@@ -92,6 +99,12 @@ def run_cell(
     achieved = flops_per_sample * throughput if flops_per_sample else None
     peak = peak_flops_per_s(cell.device, cell.precision)
     warnings = list(stats.warnings) + warnings_energy
+    if agreement is not None and agreement.degraded:
+        warnings.append(
+            f"degraded: top-1 agreement with fp32 {agreement.top1:.1%} < {agreement.threshold:.0%}"
+            if agreement.top1 is not None
+            else "degraded: non-finite outputs"
+        )
     if measured.stop_reason != "converged":
         warnings.append(
             f"stopped at {measured.stop_reason} before the median's CI half-width reached "
@@ -120,9 +133,31 @@ def run_cell(
         memory=Memory(**memory.read(), host_peak_rss_bytes=peak_rss_bytes()),
         energy=energy,
         accuracy_top1=accuracy,
+        agreement=agreement,
         settings=prepared.settings,
         warnings=warnings,
     )
+
+
+def _guardrail(
+    cell: Cell, config: SweepConfig, predict: Callable[[np.ndarray], np.ndarray] | None, batch: int
+) -> Agreement | None:
+    """Agreement of an inference cell's outputs with the fp32 PyTorch eager reference (which is itself
+    the reference, so it has none). The fixed batch is fed in chunks of the cell's batch size, the last
+    one padded."""
+    if predict is None or cell.workload != "infer" or (cell.backend == "torch-eager" and cell.precision == "fp32"):
+        return None
+    import numpy as np
+
+    from wattgap.backends.torch_eager import reference_outputs
+
+    inputs, reference, classifier = reference_outputs(cell, config)
+    chunks = []
+    for first in range(0, len(inputs), batch):
+        chunk = inputs[first : first + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        chunks.append(predict(padded)[: len(chunk)])
+    return compare_outputs(reference, np.concatenate(chunks), classifier, config.min_top1_agreement)
 
 
 def _timer(device: str) -> timing.Timer:

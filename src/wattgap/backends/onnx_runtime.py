@@ -1,0 +1,247 @@
+"""ONNX Runtime: the zoo's PyTorch model (same seed, same weights) exported to ONNX by torch.onnx's
+export (the torch.export-based exporter), optionally quantized to int8, run by an execution provider
+that fits the device. Export, calibration and session building are timed phases of their own.
+
+- fp32 on CPU (CPUExecutionProvider) and CUDA (CUDAExecutionProvider, with onnxruntime-gpu).
+- fp16 on CUDA: the graph converted to float16 with float32 inputs and outputs.
+- int8 on CPU: static post-training quantization in the QDQ format, per-channel weights, calibrated on
+  ``calibration_samples`` inputs (N(0,1), the DEEP-GAP protocol, or the dataset's when one is set) by
+  ``calibration_method``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wattgap.backends.base import Backend, Capabilities, PreparedCell
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
+    from wattgap.plan import Cell
+
+PACKAGES = ("onnxruntime", "onnx", "onnxscript")
+INPUT, OUTPUT = "input", "output"
+
+
+class OnnxRuntime(Backend):
+    name = "onnxruntime"
+    description = "ONNX Runtime on the PyTorch model exported to ONNX"
+    capabilities = Capabilities(
+        device_kinds=frozenset({"cpu", "cuda"}),
+        precisions=frozenset({"fp32", "fp16", "int8"}),
+        workloads=frozenset({"infer"}),
+    )
+
+    def unavailable_reason(self) -> str:
+        missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+        return f"{', '.join(missing)} not installed (pip install 'wattgap[onnx]')" if missing else ""
+
+    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
+        reason = super().unsupported_reason(cell, hardware)
+        if reason:
+            return reason
+        kind = cell.device.partition(":")[0]
+        if cell.precision == "fp16" and kind != "cuda":
+            return "onnxruntime's CPU provider has few float16 kernels: fp16 runs on CUDA"
+        if cell.precision == "int8" and kind == "cuda":
+            return "int8 on NVIDIA GPUs is the tensorrt backend's (CUDA's provider runs QDQ graphs unfused)"
+        if kind == "cuda" and "CUDAExecutionProvider" not in _providers():
+            return "this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+        return ""
+
+    def providers(self, cell: Cell, config: SweepConfig, input_shape: tuple[int, ...]) -> list[Any]:
+        kind, _, index = cell.device.partition(":")
+        if kind == "cuda":
+            return [("CUDAExecutionProvider", {"device_id": int(index or 0)})]
+        return ["CPUExecutionProvider"]
+
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
+        import numpy as np
+        import onnxruntime as ort
+        import torch
+
+        from wattgap.backends.torch_eager import count_flops, reference_model
+
+        phase("load")
+        if cell.threads is not None:
+            torch.set_num_threads(cell.threads)
+        model, input_shape, _ = reference_model(cell, config)
+        parameters = sum(p.numel() for p in model.parameters())
+        phase("prepare")
+        folder = Path(tempfile.mkdtemp(prefix="wattgap-onnx-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        phases: dict[str, float] = {}
+        clock = time.perf_counter
+        started = clock()
+        path = export_onnx(model, input_shape, folder / "model.onnx")
+        phases["export_s"] = clock() - started
+        settings: dict[str, Any] = {"onnx_exporter": "torch.onnx.export(dynamo=True)", "opset": _opset(path)}
+        if cell.precision == "int8":
+            started = clock()
+            path = quantize_int8(path, folder, calibration_batches(cell, config, input_shape), config)
+            phases["calibration_s"] = clock() - started
+            settings["precision_applied"] = (
+                f"int8 QDQ static, per-channel weights, {config.calibration_method} calibration on "
+                f"{config.calibration_samples} {'dataset' if config.dataset else 'N(0,1)'} samples"
+            )
+        elif cell.precision == "fp16":
+            path = convert_fp16(path, folder)
+            settings["precision_applied"] = "float16 graph, float32 inputs and outputs"
+        else:
+            settings["precision_applied"] = "fp32"
+
+        started = clock()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cell.threads or 0
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options, providers=self.providers(cell, config, input_shape))
+        generator = torch.Generator().manual_seed(config.seed)
+        host_input = torch.randn((cell.batch_size, *input_shape), generator=generator).numpy()
+        session.run(None, {INPUT: host_input})  # the first run builds kernels (and TensorRT engines)
+        phases["build_s"] = clock() - started
+        settings.update(providers=session.get_providers(), ort_threads=cell.threads)
+        step = _step(session, cell, config, host_input)
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            return np.asarray(session.run(None, {INPUT: batch})[0], dtype=np.float32)
+
+        example = torch.from_numpy(host_input)
+        return PreparedCell(
+            step=step,
+            samples_per_step=cell.batch_size,
+            count_flops=lambda: count_flops(lambda: model(example)),  # the same graph, counted in PyTorch
+            parameters=parameters,
+            input_shape=tuple(input_shape),
+            settings=settings,
+            predict=predict,
+            host_timer=True,  # Run() returns once its provider's stream is synchronised
+            phase_s=phases,
+        )
+
+
+def _providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def _step(session: Any, cell: Cell, config: SweepConfig, host_input: np.ndarray) -> Callable[[], Any]:
+    """One inference. On CUDA the input is bound on the device once (or copied every time when the cell
+    is end-to-end) and the output stays there."""
+    kind, _, index = cell.device.partition(":")
+    if kind != "cuda":
+        feed = {INPUT: host_input}
+        return lambda: session.run(None, feed)
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    if config.end_to_end:
+        bind: Callable[[], None] = lambda: binding.bind_cpu_input(INPUT, host_input)  # noqa: E731
+    else:
+        on_device = ort.OrtValue.ortvalue_from_numpy(host_input, "cuda", int(index or 0))
+        binding.bind_ortvalue_input(INPUT, on_device)
+        bind = lambda: None  # noqa: E731
+    binding.bind_output(OUTPUT, "cuda", int(index or 0))
+
+    def step() -> None:
+        bind()
+        session.run_with_iobinding(binding)
+
+    return step
+
+
+def export_onnx(model: Any, input_shape: tuple[int, ...], path: Path) -> Path:
+    """The model as ONNX with a dynamic batch axis. A model the exporter cannot handle raises its
+    message: the cell fails with it and the sweep goes on."""
+    import torch
+
+    example = torch.randn(2, *input_shape)  # batch 2: torch.export specialises a batch of 1
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        verbose=False,
+        external_data=False,
+    )
+    return path
+
+
+def _opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def calibration_batches(cell: Cell, config: SweepConfig, input_shape: tuple[int, ...]) -> list[np.ndarray]:
+    """``calibration_samples`` inputs in batches of up to 16: N(0,1) by default (seeded), else the
+    dataset's training images as the model sees them."""
+    import numpy as np
+
+    count = config.calibration_samples
+    if config.dataset is not None:
+        from wattgap.datasets import load, model_input, standardise
+
+        data = load(config, input_shape[-1])
+        train = model_input(data.x_train, input_shape[0], input_shape[-1])
+        samples = standardise(train)[0][:count]
+    else:
+        samples = np.random.default_rng(config.seed + 2).standard_normal((count, *input_shape), dtype=np.float32)
+    return [samples[first : first + 16] for first in range(0, len(samples), 16)]
+
+
+def quantize_int8(path: Path, folder: Path, batches: list[np.ndarray], config: SweepConfig) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items: Iterator[np.ndarray] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.items, None)
+            return None if batch is None else {INPUT: batch}
+
+    prepared = folder / "model.pre.onnx"
+    quant_pre_process(str(path), str(prepared))
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[config.calibration_method]
+    output = folder / "model.int8.onnx"
+    quantize_static(
+        str(prepared),
+        str(output),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        calibrate_method=method,
+    )
+    return output
+
+
+def convert_fp16(path: Path, folder: Path) -> Path:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    output = folder / "model.fp16.onnx"
+    onnx.save(converted, str(output))
+    return output
