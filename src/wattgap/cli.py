@@ -70,10 +70,11 @@ def run(
     model: Annotated[str | None, typer.Option(help="Models, comma-separated; or package.module:callable.")] = None,
     workload: Annotated[str | None, typer.Option(help="infer,train,train-to-accuracy")] = None,
     backend: Annotated[
-        str | None, typer.Option(help="Backends: torch-eager (`wattgap env` says which are usable).")
+        str | None,
+        typer.Option(help="Backends, e.g. torch-eager,torch-compile,onnxruntime (`wattgap env`: which are usable)."),
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32,tf32,bf16,fp16")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32,tf32,bf16,fp16,int8")] = None,
     batch_size: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,8,32")] = None,
     threads: Annotated[str | None, typer.Option(help="CPU intra-op thread counts, e.g. 1,2")] = None,
     image_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
@@ -300,6 +301,8 @@ def compare(
                         "speedup": p.speedup,
                         "ci_low": p.ci_low,
                         "ci_high": p.ci_high,
+                        "latency_change": 1 / p.speedup - 1,
+                        "note": p.note,
                     }
                     for p in comparison.pairs
                 ],

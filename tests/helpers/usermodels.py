@@ -69,3 +69,23 @@ class _Chatty(_Linear4):
 def chatty() -> nn.Module:
     """Prints to stdout, in Python and at the file-descriptor level, on every forward pass."""
     return _Chatty()
+
+
+class _DataDependent(nn.Module):
+    """Control flow on a tensor's value: torch.export (hence the ONNX exporter) cannot trace it."""
+
+    input_shape = (3, 8, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3 * 8 * 8, 4)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        flat = x.flatten(1)
+        if flat.sum() > 0:
+            return self.linear(flat)
+        return self.linear(-flat)
+
+
+def data_dependent() -> nn.Module:
+    return _DataDependent()

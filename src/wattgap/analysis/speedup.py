@@ -122,7 +122,11 @@ def compare(
             tail = (1 - confidence) / 2 * 100
             low, high = np.percentile(ratios, [tail, 100 - tail])
             threads = [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
-            note = ", ".join(threads) if by in ("device", "threads") else ""
+            notes = list(threads) if by in ("device", "threads") else []
+            notes += [
+                f"{side} degraded vs fp32" for side, r in (("A", a), ("B", b)) if r.agreement and r.agreement.degraded
+            ]
+            note = ", ".join(notes)
             pairs.append(Pair(dict(_key(a.cell, by)), a, b, speedup, float(low), float(high), note))
             log_boot.append(np.log(ratios))
     geomean = low_g = high_g = None

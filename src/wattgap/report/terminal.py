@@ -59,6 +59,10 @@ def _notes(result: CellResult) -> str:
         )
     elif result.stop_reason and result.stop_reason != "converged":
         notes.append(f"stopped: {result.stop_reason}")
+    if result.agreement is not None:
+        agreement = result.agreement
+        top1 = f"top-1 agrees {agreement.top1:.0%}" if agreement.top1 is not None else "outputs"
+        notes.append(("DEGRADED: " if agreement.degraded else "") + f"{top1} with fp32")
     applied = result.settings.get("precision_applied")
     if applied and applied != result.cell.precision:
         notes.append(str(applied))
@@ -198,6 +202,7 @@ def comparison_table(comparison: Comparison) -> Table:
         "B median",
         "speedup",
         f"{level} CI",
+        "B latency vs A",
         "note",
     ):
         table.add_column(column, justify="left" if column in ("matched on", "note") else "right")
@@ -212,6 +217,7 @@ def comparison_table(comparison: Comparison) -> Table:
             seconds(pair.b.latency.median_s),
             f"{pair.speedup:.3g}x",
             f"{pair.ci_low:.3g}-{pair.ci_high:.3g}",
+            f"{1 / pair.speedup - 1:+.1%} ({1 / pair.ci_high - 1:+.1%} to {1 / pair.ci_low - 1:+.1%})",
             pair.note,
         )
     return table

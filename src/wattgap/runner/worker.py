@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -26,9 +27,13 @@ def _die_with_parent() -> None:
         pass
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _classify(error: BaseException) -> tuple[str, str]:
-    """Status and one-line reason for an exception raised by a cell."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    """Status and one-line reason for an exception raised by a cell (terminal colour codes removed)."""
+    message = ANSI.sub("", str(error)).strip()
+    text = message.splitlines()[0] if message else ""
     kind = type(error).__name__
     lowered = str(error).lower()
     if kind == "OutOfMemoryError" or "out of memory" in lowered or isinstance(error, MemoryError):

@@ -1,0 +1,112 @@
+"""Backends other than torch-eager, for real on small shapes: onnxruntime (fp32, int8 QDQ), torch-compile,
+the guardrail against the fp32 reference, skip reasons, converter failures and the comparison by backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import fast_config, wattgap
+
+import wattgap as api
+from wattgap.measure.agreement import compare_outputs
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Run]:
+    folder = tmp_path_factory.mktemp("stacks")
+    config = fast_config(
+        backends=["torch-eager", "onnxruntime", "torch-compile"],
+        precisions=["fp32", "bf16", "int8", "fp16"],
+        calibration_method="minmax",
+        calibration_samples=16,
+        guardrail_samples=8,
+    )
+    return folder, api.run(config, db=folder / "wattgap.db")
+
+
+def _result(run: api.Run, backend: str, precision: str) -> api.CellResult:
+    return next(r for r in run.results if r.cell.backend == backend and r.cell.precision == precision)
+
+
+def test_onnxruntime_fp32_matches_the_reference_and_times_its_phases(stacks: tuple[Path, api.Run]) -> None:
+    _, run = stacks
+    fp32 = _result(run, "onnxruntime", "fp32")
+    assert fp32.status == "ok", fp32.reason
+    assert fp32.phases.export_s and fp32.phases.build_s and fp32.phases.calibration_s is None
+    assert fp32.settings["providers"] == ["CPUExecutionProvider"] and fp32.settings["ort_threads"] == 1
+    assert fp32.agreement is not None and fp32.agreement.top1 == 1.0 and fp32.agreement.max_abs_diff < 1e-4
+    assert fp32.flops_per_sample == _result(run, "torch-eager", "fp32").flops_per_sample
+    assert _result(run, "torch-eager", "fp32").agreement is None  # the reference itself
+
+
+def test_int8_is_calibrated_and_checked_against_fp32(stacks: tuple[Path, api.Run]) -> None:
+    _, run = stacks
+    int8 = _result(run, "onnxruntime", "int8")
+    assert int8.status == "ok", int8.reason
+    assert int8.phases.calibration_s and int8.phases.calibration_s > 0
+    assert (
+        "int8 QDQ static" in int8.settings["precision_applied"]
+        and "16 N(0,1) samples" in int8.settings["precision_applied"]
+    )
+    agreement = int8.agreement
+    assert agreement is not None and agreement.samples == 8 and agreement.max_abs_diff > 0
+    assert agreement.degraded == (agreement.top1 is not None and agreement.top1 < 0.99)
+    assert any("degraded" in w for w in int8.warnings) == agreement.degraded
+    bf16 = _result(run, "torch-eager", "bf16")
+    assert bf16.agreement is not None and 0 < bf16.agreement.max_abs_diff < 0.5
+
+
+def test_torch_compile_keeps_compilation_out_of_the_window(stacks: tuple[Path, api.Run]) -> None:
+    _, run = stacks
+    compiled = _result(run, "torch-compile", "fp32")
+    assert compiled.status == "ok", compiled.reason
+    assert compiled.phases.compile_s and compiled.phases.compile_s > 0
+    assert compiled.settings["compile_mode"] == "default"
+    assert compiled.agreement is not None and compiled.agreement.max_abs_diff < 1e-4
+    assert compiled.latency is not None and compiled.latency.max_s < compiled.phases.compile_s
+
+
+def test_what_a_backend_cannot_run_is_skipped_with_its_reason(stacks: tuple[Path, api.Run]) -> None:
+    _, run = stacks
+    reasons = {(r.cell.backend, r.cell.precision): r.reason for r in run.results if r.status == "skipped"}
+    assert "has no int8" in reasons[("torch-eager", "int8")]
+    assert "fp16 runs on CUDA" in reasons[("onnxruntime", "fp16")]
+    assert "has no bf16" in reasons[("onnxruntime", "bf16")]
+    assert "has no int8" in reasons[("torch-compile", "int8")]
+
+
+def test_compare_by_backend_and_precision(stacks: tuple[Path, api.Run]) -> None:
+    folder, run = stacks
+    result = wattgap("compare", run.run_id, run.run_id, "--by", "backend", "--format", "json", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    pairs = json.loads(result.stdout)["pairs"]
+    assert {(p["a"], p["b"]) for p in pairs} >= {("torch-eager", "onnxruntime"), ("torch-eager", "torch-compile")}
+    for pair in pairs:
+        assert pair["latency_change"] == pytest.approx(1 / pair["speedup"] - 1)
+    table = wattgap("compare", run.run_id, run.run_id, "--by", "precision", cwd=folder)
+    assert table.returncode == 0 and "int8" in table.stdout and "B latency vs A" in table.stdout
+
+
+def test_a_model_the_exporter_cannot_trace_is_a_failed_cell(tmp_path: Path) -> None:
+    config = fast_config(models=["helpers.usermodels:data_dependent", "conv6"], backends=["onnxruntime"])
+    run = api.run(config, db=tmp_path / "w.db")
+    failed, fine = run.results
+    assert failed.status == "failed" and "export" in failed.reason and "\x1b" not in failed.reason
+    assert fine.status == "ok"  # the sweep went on
+
+
+def test_agreement_statistics() -> None:
+    reference = np.array([[1.0, 2.0, 0.0], [3.0, 0.0, 1.0], [0.0, 0.0, 5.0], [1.0, 0.0, 0.0]])
+    same = compare_outputs(reference, reference, classifier=True, threshold=0.99)
+    assert same.top1 == 1.0 and same.max_abs_diff == 0 and not same.degraded
+    flipped = reference.copy()
+    flipped[0] = [2.0, 1.0, 0.0]  # one of four argmaxes moves
+    changed = compare_outputs(reference, flipped, classifier=True, threshold=0.99)
+    assert changed.top1 == 0.75 and changed.degraded and changed.max_abs_diff == 1.0
+    assert changed.mean_rel_diff == pytest.approx((2 / 12) / (13 / 12))
+    assert compare_outputs(reference, flipped, classifier=True, threshold=0.7).degraded is False
+    broken = compare_outputs(reference, np.full_like(reference, np.nan), classifier=False, threshold=0.99)
+    assert broken.degraded and broken.top1 is None
