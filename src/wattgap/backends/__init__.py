@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from wattgap.backends.base import Backend, Capabilities, PreparedCell
 from wattgap.backends.onnx_runtime import OnnxRuntime
+from wattgap.backends.tf_keras import TfEager, TfXla
 from wattgap.backends.torch_compile import TorchCompile
 from wattgap.backends.torch_eager import TorchEager
 
-BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (TorchEager(), TorchCompile(), OnnxRuntime())}
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend for backend in (TorchEager(), TorchCompile(), TfEager(), TfXla(), OnnxRuntime())
+}
 
 __all__ = ["BACKENDS", "Backend", "Capabilities", "PreparedCell"]

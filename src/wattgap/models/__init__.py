@@ -25,7 +25,7 @@ class ModelSpec:
     name: str
     description: str
     task: Task
-    torch_builder: str  # "module:function" under wattgap.models.torch
+    torch_builder: str  # "module:function" under wattgap.models.torch, and its twin under wattgap.models.keras
     default_image_size: int
     default_num_classes: int
     in_channels: int = 3
@@ -38,9 +38,16 @@ class ModelSpec:
         return (self.in_channels, side, side)
 
     def build_torch(self, image_size: int | None = None, num_classes: int | None = None) -> nn.Module:
+        return self._build("torch", image_size, num_classes)
+
+    def build_keras(self, image_size: int | None = None, num_classes: int | None = None) -> Any:
+        """The Keras twin (channels last), from the module of the same name under models/keras."""
+        return self._build("keras", image_size, num_classes)
+
+    def _build(self, framework: str, image_size: int | None, num_classes: int | None) -> Any:
         module_name, function = self.torch_builder.split(":")
-        module = importlib.import_module(f"wattgap.models.torch.{module_name}")
-        builder: Callable[..., nn.Module] = getattr(module, function)
+        module = importlib.import_module(f"wattgap.models.{framework}.{module_name}")
+        builder: Callable[..., Any] = getattr(module, function)
         return builder(
             num_classes=num_classes if num_classes is not None else self.default_num_classes,
             image_size=image_size or self.default_image_size,
