@@ -18,7 +18,7 @@ from wattgap.measure.agreement import compare_outputs
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Run]:
     folder = tmp_path_factory.mktemp("stacks")
     config = fast_config(
-        backends=["torch-eager", "onnxruntime", "torch-compile"],
+        backends=["torch-eager", "onnxruntime", "torch-compile", "tf-eager", "tf-xla"],
         precisions=["fp32", "bf16", "int8", "fp16"],
         calibration_method="minmax",
         calibration_samples=16,
@@ -69,6 +69,27 @@ def test_torch_compile_keeps_compilation_out_of_the_window(stacks: tuple[Path, a
     assert compiled.latency is not None and compiled.latency.max_s < compiled.phases.compile_s
 
 
+@pytest.mark.parametrize("backend", ["tf-eager", "tf-xla"])
+def test_tensorflow_runs_the_keras_twin_with_the_same_weights(stacks: tuple[Path, api.Run], backend: str) -> None:
+    _, run = stacks
+    fp32, bf16 = _result(run, backend, "fp32"), _result(run, backend, "bf16")
+    assert fp32.status == "ok" and bf16.status == "ok", (fp32.reason, bf16.reason)
+    assert fp32.settings["xla"] == (backend == "tf-xla") and fp32.settings["layout"] == "NHWC"
+    assert fp32.phases.compile_s and fp32.phases.compile_s > 0
+    assert fp32.parameters == _result(run, "torch-eager", "fp32").parameters
+    assert fp32.agreement is not None and fp32.agreement.max_abs_diff < 1e-4 and fp32.agreement.top1 == 1.0
+    assert bf16.settings["precision_applied"] == "keras policy mixed_bfloat16"
+    assert bf16.agreement is not None and 0 < bf16.agreement.max_abs_diff < 0.5
+
+
+def test_tensorflow_trains(tmp_path: Path) -> None:
+    run = api.run(fast_config(backends=["tf-xla"], workloads=["train"], image_size=16), db=tmp_path / "w.db")
+    result = run.results[0]
+    assert result.status == "ok", result.reason
+    assert result.settings["optimizer"] == "sgd lr=0.01 momentum=0.9" and result.agreement is None
+    assert result.latency is not None and result.latency.median_s > 0
+
+
 def test_what_a_backend_cannot_run_is_skipped_with_its_reason(stacks: tuple[Path, api.Run]) -> None:
     _, run = stacks
     reasons = {(r.cell.backend, r.cell.precision): r.reason for r in run.results if r.status == "skipped"}
@@ -76,6 +97,8 @@ def test_what_a_backend_cannot_run_is_skipped_with_its_reason(stacks: tuple[Path
     assert "fp16 runs on CUDA" in reasons[("onnxruntime", "fp16")]
     assert "has no bf16" in reasons[("onnxruntime", "bf16")]
     assert "has no int8" in reasons[("torch-compile", "int8")]
+    assert "fp16 runs on CUDA" in reasons[("tf-xla", "fp16")]
+    assert "has no int8" in reasons[("tf-eager", "int8")]
 
 
 def test_compare_by_backend_and_precision(stacks: tuple[Path, api.Run]) -> None:
