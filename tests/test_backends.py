@@ -18,7 +18,7 @@ from wattgap.measure.agreement import compare_outputs
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Run]:
     folder = tmp_path_factory.mktemp("stacks")
     config = fast_config(
-        backends=["torch-eager", "onnxruntime", "torch-compile", "tf-eager", "tf-xla"],
+        backends=["torch-eager", "onnxruntime", "torch-compile", "tf-eager", "tf-xla", "tensorrt"],
         precisions=["fp32", "bf16", "int8", "fp16"],
         calibration_method="minmax",
         calibration_samples=16,
@@ -99,6 +99,7 @@ def test_what_a_backend_cannot_run_is_skipped_with_its_reason(stacks: tuple[Path
     assert "has no int8" in reasons[("torch-compile", "int8")]
     assert "fp16 runs on CUDA" in reasons[("tf-xla", "fp16")]
     assert "has no int8" in reasons[("tf-eager", "int8")]
+    assert "NVIDIA GPUs only" in reasons[("tensorrt", "int8")]
 
 
 def test_compare_by_backend_and_precision(stacks: tuple[Path, api.Run]) -> None:

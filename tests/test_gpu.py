@@ -81,3 +81,24 @@ def test_nvml_counter_and_polled_power_agree_on_a_real_gpu_and_idle_is_measured(
     assert result.energy is not None
     gpu = next(r for r in result.energy.readings if r.domain.startswith("gpu:"))
     assert gpu.label == "measured" and gpu.energy_j and gpu.net_energy_j is not None
+
+
+def test_every_stack_on_cuda_with_the_guardrail(tmp_path: Path) -> None:
+    """onnxruntime (CUDA provider), TensorRT (fp32/fp16/int8 engines) and TensorFlow on the GPU, where the
+    installed packages allow; the rest must be skipped with a reason, never fail."""
+    config = fast_config(
+        models=["resnet18"],
+        devices=["cuda"],
+        backends=["torch-eager", "torch-compile", "onnxruntime", "tensorrt", "tf-xla"],
+        precisions=["fp32", "fp16", "int8"],
+        batch_sizes=[8],
+        calibration_samples=32,
+    )
+    run = wattgap.run(config, db=tmp_path / "w.db")
+    for result in run.results:
+        assert result.status in ("ok", "skipped"), (result.cell.label, result.reason)
+        if result.status == "ok" and result.cell.precision in ("fp16", "int8"):
+            assert result.agreement is not None, result.cell.label
+    built = [r for r in run.results if r.cell.backend == "tensorrt" and r.status == "ok"]
+    for result in built:
+        assert result.phases.build_s and "TensorrtExecutionProvider" in result.settings["providers"]

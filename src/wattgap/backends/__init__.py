@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from wattgap.backends.base import Backend, Capabilities, PreparedCell
 from wattgap.backends.onnx_runtime import OnnxRuntime
+from wattgap.backends.tensorrt import TensorRT
 from wattgap.backends.tf_keras import TfEager, TfXla
 from wattgap.backends.torch_compile import TorchCompile
 from wattgap.backends.torch_eager import TorchEager
 
 BACKENDS: dict[str, Backend] = {
-    backend.name: backend for backend in (TorchEager(), TorchCompile(), TfEager(), TfXla(), OnnxRuntime())
+    backend.name: backend for backend in (TorchEager(), TorchCompile(), TfEager(), TfXla(), OnnxRuntime(), TensorRT())
 }
 
 __all__ = ["BACKENDS", "Backend", "Capabilities", "PreparedCell"]

@@ -86,9 +86,10 @@ class OnnxRuntime(Backend):
         path = export_onnx(model, input_shape, folder / "model.onnx")
         phases["export_s"] = clock() - started
         settings: dict[str, Any] = {"onnx_exporter": "torch.onnx.export(dynamo=True)", "opset": _opset(path)}
-        if cell.precision == "int8":
+        if cell.precision == "int8":  # (TensorRT builds its int8 engine from these QDQ scales)
             started = clock()
-            path = quantize_int8(path, folder, calibration_batches(cell, config, input_shape), config)
+            batches = calibration_batches(cell, config, input_shape)
+            path = quantize_int8(path, folder, batches, config, symmetric=self.name == "tensorrt")
             phases["calibration_s"] = clock() - started
             settings["precision_applied"] = (
                 f"int8 QDQ static, per-channel weights, {config.calibration_method} calibration on "
@@ -132,6 +133,7 @@ class OnnxRuntime(Backend):
 
 
 def _providers() -> list[str]:
+    """The execution providers this onnxruntime build has (imports onnxruntime: the planner, not --help)."""
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
@@ -206,7 +208,10 @@ def calibration_batches(cell: Cell, config: SweepConfig, input_shape: tuple[int,
     return [samples[first : first + 16] for first in range(0, len(samples), 16)]
 
 
-def quantize_int8(path: Path, folder: Path, batches: list[np.ndarray], config: SweepConfig) -> Path:
+def quantize_int8(
+    path: Path, folder: Path, batches: list[np.ndarray], config: SweepConfig, symmetric: bool = False
+) -> Path:
+    """Static QDQ quantization; ``symmetric`` (zero points of 0) is what TensorRT's int8 accepts."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -233,6 +238,7 @@ def quantize_int8(path: Path, folder: Path, batches: list[np.ndarray], config: S
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         calibrate_method=method,
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
     )
     return output
 

@@ -1,0 +1,62 @@
+"""TensorRT through ONNX Runtime's TensorRT execution provider (onnxruntime-gpu with the TensorRT
+libraries, e.g. ``pip install 'wattgap[tensorrt]'``). Chosen over the TensorRT Python API because the
+model, its export and its int8 QDQ calibration are the onnxruntime backend's, so both stacks run the very
+same graph; TensorRT builds its engine from that graph (fp16 by flag, int8 from the QDQ scales, which
+carry the entropy calibration TensorRT's own calibrator would compute), with one optimisation profile
+spanning the sweep's batch sizes. The engine is built on the first run: timed as ``build_s``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wattgap.backends.base import Capabilities
+from wattgap.backends.onnx_runtime import INPUT, OnnxRuntime, _providers
+
+if TYPE_CHECKING:
+    from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
+    from wattgap.plan import Cell
+
+
+class TensorRT(OnnxRuntime):
+    name = "tensorrt"
+    description = "TensorRT engines built by ONNX Runtime's TensorRT provider from the exported graph"
+    capabilities = Capabilities(
+        device_kinds=frozenset({"cuda"}),
+        precisions=frozenset({"fp32", "fp16", "int8"}),
+        workloads=frozenset({"infer"}),
+    )
+
+    def unavailable_reason(self) -> str:
+        missing = super().unavailable_reason()
+        if missing:
+            return missing
+        if "TensorrtExecutionProvider" not in _providers():
+            return "this onnxruntime has no TensorrtExecutionProvider (pip install 'wattgap[tensorrt]')"
+        return ""
+
+    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
+        if cell.device.partition(":")[0] != "cuda":
+            return "TensorRT runs on NVIDIA GPUs only"
+        reason = self.unavailable_reason()
+        if reason:
+            return reason
+        caps = self.capabilities
+        if cell.precision not in caps.precisions or cell.workload not in caps.workloads:
+            return f"tensorrt runs {'/'.join(sorted(caps.precisions))} inference only"
+        return ""
+
+    def providers(self, cell: Cell, config: SweepConfig, input_shape: tuple[int, ...]) -> list[Any]:
+        device_id = int(cell.device.partition(":")[2] or 0)
+        batches = config.batch_sizes_for(cell.workload)
+        shape = "x".join(str(v) for v in input_shape)
+        options = {
+            "device_id": device_id,
+            "trt_fp16_enable": cell.precision in ("fp16", "int8"),  # int8 engines fall back to fp16, not fp32
+            "trt_int8_enable": cell.precision == "int8",
+            "trt_engine_cache_enable": False,
+            "trt_profile_min_shapes": f"{INPUT}:{min(batches)}x{shape}",
+            "trt_profile_opt_shapes": f"{INPUT}:{cell.batch_size}x{shape}",
+            "trt_profile_max_shapes": f"{INPUT}:{max(batches)}x{shape}",
+        }
+        return [("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", {"device_id": device_id})]
