@@ -195,3 +195,19 @@ def test_sigkill_loses_no_finished_cell_and_resume_completes(tmp_path: Path) -> 
     assert len(after) == 6 and all(after[cell] == text for cell, text in before.items())
     assert connection.execute("SELECT status FROM runs").fetchone()[0] == "complete"
     assert {json.loads(t)["status"] for t in after.values()} == {"ok"}
+
+
+def test_env_lists_every_backend_with_why_not(tmp_path: Path) -> None:
+    from wattgap.backends import BACKENDS
+
+    report = wattgap("env", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    backends = json.loads(report.stdout)["backends"]
+    assert set(backends) == set(BACKENDS)
+    for name, entry in backends.items():
+        assert entry["usable"] or entry["reason"], name
+    assert backends["torch-eager"]["usable"] and backends["onnxruntime"]["usable"] and backends["tf-xla"]["usable"]
+    table = wattgap("env", cwd=tmp_path)
+    unusable = [entry["reason"] for entry in backends.values() if not entry["usable"]]
+    for reason in unusable:  # printed whole: "[tensorrt]" is text, not a rich style
+        assert reason in " ".join(table.stdout.split()), reason

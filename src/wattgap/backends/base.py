@@ -59,6 +59,14 @@ class FitPrepared:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def missing_packages(names: tuple[str, ...], extra: str) -> str:
+    """Why a backend is unavailable when its packages are not importable (checked without importing)."""
+    import importlib.util
+
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    return f"{', '.join(missing)} not installed (pip install 'wattgap[{extra}]')" if missing else ""
+
+
 class Backend(ABC):
     name: str
     description: str

@@ -12,7 +12,6 @@ that fits the device. Export, calibration and session building are timed phases 
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import shutil
 import tempfile
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Backend, Capabilities, PreparedCell
+from wattgap.backends.base import Backend, Capabilities, PreparedCell, missing_packages
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,8 +42,7 @@ class OnnxRuntime(Backend):
     )
 
     def unavailable_reason(self) -> str:
-        missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
-        return f"{', '.join(missing)} not installed (pip install 'wattgap[onnx]')" if missing else ""
+        return missing_packages(PACKAGES, "onnx")
 
     def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
         reason = super().unsupported_reason(cell, hardware)

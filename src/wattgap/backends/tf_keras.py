@@ -6,14 +6,13 @@ policies (``mixed_bfloat16``, ``mixed_float16`` with loss scaling in training). 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Backend, Capabilities, PreparedCell
+from wattgap.backends.base import Backend, Capabilities, PreparedCell, missing_packages
 from wattgap.models import is_custom
 
 if TYPE_CHECKING:
@@ -46,8 +45,7 @@ class TfEager(Backend):
     )
 
     def unavailable_reason(self) -> str:
-        missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(name) is None]
-        return f"{', '.join(missing)} not installed (pip install 'wattgap[tensorflow]')" if missing else ""
+        return missing_packages(("tensorflow", "keras"), "tensorflow")
 
     def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
         reason = super().unsupported_reason(cell, hardware)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams
@@ -110,7 +111,7 @@ def results_table(run: Run) -> Table:
             quantity(result.energy.j_per_sample, "J") if result.energy else "-",
             f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-",
             str(latency.n) if latency else "-",
-            _notes(result),
+            escape(_notes(result)),
         )
     return table
 
@@ -261,5 +262,5 @@ def environment_tables(environment: dict[str, Any]) -> list[Table]:
         usable.add_column(column)
     for kind in ("devices", "backends"):
         for name, entry in environment[kind].items():
-            usable.add_row(kind[:-1], name, "yes" if entry["usable"] else "[red]no[/]", entry["reason"])
+            usable.add_row(kind[:-1], name, "yes" if entry["usable"] else "[red]no[/]", escape(entry["reason"]))
     return [machine, usable]
