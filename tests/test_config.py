@@ -30,7 +30,7 @@ def test_defaults() -> None:
         ),
         (
             {"models": ["conv6"], "precisions": ["fp8"]},
-            "precisions[0]: got 'fp8'; allowed: 'fp32', 'tf32', 'bf16' or",
+            "precisions[0]: got 'fp8'; allowed: 'fp32', 'tf32', 'bf16', 'fp16' or 'int8'",
         ),
         (
             {"models": ["conv6"], "batch_sizes": [0]},
