@@ -96,7 +96,10 @@ class TorchEager(Backend):
 
             evaluate = None
             if data is not None:
-                x_val, y_val = _tensors(data, input_shape, device, dtype if cast else None)
+                from wattgap.datasets import model_splits
+
+                _, val = model_splits(data, input_shape[0], input_shape[-1])
+                x_val, y_val = _tensors(val, data.y_val, device, dtype if cast else None)
 
                 def evaluate() -> float:
                     with context():
@@ -153,8 +156,11 @@ class TorchEager(Backend):
             (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
         )
         staging = torch.device("cpu") if config.end_to_end else device
-        x_train, y_train = _tensors(data, input_shape, staging, None, split="train")
-        x_val, y_val = _tensors(data, input_shape, device, None)
+        from wattgap.datasets import model_splits
+
+        train, val = model_splits(data, input_shape[0], input_shape[-1])  # once for both splits
+        x_train, y_train = _tensors(train, data.y_train, staging)
+        x_val, y_val = _tensors(val, data.y_val, device)
         settings["input_on_device"] = not config.end_to_end
         opt = _optimizer(config, model.parameters(), cell.workload, settings)
         apply = _applier(cell, device)
@@ -257,16 +263,11 @@ def _load_data(cell: Cell, config: SweepConfig, settings: dict[str, Any]) -> Dat
 
 
 def _tensors(
-    data: Dataset, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype | None, split: str = "val"
+    images: np.ndarray, labels: np.ndarray, device: torch.device, dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split as model inputs on ``device``: resized, standardised by the training split's statistics."""
+    """One split's model inputs and labels on ``device`` (inputs cast to ``dtype`` when given)."""
     import torch
 
-    from wattgap.datasets import model_input, standardise
-
-    channels, side = input_shape[0], input_shape[-1]
-    train, val = standardise(model_input(data.x_train, channels, side), model_input(data.x_val, channels, side))
-    images, labels = (train, data.y_train) if split == "train" else (val, data.y_val)
     x = torch.from_numpy(images).to(device)
     return (x.to(dtype) if dtype is not None else x), torch.from_numpy(labels).to(device)
 

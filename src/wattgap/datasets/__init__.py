@@ -94,6 +94,12 @@ def model_input(images: np.ndarray, channels: int, side: int) -> np.ndarray:
     return np.ascontiguousarray(data.transpose(0, 3, 1, 2))
 
 
+def model_splits(data: Dataset, channels: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation images as model inputs, both standardised by the training split."""
+    train, val = standardise(model_input(data.x_train, channels, side), model_input(data.x_val, channels, side))
+    return train, val
+
+
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Subtract the training split's per-channel mean and divide by its std, in every split."""
     mean = train.mean(axis=(0, 2, 3), keepdims=True)

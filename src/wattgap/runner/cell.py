@@ -45,11 +45,7 @@ def run_cell(
     backend = BACKENDS[cell.backend]
     phases = Phases()
     clock = time.perf_counter
-    marks: dict[str, float] = {}
-
-    def phase(name: str) -> None:
-        marks[name] = clock()
-        emit({"event": "phase", "phase": name})
+    phase, marks = phase_marker(emit)
 
     def progress(name: str) -> Callable[[float], None]:
         return lambda fraction: emit({"event": "progress", "phase": name, "fraction": fraction})
@@ -137,6 +133,18 @@ def run_cell(
         settings=prepared.settings,
         warnings=warnings,
     )
+
+
+def phase_marker(emit: Emit) -> tuple[Callable[[str], None], dict[str, float]]:
+    """The ``phase`` callback a backend calls as each phase starts: it emits the event and records the
+    start time in the returned dict, by phase name."""
+    marks: dict[str, float] = {}
+
+    def phase(name: str) -> None:
+        marks[name] = time.perf_counter()
+        emit({"event": "phase", "phase": name})
+
+    return phase, marks
 
 
 def _guardrail(

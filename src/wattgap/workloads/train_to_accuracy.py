@@ -15,7 +15,7 @@ from wattgap.measure.energy import CellEnergy, EnergyReading, EnergyWindow, merg
 from wattgap.measure.stats import summarize
 from wattgap.plan import Cell
 from wattgap.results import CellResult, EpochPoint, Memory, Phases, Training
-from wattgap.runner.cell import Emit, peak_rss_bytes
+from wattgap.runner.cell import Emit, peak_rss_bytes, phase_marker
 
 
 def run_train_to_accuracy(
@@ -23,11 +23,7 @@ def run_train_to_accuracy(
 ) -> CellResult:
     backend = BACKENDS[cell.backend]
     clock = time.perf_counter
-    marks: dict[str, float] = {}
-
-    def phase(name: str) -> None:
-        marks[name] = clock()
-        emit({"event": "phase", "phase": name})
+    phase, marks = phase_marker(emit)
 
     meters = meters_for(cell.device, config.energy)
     prepare_window = EnergyWindow(meters)
