@@ -91,6 +91,8 @@ def gqi(accuracy: float, energy_j: float, params: EfficiencyParams) -> tuple[flo
 def cell_efficiency(result: CellResult, params: EfficiencyParams) -> Efficiency:
     energy = result.energy
     training = result.training
+    samples = energy.samples if energy else None
+    window_energy = (energy.energy_j if params.energy == "gross" else energy.net_energy_j) if energy else None
     if training is not None:
         basis = "training run"
         time_s = training.time_to_accuracy_s if training.reached else training.total_time_s
@@ -101,12 +103,8 @@ def cell_efficiency(result: CellResult, params: EfficiencyParams) -> Efficiency:
     else:
         basis = f"{PER_SAMPLES} samples"
         time_s = PER_SAMPLES / result.throughput_sps if result.throughput_sps else None
-        total = (energy.energy_j if params.energy == "gross" else energy.net_energy_j) if energy else None
-        samples = energy.samples if energy else None
-        basis_energy = total / samples * PER_SAMPLES if total is not None and samples else None
-    samples_total = energy.samples if energy else None
-    window_energy = (energy.energy_j if params.energy == "gross" else energy.net_energy_j) if energy else None
-    per_joule = samples_total / window_energy if samples_total and window_energy and window_energy > 0 else None
+        basis_energy = window_energy / samples * PER_SAMPLES if window_energy is not None and samples else None
+    per_joule = samples / window_energy if samples and window_energy and window_energy > 0 else None
     note = "" if energy and energy.energy_j is not None else "no energy reading"
     if params.energy == "net" and basis_energy is None and not note:
         note = "no idle power measured: net energy unknown"
