@@ -11,7 +11,7 @@ import pytest
 from helpers import fast_config, wattgap
 
 import wattgap as api
-from wattgap.measure.agreement import compare_outputs
+from wattgap.measure.guardrail import compare_outputs
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def test_help_imports_no_framework(tmp_path: Path) -> None:
         (["run", "--model", "conv6", "--precision", "int4"], "precisions[0]: got 'int4'; allowed: 'fp32'"),
         (
             ["run", "--model", "conv6", "--workload", "serve"],
-            "workloads[0]: got 'serve'; allowed: 'infer', 'train' or 'train-to-accuracy'",
+            "workloads[0]: got 'serve'; allowed: infer, train, train-to-accuracy",
         ),
         (
             ["run", "--model", "conv6", "--workload", "train-to-accuracy"],

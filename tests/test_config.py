@@ -20,11 +20,6 @@ def test_defaults() -> None:
     [
         ({"models": ["resnet17"]}, "models[0]: got 'resnet17'; allowed: conv6, vgg16"),
         (
-            {"models": ["conv6"], "workloads": ["inference"]},
-            "workloads[0]: got 'inference'; allowed: 'infer', 'train' or 'train-to-accuracy'",
-        ),
-        ({"models": ["conv6"], "backends": ["jax"]}, "backends[0]: got 'jax'; allowed: torch-eager"),
-        (
             {"models": ["conv6"], "devices": ["gpu"]},
             "devices[0]: got 'gpu'; allowed: auto, cpu, cuda, cuda:N, mps",
         ),

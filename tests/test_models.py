@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from wattgap.errors import ConfigError
-from wattgap.models import MODELS, CustomModel, check_model_name, count_parameters
+from wattgap.models import MODELS, CustomModel, check_model_name
+from wattgap.models.build import count_parameters
 
 
 @pytest.mark.parametrize("name", ["conv6", "vgg16", "resnet18", "resnet50", "resnet101"])

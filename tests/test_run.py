@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 from helpers import fast_config
 
 import wattgap
+import wattgap.api
 from wattgap.analysis.speedup import compare
+from wattgap.results import CellResult
+from wattgap.runner.cell import run_cell
+from wattgap.runner.executors import CellJob, Executor
+from wattgap.runner.executors.base import OnEvent
 
 
 def test_sweep_runs_stores_and_reloads(tmp_path: Path) -> None:
@@ -103,8 +109,8 @@ def test_compare_by_threads_within_one_run(tmp_path: Path) -> None:
 def test_flops_per_sample_do_not_depend_on_batch_or_precision() -> None:
     """What lets a sweep count FLOPs once per model and workload."""
     from wattgap.backends.torch_eager import TorchEager
+    from wattgap.cells import Cell
     from wattgap.config import parse_config
-    from wattgap.plan import Cell
 
     config = parse_config(fast_config(models=["resnet18"]))
     per_sample = set()
@@ -126,3 +132,31 @@ def test_flops_per_sample_do_not_depend_on_batch_or_precision() -> None:
     (_, infer), (_, train) = sorted(per_sample)
     # Backward costs about twice the forward, less the input gradient of the first convolution.
     assert 2.5 * infer < train < 3 * infer
+
+
+class InProcessExecutor(Executor):
+    """A second executor behind the same seam: cells run in this process, by the same cell runner the
+    subprocess worker calls. It records what the driver handed it."""
+
+    def __init__(self) -> None:
+        self.jobs: list[CellJob] = []
+
+    def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator[CellResult]:
+        for job in jobs:
+            self.jobs.append(job)
+            yield run_cell(job.cell, job.config, on_event, job.flops_per_sample, job.idle_power)
+
+
+def test_any_executor_behind_the_seam_runs_a_sweep_the_driver_stores(tmp_path: Path) -> None:
+    executor = InProcessExecutor()
+    run = wattgap.api.run(
+        fast_config(batch_sizes=[1, 2], energy={"idle_s": 0}), db=tmp_path / "w.db", executor=executor
+    )
+    assert [r.status for r in run.results] == ["ok", "ok"] and run.status == "complete"
+    assert wattgap.load_run(tmp_path / "w.db", run.run_id).results == run.results
+    first, second = executor.jobs
+    assert first.flops_per_sample is None and second.flops_per_sample == run.results[0].flops_per_sample
+    assert [r.settings["flops_source"] for r in run.results] == [
+        "counted",
+        "reused from an earlier cell of this model and workload",
+    ]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from wattgap.analysis.speedup import compare
+from wattgap.cells import Cell
 from wattgap.config import parse_config
 from wattgap.errors import ConfigError
 from wattgap.measure.stats import summarize
-from wattgap.plan import Cell
 from wattgap.results import CellResult, Run
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from wattgap.version import __version__
 
 if TYPE_CHECKING:
     from wattgap.api import load_run, resume, run

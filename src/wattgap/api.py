@@ -1,21 +1,36 @@
-"""The Python API. The CLI is a thin layer over these functions."""
+"""The Python API. The CLI is a thin layer over these functions: it parses flags, calls one of them and
+renders what it returns. ``run`` and ``resume`` drive an executor: the driver (here) feeds it jobs, stores
+each result as it arrives, keeps the FLOP cache and tells the progress display."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from wattgap.config import SweepConfig, load_config, parse_config
+from wattgap.analysis.efficiency import Efficiency, EfficiencyParams
+from wattgap.analysis.efficiency import efficiency as rank_cells
+from wattgap.analysis.speedup import Comparison
+from wattgap.analysis.speedup import compare as compare_runs
+from wattgap.cells import Cell
+from wattgap.config import (
+    Protocol,
+    SweepConfig,
+    load_config,
+    load_config_data,
+    load_suite_data,
+    parse_config,
+    suite_names,
+)
 from wattgap.errors import ConfigError
+from wattgap.plan import Plan, expand
+from wattgap.report.progress import ProgressSink, SilentProgress
 from wattgap.results import Run
-from wattgap.runner.executor import ProgressSink, SilentProgress, execute
+from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.store.sqlite import Store
-
-if TYPE_CHECKING:
-    from wattgap.plan import Plan
+from wattgap.version import __version__
 
 DEFAULT_DB = "wattgap.db"
 OnCreated = Callable[[str, "Plan | None"], None]  # (run id, its plan; None when resuming)
@@ -33,27 +48,58 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def sweep_from_options(
+    suite: str | None = None,
+    config: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    max_time_s: float | None = None,
+    idle_s: float | None = None,
+) -> SweepConfig:
+    """A sweep from a shipped suite, a YAML file, or (with neither, but models among the overrides) the
+    overrides alone, which replace the file's fields. ``max_time_s`` caps each cell's measured window
+    (lowering the minimum time to it when needed); ``idle_s`` sets the idle-power measurement."""
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if suite is not None and config is not None:
+        raise ConfigError("--suite and --config: give one of them, not both")
+    if config is not None:
+        data = load_config_data(config)
+    elif suite is not None or "models" not in overrides:
+        data = load_suite_data(suite or "quick")
+    else:
+        data = {"name": "cli"}
+    data.update(overrides)
+    protocol = data.get("protocol", {})
+    if max_time_s is not None and isinstance(protocol, dict):  # anything else fails validation below
+        minimum = protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)
+        lowered = {"min_time_s": max_time_s} if isinstance(minimum, int | float) and minimum > max_time_s else {}
+        data["protocol"] = {**protocol, "max_time_s": max_time_s, **lowered}
+    energy = data.get("energy", {})
+    if idle_s is not None and isinstance(energy, dict):
+        data["energy"] = {**energy, "idle_s": idle_s}
+    return parse_config(data, str(config) if config else "options")
+
+
 def run(
     config: SweepConfig | dict[str, Any] | str | Path,
     db: str | Path = DEFAULT_DB,
     progress: ProgressSink | None = None,
     on_created: OnCreated | None = None,
+    executor: Executor | None = None,
 ) -> Run:
     """Plan and run a sweep; every result is committed to ``db`` as soon as its cell ends. ``config`` is a
     SweepConfig, a mapping of its fields, or the path of a YAML file. ``on_created(run_id, plan)`` is
-    called once the run is stored, before the first cell starts."""
-    from wattgap import __version__
+    called once the run is stored, before the first cell starts. ``executor``: local subprocesses, one
+    cell at a time, unless given."""
     from wattgap.datasets import check
     from wattgap.devices import detect
     from wattgap.measure.energy import measure_idle
-    from wattgap.plan import expand
     from wattgap.runner.fingerprint import fingerprint
 
     sweep = _as_config(config)
     check(sweep)
+    hardware = detect()
+    plan = expand(sweep, hardware)  # before the store is opened: a bad name writes nothing
     with Store.open(db) as store:
-        hardware = detect()
-        plan = expand(sweep, hardware)
         environment = fingerprint(hardware)
         devices = list(dict.fromkeys(cell.device for cell in plan.runnable))
         idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
@@ -62,19 +108,22 @@ def run(
         store.create_run(run_id, sweep, environment, list(plan.cells), plan.skipped, __version__)
         if on_created is not None:
             on_created(run_id, plan)
-        execute(store, run_id, sweep, list(plan.runnable), progress or SilentProgress(), idle)
+        _drive(store, run_id, sweep, list(plan.runnable), progress or SilentProgress(), idle, executor)
         return store.load_run(run_id)
 
 
 def resume(
-    db: str | Path, run_id: str, progress: ProgressSink | None = None, on_created: OnCreated | None = None
+    db: str | Path,
+    run_id: str,
+    progress: ProgressSink | None = None,
+    on_created: OnCreated | None = None,
+    executor: Executor | None = None,
 ) -> Run:
     """Run the cells of ``run_id`` that have no stored result yet, on the machine that started it."""
     from wattgap.devices import detect
     from wattgap.runner.fingerprint import fingerprint, machine_key
 
-    with Store.open_readonly(db) as reader:
-        previous = reader.load_run(run_id)
+    previous = load_run(db, run_id)
     here = machine_key(fingerprint(detect()))
     there = machine_key(previous.environment)
     if here != there:
@@ -83,8 +132,43 @@ def resume(
         if on_created is not None:
             on_created(previous.run_id, None)
         idle = previous.environment.get("idle_power") or {}
-        execute(store, previous.run_id, previous.config, previous.pending, progress or SilentProgress(), idle)
+        _drive(store, previous.run_id, previous.config, previous.pending, progress or SilentProgress(), idle, executor)
         return store.load_run(previous.run_id)
+
+
+def _drive(
+    store: Store,
+    run_id: str,
+    config: SweepConfig,
+    pending: list[Cell],
+    progress: ProgressSink,
+    idle_power: dict[str, Any],
+    executor: Executor | None,
+) -> None:
+    """Feed ``pending`` to the executor and store each result as it arrives. The run is marked complete
+    only when every cell has a result; an interruption marks it interrupted (``wattgap run --resume``
+    finishes it) and is re-raised. FLOPs per sample do not depend on batch, device, precision or threads,
+    so a count from one cell is handed to the later cells of its model, workload and backend."""
+    flops: dict[tuple[str, str, str], float] = {}
+
+    def key(cell: Cell) -> tuple[str, str, str]:
+        return cell.model, cell.workload, cell.backend
+
+    def jobs() -> Iterator[CellJob]:
+        for index, cell in enumerate(pending):
+            progress.cell_started(cell, index, len(pending))
+            yield CellJob(cell, config, flops.get(key(cell)), idle_power)
+
+    try:
+        for result in (executor or LocalExecutor()).submit(jobs(), progress.cell_event):
+            if result.flops_per_sample:
+                flops.setdefault(key(result.cell), result.flops_per_sample)
+            store.store_result(run_id, result)
+            progress.cell_finished(result)
+    except BaseException:
+        store.set_run_status(run_id, "interrupted")
+        raise
+    store.set_run_status(run_id, "complete")
 
 
 def load_run(db: str | Path, run_id: str) -> Run:
@@ -96,3 +180,49 @@ def load_run(db: str | Path, run_id: str) -> Run:
 def list_runs(db: str | Path) -> list[dict[str, Any]]:
     with Store.open_readonly(db) as store:
         return store.run_summaries()
+
+
+def list_models() -> list[dict[str, Any]]:
+    """The zoo: name, task, default input, classes, reference parameter counts, description."""
+    from wattgap.models import MODELS
+
+    return [
+        {
+            "name": s.name,
+            "task": s.task,
+            "input": "x".join(map(str, s.input_shape())),
+            "classes": s.default_num_classes,
+            "reference_params": s.reference_params,
+            "description": s.description,
+        }
+        for s in MODELS.values()
+    ]
+
+
+def list_suites() -> list[dict[str, Any]]:
+    return [{"name": n, "description": load_suite_data(n).get("description", "")} for n in suite_names()]
+
+
+def environment() -> dict[str, Any]:
+    """This machine's fingerprint: CPU, memory, GPUs, driver and CUDA, libraries, usable devices and
+    backends (and why not)."""
+    from wattgap.devices import detect
+    from wattgap.runner.fingerprint import fingerprint
+
+    return fingerprint(detect())
+
+
+def compare(db: str | Path, run_a: str, run_b: str, by: str = "device", baseline: str | None = None) -> Comparison:
+    """Speedups of B over A for cells that differ only in ``by`` (see analysis.speedup.compare)."""
+    with Store.open_readonly(db) as store:
+        first, second = store.load_run(run_a), store.load_run(run_b)
+    return compare_runs(first, second, by=by, baseline=baseline)
+
+
+def efficiency(
+    db: str | Path, run_id: str, params: EfficiencyParams, rank: str | None = None
+) -> tuple[Run, str, list[Efficiency]]:
+    """A run's ok cells ranked by what their energy buys; also the run and the metric ranked by."""
+    stored = load_run(db, run_id)
+    metric, rows = rank_cells(stored, params, rank)
+    return stored, metric, rows

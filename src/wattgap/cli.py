@@ -97,7 +97,6 @@ def run(
 ) -> None:
     """Run a sweep (the quick suite when nothing is named); store each cell's result as it finishes."""
     from wattgap import api
-    from wattgap.config import Protocol, load_config_data, load_suite_data, parse_config
 
     sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads, image_size)
     data_options = (dataset, dataset_path, target_accuracy, max_epochs, idle, max_time, timeout)
@@ -106,14 +105,6 @@ def run(
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
         _execute(lambda p, created: api.resume(db, resume, p, created), quiet)
         return
-    if suite is not None and config is not None:
-        raise ConfigError("--suite and --config: give one of them, not both")
-    if config is not None:
-        data = load_config_data(config)
-    elif suite is not None or model is None:
-        data = load_suite_data(suite or "quick")
-    else:
-        data = {"name": "cli"}
     overrides: dict[str, Any] = {
         "models": _split(model),
         "workloads": _split(workload),
@@ -129,16 +120,7 @@ def run(
         "target_accuracy": target_accuracy,
         "max_epochs": max_epochs,
     }
-    data.update({key: value for key, value in overrides.items() if value is not None})
-    protocol = data.get("protocol", {})
-    if max_time is not None and isinstance(protocol, dict):  # anything else fails validation below
-        minimum = protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)
-        lowered = {"min_time_s": max_time} if isinstance(minimum, int | float) and minimum > max_time else {}
-        data["protocol"] = {**protocol, "max_time_s": max_time, **lowered}
-    energy = data.get("energy", {})
-    if idle is not None and isinstance(energy, dict):
-        data["energy"] = {**energy, "idle_s": idle}
-    sweep = parse_config(data, str(config) if config else "options")
+    sweep = api.sweep_from_options(suite, config, overrides, max_time_s=max_time, idle_s=idle)
     _execute(lambda p, created: api.run(sweep, db, p, created), quiet)
 
 
@@ -178,29 +160,14 @@ def list_(
     """List the model zoo, the shipped suites, or the runs in a database."""
     from rich.table import Table
 
-    rows: list[dict[str, Any]]
+    from wattgap import api
+
     if what is Listing.models:
-        from wattgap.models import MODELS
-
-        rows = [
-            {
-                "name": s.name,
-                "task": s.task,
-                "input": "x".join(map(str, s.input_shape())),
-                "classes": s.default_num_classes,
-                "reference_params": s.reference_params,
-                "description": s.description,
-            }
-            for s in MODELS.values()
-        ]
+        rows = api.list_models()
     elif what is Listing.suites:
-        from wattgap.config import load_suite_data, suite_names
-
-        rows = [{"name": n, "description": load_suite_data(n).get("description", "")} for n in suite_names()]
+        rows = api.list_suites()
     else:
-        from wattgap.api import list_runs
-
-        rows = list_runs(db)
+        rows = api.list_runs(db)
     if fmt is TableOrJson.json:
         _print_json(rows)
         return
@@ -220,11 +187,12 @@ def show(
 ) -> None:
     """Print a stored run's results table again."""
     from wattgap.api import load_run
+    from wattgap.report.data import results_data
     from wattgap.report.terminal import idle_line, results_table, summary_line
 
     stored = load_run(db, run_id)
     if fmt is TableOrJson.json:
-        _print_json([{"run_id": stored.run_id, **r.flat()} for r in stored.results])
+        _print_json(results_data(stored))
         return
     console.print(results_table(stored))
     console.print(summary_line(stored))
@@ -234,11 +202,10 @@ def show(
 @app.command()
 def env(fmt: FormatOption = TableOrJson.table) -> None:
     """Describe this machine: CPU, memory, GPUs, driver and CUDA, libraries, usable devices and backends."""
-    from wattgap.devices import detect
+    from wattgap.api import environment as describe
     from wattgap.report.terminal import environment_tables
-    from wattgap.runner.fingerprint import fingerprint
 
-    environment = fingerprint(detect())
+    environment = describe()
     if fmt is TableOrJson.json:
         _print_json(environment)
         return
@@ -274,46 +241,18 @@ def compare(
     fmt: FormatOption = TableOrJson.table,
 ) -> None:
     """Speedup of B over A (time ratio) for cells that differ only in one field, with 95% CIs."""
-    from wattgap.analysis.speedup import compare as compare_runs
-    from wattgap.plan import CELL_FIELDS
+    from wattgap import api
+    from wattgap.report.data import comparison_data
     from wattgap.report.terminal import print_comparison
-    from wattgap.store.sqlite import Store
 
-    if by not in CELL_FIELDS:
-        raise field_error("--by", by, CELL_FIELDS)
-    with Store.open_readonly(db) as store:
-        first, second = store.load_run(run_a), store.load_run(run_b)
-    comparison = compare_runs(first, second, by=by, baseline=baseline)
+    comparison = api.compare(db, run_a, run_b, by=by, baseline=baseline)
     if fmt is TableOrJson.json:
-        _print_json(
-            {
-                "by": comparison.by,
-                "run_a": comparison.run_a,
-                "run_b": comparison.run_b,
-                "baseline": comparison.baseline,
-                "pairs": [
-                    {
-                        "a_cell_id": p.a.cell_id,
-                        "b_cell_id": p.b.cell_id,
-                        "matched_on": p.key,
-                        "a": str(getattr(p.a.cell, by)),
-                        "b": str(getattr(p.b.cell, by)),
-                        "speedup": p.speedup,
-                        "ci_low": p.ci_low,
-                        "ci_high": p.ci_high,
-                        "latency_change": 1 / p.speedup - 1,
-                        "note": p.note,
-                    }
-                    for p in comparison.pairs
-                ],
-                "geomean": comparison.geomean,
-                "geomean_ci": [comparison.geomean_ci_low, comparison.geomean_ci_high],
-                "confidence": comparison.confidence,
-            }
-        )
+        _print_json(comparison_data(comparison))
         return
     if not comparison.pairs:
-        raise ConfigError(f"--by {by}: no cells of {first.run_id} and {second.run_id} match on every other field")
+        raise ConfigError(
+            f"--by {by}: no cells of {comparison.run_a} and {comparison.run_b} match on every other field"
+        )
     print_comparison(console, comparison)
 
 
@@ -346,12 +285,10 @@ def efficiency(
     fmt: FormatOption = TableOrJson.table,
 ) -> None:
     """Rank a run's cells by what their energy buys: GQI, accuracy per kWh, samples per joule, CO2, cost."""
-    import dataclasses
-
+    from wattgap import api
     from wattgap.analysis.efficiency import EfficiencyParams
-    from wattgap.analysis.efficiency import efficiency as rank_cells
-    from wattgap.api import load_run
     from wattgap.config import validate_flags
+    from wattgap.report.data import efficiency_data
     from wattgap.report.terminal import efficiency_table
 
     params = validate_flags(
@@ -368,18 +305,9 @@ def efficiency(
             "energy": energy,
         },
     )
-    stored = load_run(db, run_id)
-    metric, rows = rank_cells(stored, params, rank.value if rank else None)
+    stored, metric, rows = api.efficiency(db, run_id, params, rank.value if rank else None)
     if fmt is TableOrJson.json:
-        _print_json(
-            {
-                "run_id": stored.run_id,
-                "rank": metric,
-                "gqi": params.formula(),
-                "params": params.model_dump(),
-                "cells": [dataclasses.asdict(row) for row in rows],
-            }
-        )
+        _print_json(efficiency_data(stored.run_id, metric, rows, params))
         return
     console.print(efficiency_table(stored.run_id, metric, rows, params))
 

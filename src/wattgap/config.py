@@ -13,8 +13,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wattgap.errors import ConfigError, field_error
+from wattgap.measure.energy.settings import EnergySettings
+from wattgap.measure.protocol import Protocol
+from wattgap.models import check_model_name
+from wattgap.models.build import ModelOptions
 
-Workload = Literal["infer", "train", "train-to-accuracy"]
 DatasetName = Literal["digits", "cifar10", "folder"]
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8"]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -34,45 +37,6 @@ def _each(field: str, values: list[T], valid: Callable[[T], bool], allowed: Iter
     return values
 
 
-class Protocol(BaseModel):
-    """How one cell is measured (DESIGN section 4). Every field is stored with the run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    warmup_min_iters: int = Field(10, ge=0)
-    warmup_min_time_s: float = Field(1.0, ge=0)
-    min_iters: int = Field(30, ge=2)
-    min_time_s: float = Field(2.0, ge=0)
-    max_time_s: float = Field(30.0, gt=0)
-    max_iters: int = Field(1_000_000, ge=2)
-    ci_rel_halfwidth: float = Field(0.02, gt=0, lt=1)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    bootstrap_resamples: int = Field(1000, ge=100)
-    noise_iqr_ratio: float = Field(0.10, gt=0)
-
-    @model_validator(mode="after")
-    def _caps_above_minimums(self) -> Protocol:
-        if self.max_time_s < self.min_time_s:
-            raise field_error("protocol.max_time_s", self.max_time_s, f"at least min_time_s ({self.min_time_s})")
-        if self.max_iters < self.min_iters:
-            raise field_error("protocol.max_iters", self.max_iters, f"at least min_iters ({self.min_iters})")
-        return self
-
-
-class EnergySettings(BaseModel):
-    """How energy is metered (measure/energy). Stored with the run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured once per run; 0: no net energy
-    gpu_mode: Literal["auto", "counter", "polled"] = "auto"  # NVML energy counter or polled power
-    poll_interval_s: float = Field(0.05, gt=0, le=10)
-    cpu_tdp_w: float | None = Field(None, gt=0)  # overrides the TDP the CPU estimate uses
-    cpu_idle_fraction: float = Field(0.3, ge=0, le=1)  # share of TDP the CPU estimate draws at zero load
-    powercap_root: str = "/sys/class/powercap"
-
-
 class SweepConfig(BaseModel):
     """A sweep: each list is an axis; the cells are their product (see plan.expand)."""
 
@@ -81,8 +45,8 @@ class SweepConfig(BaseModel):
     name: str = "custom"
     description: str = ""
     models: list[str] = Field(min_length=1)
-    workloads: list[Workload] = Field(default_factory=lambda: list[Workload](["infer"]), min_length=1)
-    backends: list[str] = Field(default_factory=lambda: ["torch-eager"], min_length=1)
+    workloads: list[str] = Field(default_factory=lambda: ["infer"], min_length=1)  # names checked by plan.check
+    backends: list[str] = Field(default_factory=lambda: ["torch-eager"], min_length=1)  # names checked by plan.check
     devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
     batch_sizes: list[int] | None = Field(None, min_length=1)  # default: 32 for train-to-accuracy, else 1
@@ -116,6 +80,12 @@ class SweepConfig(BaseModel):
         sample per step would make an epoch of digits 1,437 optimiser steps)."""
         return self.batch_sizes or ([32] if workload == "train-to-accuracy" else [1])
 
+    @property
+    def model_options(self) -> ModelOptions:
+        """What shapes the models this sweep builds."""
+        shape = tuple(self.input_shape) if self.input_shape else None
+        return ModelOptions(image_size=self.image_size, num_classes=self.num_classes, input_shape=shape)
+
     def optimizer_for(self, workload: str) -> tuple[str, float]:
         """The optimiser and learning rate a workload trains with. train (a throughput measurement) takes
         SGD at 0.01; train-to-accuracy takes Adam at 0.001, which trains the zoo from scratch without
@@ -136,18 +106,9 @@ class SweepConfig(BaseModel):
     @field_validator("models")
     @classmethod
     def _models_known(cls, value: list[str]) -> list[str]:
-        from wattgap.models import check_model_name
-
         for index, name in enumerate(value):
             check_model_name(name, f"models[{index}]")
         return value
-
-    @field_validator("backends")
-    @classmethod
-    def _backends_known(cls, value: list[str]) -> list[str]:
-        from wattgap.backends import BACKENDS
-
-        return _each("backends", value, BACKENDS.__contains__, BACKENDS)
 
     @field_validator("devices")
     @classmethod

@@ -1,44 +1,19 @@
 """Expand a sweep into cells. Cells the hardware or backend cannot run become skipped cells with their
-reason, decided here before anything runs."""
+reason, decided here before anything runs. Backend and workload names are checked here, against the
+registries, so that adding either is one module and one registry line (the config stays pure data)."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
-
+from wattgap.backends import BACKENDS
+from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.devices import Hardware
-
-CELL_FIELDS = ("model", "workload", "backend", "device", "precision", "batch_size", "threads")
-
-
-class Cell(BaseModel):
-    """One measurable combination. ``threads`` is the intra-op thread count of CPU cells (None elsewhere)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str
-    workload: str
-    backend: str
-    device: str
-    precision: str
-    batch_size: int
-    threads: int | None = None
-
-    @property
-    def cell_id(self) -> str:
-        """Stable: a hash of the fields, the same on every machine and in every run."""
-        canonical = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-    @property
-    def label(self) -> str:
-        threads = f"/t{self.threads}" if self.threads is not None else ""
-        return f"{self.model}/{self.workload}/{self.backend}/{self.device}/{self.precision}/b{self.batch_size}{threads}"
+from wattgap.errors import field_error
+from wattgap.workloads import WORKLOADS
 
 
 @dataclass(frozen=True)
@@ -55,10 +30,21 @@ def _resolve_device(device: str, hardware: Hardware) -> str:
     return hardware.best_device() if device == "auto" else device
 
 
+def _check_names(field: str, names: Iterable[str], registry: Mapping[str, object]) -> None:
+    for index, name in enumerate(names):
+        if name not in registry:
+            raise field_error(f"{field}[{index}]", name, registry)
+
+
+def check(config: SweepConfig) -> None:
+    """Raise a one-line ConfigError for a backend or workload that no registry holds."""
+    _check_names("backends", config.backends, BACKENDS)
+    _check_names("workloads", config.workloads, WORKLOADS)
+
+
 def expand(config: SweepConfig, hardware: Hardware) -> Plan:
     """The cells of ``config`` on ``hardware``: a pure function of its two arguments."""
-    from wattgap.backends import BACKENDS
-
+    check(config)
     devices = list(dict.fromkeys(_resolve_device(d, hardware) for d in config.devices))
     cpu_threads = config.threads or [hardware.physical_cores]
     cells: list[Cell] = []

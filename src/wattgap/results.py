@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from wattgap.cells import Cell
 from wattgap.config import SweepConfig
-from wattgap.measure.agreement import Agreement
 from wattgap.measure.energy import CellEnergy
+from wattgap.measure.guardrail import Agreement
 from wattgap.measure.stats import LatencyStats
-from wattgap.plan import Cell
 
 if TYPE_CHECKING:
     import pandas

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import bootstrap_medians
-from wattgap.plan import CELL_FIELDS, Cell
 from wattgap.results import CellResult, Run
 
 

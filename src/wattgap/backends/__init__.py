@@ -3,7 +3,7 @@ framework only inside methods, so this registry is cheap to import."""
 
 from __future__ import annotations
 
-from wattgap.backends.base import Backend, Capabilities, PreparedCell
+from wattgap.backends.base import Backend, Capabilities, Prepared
 from wattgap.backends.onnx_runtime import OnnxRuntime
 from wattgap.backends.tensorrt import TensorRT
 from wattgap.backends.tf_keras import TfEager, TfXla
@@ -14,4 +14,4 @@ BACKENDS: dict[str, Backend] = {
     backend.name: backend for backend in (TorchEager(), TorchCompile(), TfEager(), TfXla(), OnnxRuntime(), TensorRT())
 }
 
-__all__ = ["BACKENDS", "Backend", "Capabilities", "PreparedCell"]
+__all__ = ["BACKENDS", "Backend", "Capabilities", "Prepared"]

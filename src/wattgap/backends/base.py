@@ -1,5 +1,6 @@
 """The backend interface. A backend declares what it can run (Capabilities), says why it cannot run a
-given cell before anything starts, and, inside the cell's subprocess, prepares a model into a step."""
+given cell before anything starts, and, inside the cell's subprocess, prepares the cell's model into one
+Prepared model: the callables a workload drives. Workloads own their loops; backends own the model."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
-    from wattgap.plan import Cell
+
+Phase = Callable[[str], None]  # called with each phase's name as it starts ("load", "prepare")
 
 
 @dataclass(frozen=True)
@@ -24,39 +27,37 @@ class Capabilities:
     workloads: frozenset[str]
 
 
-@dataclass
-class PreparedCell:
-    """What a backend hands the cell runner: one iteration as a callable, the context it runs under,
-    a way to count the FLOPs of one iteration, and how the backend applied the cell's settings."""
+def _nothing() -> None:
+    return None
 
-    step: Callable[[], Any]
+
+@dataclass
+class Prepared:
+    """A model prepared for one cell. What a backend fills in depends on the cell's workload:
+
+    - ``step``: one timed iteration (an inference, or a whole training step), for the timed workloads;
+    - ``predict``: inference on one host float32 batch of ``samples_per_step`` inputs, returning float32
+      outputs (the guardrail compares them with the fp32 PyTorch reference);
+    - ``train_batch`` and ``train_samples``: one optimiser step on the training samples at the given
+      indices (the data already staged where the cell wants it), for train-to-accuracy;
+    - ``evaluate``: top-1 on the dataset's validation split, when the cell has a dataset.
+
+    ``sync`` waits for the device; ``context`` is what the steps run under (inference mode, autocast)."""
+
     samples_per_step: int
+    step: Callable[[], Any] | None = None
+    predict: Callable[[np.ndarray], np.ndarray] | None = None
+    train_batch: Callable[[np.ndarray], None] | None = None
+    train_samples: int = 0
+    evaluate: Callable[[], float] | None = None
+    sync: Callable[[], None] = _nothing
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
     count_flops: Callable[[], int] | None = None  # FLOPs of one step, counted by running it once
     parameters: int | None = None
     input_shape: tuple[int, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
-    evaluate: Callable[[], float] | None = None  # top-1 on the dataset's validation split, when one is set
-    # Inference on one host float32 batch of ``samples_per_step`` inputs, returning float32 outputs: the
-    # guardrail compares it with the fp32 PyTorch reference.
-    predict: Callable[[np.ndarray], np.ndarray] | None = None
     host_timer: bool = False  # time with the host clock even on CUDA (the work is not on torch's stream)
     phase_s: dict[str, float] = field(default_factory=dict)  # export_s, calibration_s, compile_s, build_s
-
-
-@dataclass
-class FitPrepared:
-    """What a backend hands the train-to-accuracy loop: an epoch over the training split (shuffled by the
-    epoch number, returning each step's latency in seconds, the device synchronised after each step) and
-    the validation top-1. The data is already where the cell wants it before any of this is timed."""
-
-    train_epoch: Callable[[int], list[float]]
-    evaluate: Callable[[], float]
-    train_samples: int
-    sync: Callable[[], None]
-    parameters: int | None = None
-    input_shape: tuple[int, ...] = ()
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def missing_packages(names: tuple[str, ...], extra: str) -> str:
@@ -92,11 +93,6 @@ class Backend(ABC):
         return ""
 
     @abstractmethod
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
-        """Build and prepare the model for ``cell`` (runs inside the cell's subprocess). ``phase`` is
-        called with the name of each phase as it starts ("load", "prepare")."""
-
-    def prepare_fit(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> FitPrepared:
-        """Build the model and load the dataset for a train-to-accuracy cell. Backends that declare the
-        workload implement it."""
-        raise NotImplementedError(f"{self.name} has no train-to-accuracy workload")
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+        """Build and prepare the model for ``cell`` (runs inside the cell's subprocess), filling in what
+        the cell's workload drives (see Prepared)."""

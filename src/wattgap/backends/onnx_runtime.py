@@ -15,21 +15,25 @@ import atexit
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Backend, Capabilities, PreparedCell, missing_packages
+from wattgap.backends import onnx_export
+from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
+from wattgap.backends.onnx_export import INPUT, OUTPUT
+from wattgap.devices import synchronize
+from wattgap.measure.flops import count_flops
+from wattgap.models.build import count_parameters, reference_model
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
-    from wattgap.plan import Cell
 
 PACKAGES = ("onnxruntime", "onnx", "onnxscript")
-INPUT, OUTPUT = "input", "output"
 
 
 class OnnxRuntime(Backend):
@@ -63,38 +67,36 @@ class OnnxRuntime(Backend):
             return [("CUDAExecutionProvider", {"device_id": int(index or 0)})]
         return ["CPUExecutionProvider"]
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
         import numpy as np
         import onnxruntime as ort
         import torch
 
-        from wattgap.backends.torch_eager import count_flops, reference_model
-
         phase("load")
         if cell.threads is not None:
             torch.set_num_threads(cell.threads)
-        model, input_shape, _ = reference_model(cell, config)
-        parameters = sum(p.numel() for p in model.parameters())
+        model, input_shape, _ = reference_model(cell.model, config.model_options, config.seed)
+        parameters = count_parameters(model)
         phase("prepare")
         folder = Path(tempfile.mkdtemp(prefix="wattgap-onnx-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         phases: dict[str, float] = {}
         clock = time.perf_counter
         started = clock()
-        path = export_onnx(model, input_shape, folder / "model.onnx")
+        path = onnx_export.export_onnx(model, input_shape, folder / "model.onnx")
         phases["export_s"] = clock() - started
-        settings: dict[str, Any] = {"onnx_exporter": "torch.onnx.export(dynamo=True)", "opset": _opset(path)}
+        settings: dict[str, Any] = {"onnx_exporter": "torch.onnx.export(dynamo=True)", "opset": onnx_export.opset(path)}
         if cell.precision == "int8":  # (TensorRT builds its int8 engine from these QDQ scales)
             started = clock()
-            batches = calibration_batches(cell, config, input_shape)
-            path = quantize_int8(path, folder, batches, config, symmetric=self.name == "tensorrt")
+            batches = onnx_export.calibration_batches(config, input_shape)
+            path = onnx_export.quantize_int8(path, folder, batches, config, symmetric=self.name == "tensorrt")
             phases["calibration_s"] = clock() - started
             settings["precision_applied"] = (
                 f"int8 QDQ static, per-channel weights, {config.calibration_method} calibration on "
                 f"{config.calibration_samples} {'dataset' if config.dataset else 'N(0,1)'} samples"
             )
         elif cell.precision == "fp16":
-            path = convert_fp16(path, folder)
+            path = onnx_export.convert_fp16(path, folder)
             settings["precision_applied"] = "float16 graph, float32 inputs and outputs"
         else:
             settings["precision_applied"] = "fp32"
@@ -117,9 +119,10 @@ class OnnxRuntime(Backend):
             return np.asarray(session.run(None, {INPUT: batch})[0], dtype=np.float32)
 
         example = torch.from_numpy(host_input)
-        return PreparedCell(
+        return Prepared(
             step=step,
             samples_per_step=cell.batch_size,
+            sync=lambda: synchronize(cell.device),
             count_flops=lambda: count_flops(lambda: model(example)),  # the same graph, counted in PyTorch
             parameters=parameters,
             input_shape=tuple(input_shape),
@@ -160,92 +163,3 @@ def _step(session: Any, cell: Cell, config: SweepConfig, host_input: np.ndarray)
         session.run_with_iobinding(binding)
 
     return step
-
-
-def export_onnx(model: Any, input_shape: tuple[int, ...], path: Path) -> Path:
-    """The model as ONNX with a dynamic batch axis. A model the exporter cannot handle raises its
-    message: the cell fails with it and the sweep goes on."""
-    import torch
-
-    example = torch.randn(2, *input_shape)  # batch 2: torch.export specialises a batch of 1
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        dynamo=True,
-        input_names=[INPUT],
-        output_names=[OUTPUT],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-        verbose=False,
-        external_data=False,
-    )
-    return path
-
-
-def _opset(path: Path) -> int | None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-
-
-def calibration_batches(cell: Cell, config: SweepConfig, input_shape: tuple[int, ...]) -> list[np.ndarray]:
-    """``calibration_samples`` inputs in batches of up to 16: N(0,1) by default (seeded), else the
-    dataset's training images as the model sees them."""
-    import numpy as np
-
-    count = config.calibration_samples
-    if config.dataset is not None:
-        from wattgap.datasets import load, model_input, standardise
-
-        data = load(config, input_shape[-1])
-        train = model_input(data.x_train, input_shape[0], input_shape[-1])
-        samples = standardise(train)[0][:count]
-    else:
-        samples = np.random.default_rng(config.seed + 2).standard_normal((count, *input_shape), dtype=np.float32)
-    return [samples[first : first + 16] for first in range(0, len(samples), 16)]
-
-
-def quantize_int8(
-    path: Path, folder: Path, batches: list[np.ndarray], config: SweepConfig, symmetric: bool = False
-) -> Path:
-    """Static QDQ quantization; ``symmetric`` (zero points of 0) is what TensorRT's int8 accepts."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items: Iterator[np.ndarray] = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.items, None)
-            return None if batch is None else {INPUT: batch}
-
-    prepared = folder / "model.pre.onnx"
-    quant_pre_process(str(path), str(prepared))
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[config.calibration_method]
-    output = folder / "model.int8.onnx"
-    quantize_static(
-        str(prepared),
-        str(output),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        calibrate_method=method,
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
-    )
-    return output
-
-
-def convert_fp16(path: Path, folder: Path) -> Path:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    converted = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
-    output = folder / "model.fp16.onnx"
-    onnx.save(converted, str(output))
-    return output

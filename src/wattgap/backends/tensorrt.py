@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends.base import Capabilities
-from wattgap.backends.onnx_runtime import INPUT, OnnxRuntime, _providers
+from wattgap.backends.onnx_export import INPUT
+from wattgap.backends.onnx_runtime import OnnxRuntime, _providers
 
 if TYPE_CHECKING:
+    from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
-    from wattgap.plan import Cell
 
 
 class TensorRT(OnnxRuntime):

@@ -12,15 +12,18 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Backend, Capabilities, PreparedCell, missing_packages
-from wattgap.models import is_custom
+from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
+from wattgap.devices import synchronize
+from wattgap.measure.flops import count_flops
+from wattgap.models import MODELS, is_custom
+from wattgap.models.build import reference_model
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
-    from wattgap.plan import Cell
 
 POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -62,7 +65,7 @@ class TfEager(Backend):
             return "the installed TensorFlow (tensorflow-cpu) has no GPU support"
         return ""
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import numpy as np
         import tensorflow as tf
@@ -102,13 +105,12 @@ class TfEager(Backend):
             result = np.asarray(output, dtype=np.float32)
             return result.transpose(0, 3, 1, 2) if result.ndim == 4 else result
 
-        from wattgap.backends.torch_eager import count_flops
-
         example = torch.from_numpy(host.transpose(0, 3, 1, 2).copy())
         sync = getattr(tf.experimental, "sync_devices", None)
-        return PreparedCell(
+        return Prepared(
             step=(lambda: (step(), sync())) if kind == "cuda" and sync else step,
             samples_per_step=cell.batch_size,
+            sync=lambda: synchronize(cell.device),
             count_flops=lambda: count_flops(lambda: reference(example)),  # the same network, in PyTorch
             parameters=sum(int(np.prod(w.shape)) for w in model.trainable_weights),
             input_shape=tuple(input_shape),
@@ -130,11 +132,9 @@ def _twin(cell: Cell, config: SweepConfig) -> tuple[Any, Any, Any, tuple[int, ..
     that PyTorch model, the input shape (channels first) and the number of classes."""
     import keras
 
-    from wattgap.backends.torch_eager import reference_model
-    from wattgap.models import MODELS
     from wattgap.models.keras.transfer import copy_torch_weights
 
-    reference, input_shape, classifier = reference_model(cell, config)
+    reference, input_shape, classifier = reference_model(cell.model, config.model_options, config.seed)
     spec = MODELS[cell.model]
     keras.mixed_precision.set_global_policy(POLICIES.get(cell.precision, "float32"))
     model = spec.build_keras(config.image_size, config.num_classes)

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Capabilities, PreparedCell
+from wattgap.backends.base import Capabilities, Phase, Prepared
 from wattgap.backends.torch_eager import TorchEager
-from wattgap.devices import synchronize
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
-    from wattgap.plan import Cell
 
 CYCLEGAN_PARTS = ("g_ab", "g_ba", "d_a", "d_b")
 
@@ -48,11 +46,12 @@ class TorchCompile(TorchEager):
             return model
         return torch.compile(model, mode=config.compile_mode)  # type: ignore[return-value]
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Callable[[str], None]) -> PreparedCell:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
         prepared = super().prepare(cell, config, phase)
+        assert prepared.step is not None  # infer and train, the workloads declared above, have one
         started = time.perf_counter()
         with prepared.context():
             prepared.step()
-        synchronize(cell.device)
+        prepared.sync()
         prepared.phase_s["compile_s"] = time.perf_counter() - started
         return prepared

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+import sys
 from typing import Any
 
 
@@ -48,3 +50,9 @@ def nvml_used_bytes(device: str) -> int | None:
             pynvml.nvmlShutdown()
     except Exception:  # NVML is optional: its absence or failure leaves the figure unset
         return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)

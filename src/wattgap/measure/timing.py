@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from wattgap.config import Protocol
+from wattgap.devices import synchronize
+from wattgap.measure.protocol import Protocol
 from wattgap.measure.stats import median_ci
 
 Step = Callable[[], Any]
@@ -63,6 +64,16 @@ class CudaEventTimer(Timer):
         cuda.synchronize(self.device)
         wall = (time.perf_counter_ns() - start) * 1e-9
         return [begin.elapsed_time(end) * 1e-3 for begin, end in events], wall
+
+
+def timer_for(device: str, host_clock: bool = False) -> Timer:
+    """CUDA events on CUDA devices (unless ``host_clock``: the work is not on torch's stream), the host
+    clock with a synchronisation after each iteration on MPS, the host clock on CPUs."""
+    if device.startswith("cuda") and not host_clock:
+        return CudaEventTimer(device)
+    if device == "mps" and not host_clock:
+        return Timer(sync=lambda: synchronize("mps"))
+    return Timer()
 
 
 @dataclass

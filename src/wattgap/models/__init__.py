@@ -162,7 +162,3 @@ def check_model_name(name: str, field_name: str = "models") -> None:
         raise ConfigError(
             f"{field_name}: module {module_name!r} of custom model {name!r} cannot be found on the Python path"
         )
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -4,15 +4,36 @@ its phase and an ETA), and a line per finished cell."""
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from wattgap.plan import Cell
+from wattgap.cells import Cell
 from wattgap.report.terminal import STATUS_STYLE, quantity, seconds
 from wattgap.results import CellResult
-from wattgap.runner.executor import SilentProgress
+
+
+class ProgressSink(Protocol):
+    """What a front end implements to follow a sweep (the CLI draws progress bars with it)."""
+
+    def cell_started(self, cell: Cell, index: int, total: int) -> None: ...
+
+    def cell_event(self, event: dict[str, Any]) -> None: ...
+
+    def cell_finished(self, result: CellResult) -> None: ...
+
+
+class SilentProgress:
+    def cell_started(self, cell: Cell, index: int, total: int) -> None:
+        pass
+
+    def cell_event(self, event: dict[str, Any]) -> None:
+        pass
+
+    def cell_finished(self, result: CellResult) -> None:
+        pass
+
 
 # Share of a cell's bar given to each phase; the measured window is the open-ended part.
 _PHASE_SPAN = {"load": (0.0, 0.1), "prepare": (0.1, 0.2), "warmup": (0.2, 0.35), "measure": (0.35, 1.0)}

@@ -11,7 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from wattgap.backends import BACKENDS
 from wattgap.devices import Hardware, cpu_info
+from wattgap.version import __version__
 
 LIBRARIES = (
     "torch",
@@ -104,9 +106,6 @@ def _nvidia_driver() -> str | None:
 def fingerprint(hardware: Hardware) -> dict[str, Any]:
     """Everything about this machine and software that a result depends on."""
     import psutil
-
-    from wattgap import __version__
-    from wattgap.backends import BACKENDS
 
     devices = {"cpu": ""} | {name: hardware.unusable_reason(name) for name in ("cuda", "mps")}
     return {

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from wattgap.cells import Cell
 from wattgap.config import SweepConfig
-from wattgap.plan import Cell
 from wattgap.results import CellResult, Phases
 
 OnEvent = Callable[[dict[str, Any]], None]

@@ -59,8 +59,8 @@ def main() -> int:
         import torch
 
         torch.set_num_interop_threads(1)
+    from wattgap.cells import Cell
     from wattgap.config import SweepConfig
-    from wattgap.plan import Cell
     from wattgap.runner.cell import run_cell
 
     cell = Cell.model_validate(job["cell"])

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from wattgap.measure.energy.base import EnergyMeter, EnergyReading, EnergyWindow, MeterUnavailable, UnavailableMeter
 
 if TYPE_CHECKING:
-    from wattgap.config import EnergySettings
+    from wattgap.measure.energy.settings import EnergySettings
 
 __all__ = [
     "CellEnergy",

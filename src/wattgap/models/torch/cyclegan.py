@@ -3,7 +3,15 @@ with instance normalisation (no affine parameters, so convolutions carry biases)
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from wattgap.models.torch.objective import StepParts
 
 
 def _norm(channels: int) -> nn.Module:
@@ -82,6 +90,55 @@ class CycleGAN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.g_ab(x)
+
+    def make_train_step(self, parts: StepParts) -> Callable[[], None]:
+        """One CycleGAN iteration as in Zhu et al.: least-squares adversarial losses, cycle (lambda 10) and
+        identity (0.5 x 10) L1 losses; generators then discriminators. The history pool of fakes is left
+        out. The four networks are read when the step is made, so a backend may replace them first (by
+        compiled ones)."""
+        g_ab, g_ba, d_a, d_b = self.g_ab, self.g_ba, self.d_a, self.d_b
+        opt_g = parts.optimizer(itertools.chain(g_ab.parameters(), g_ba.parameters()))
+        opt_d = parts.optimizer(itertools.chain(d_a.parameters(), d_b.parameters()))
+        mse, l1 = nn.functional.mse_loss, nn.functional.l1_loss
+        lambda_cycle, lambda_identity = 10.0, 0.5
+        autocast, apply = parts.autocast, parts.apply
+
+        def set_discriminators(trainable: bool) -> None:
+            for param in itertools.chain(d_a.parameters(), d_b.parameters()):
+                param.requires_grad_(trainable)
+
+        def adversarial(prediction: Tensor, real: bool) -> Tensor:
+            target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+            return mse(prediction.float(), target.float())
+
+        shape = parts.fetch().shape
+        domain_b = torch.randn(shape, generator=parts.generator).to(parts.device)
+
+        def step() -> None:
+            real_a, real_b = parts.fetch(), domain_b
+            set_discriminators(False)
+            with autocast():
+                fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+                cycle = l1(g_ba(fake_b).float(), real_a.float()) + l1(g_ab(fake_a).float(), real_b.float())
+                identity = l1(g_ab(real_b).float(), real_b.float()) + l1(g_ba(real_a).float(), real_a.float())
+                loss_g = (
+                    adversarial(d_b(fake_b), True)
+                    + adversarial(d_a(fake_a), True)
+                    + lambda_cycle * cycle
+                    + lambda_cycle * lambda_identity * identity
+                )
+            apply(loss_g, opt_g)
+            set_discriminators(True)
+            with autocast():
+                loss_d = 0.5 * (
+                    adversarial(d_a(real_a), True)
+                    + adversarial(d_a(fake_a.detach()), False)
+                    + adversarial(d_b(real_b), True)
+                    + adversarial(d_b(fake_b.detach()), False)
+                )
+            apply(loss_d, opt_d)
+
+        return step
 
 
 def cyclegan(num_classes: int = 0, image_size: int = 256, in_channels: int = 3) -> nn.Module:

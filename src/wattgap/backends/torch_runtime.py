@@ -1,0 +1,136 @@
+"""What every PyTorch-based backend sets up the same way: the device (made current, threads, CUDA math
+modes, seed), the precision (autocast or cast), optimisers and gradient scaling, device synchronisation,
+and the dataset's tensors and top-1."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wattgap.models import is_custom
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from wattgap.cells import Cell
+    from wattgap.config import SweepConfig
+    from wattgap.datasets import Dataset
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def setup_device(cell: Cell, config: SweepConfig) -> tuple[torch.device, dict[str, Any]]:
+    """The cell's device made current, its threads and CUDA math modes set, and the seed."""
+    import torch
+
+    device = torch.device(cell.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # set_device needs an index
+    if cell.threads is not None:
+        torch.set_num_threads(cell.threads)
+    settings: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        tf32 = cell.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+        settings.update(cudnn_benchmark=config.cudnn_benchmark, allow_tf32=tf32)
+    torch.manual_seed(config.seed)
+    return device, settings
+
+
+@dataclass(frozen=True)
+class LowPrecision:
+    """How a cell's precision is applied: ``dtype`` None for fp32/tf32; ``cast`` converts model and inputs
+    (inference with ``infer_low_precision: cast``), otherwise autocast."""
+
+    dtype: torch.dtype | None
+    cast: bool
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    applied: str  # recorded as settings.precision_applied
+
+
+def low_precision(cell: Cell, config: SweepConfig, device: torch.device) -> LowPrecision:
+    import torch
+
+    dtype = getattr(torch, _DTYPES[cell.precision]) if cell.precision in _DTYPES else None
+    if dtype is None:
+        return LowPrecision(None, False, contextlib.nullcontext, cell.precision)
+    cast = cell.workload == "infer" and config.infer_low_precision == "cast"
+    applied = ("cast " if cast else "autocast ") + str(dtype).replace("torch.", "")
+    if cast:
+        return LowPrecision(dtype, True, contextlib.nullcontext, applied)
+    return LowPrecision(dtype, False, lambda: torch.autocast(device.type, dtype=dtype), applied)
+
+
+def optimizer_factory(
+    config: SweepConfig, workload: str, settings: dict[str, Any]
+) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
+    """Makes the workload's optimiser over the given parameters, and records which it is in ``settings``."""
+    import torch
+
+    name, rate = config.optimizer_for(workload)
+
+    def make(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        settings["optimizer"] = f"{name} lr={rate:g} momentum={config.momentum:g}"
+        if name == "adam":
+            return torch.optim.Adam(params, lr=rate, betas=(config.momentum, 0.999))
+        return torch.optim.SGD(params, lr=rate, momentum=config.momentum)
+
+    return make
+
+
+def applier(cell: Cell, device: torch.device) -> Callable[[torch.Tensor, torch.optim.Optimizer], None]:
+    """Backward and optimiser step, through a gradient scaler in fp16 (a no-op scaler otherwise)."""
+    import torch
+
+    scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
+
+    def apply(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return apply
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    from wattgap.devices import synchronize
+
+    return (lambda: synchronize(str(device))) if device.type in ("cuda", "mps") else (lambda: None)
+
+
+def load_data(cell: Cell, config: SweepConfig, settings: dict[str, Any]) -> Dataset | None:
+    """The config's dataset (None without one, or for a custom model), described in the cell's settings."""
+    if config.dataset is None or is_custom(cell.model):
+        return None
+    from wattgap.datasets import load
+    from wattgap.models import MODELS
+
+    data = load(config, MODELS[cell.model].input_shape(config.image_size)[-1])
+    settings.update(data.describe())
+    return data
+
+
+def tensors(
+    images: np.ndarray, labels: np.ndarray, device: torch.device, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split's model inputs and labels on ``device`` (inputs cast to ``dtype`` when given)."""
+    import torch
+
+    x = torch.from_numpy(images).to(device)
+    return (x.to(dtype) if dtype is not None else x), torch.from_numpy(labels).to(device)
+
+
+def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    correct = 0
+    for first in range(0, len(y), batch_size):
+        prediction = model(x[first : first + batch_size]).argmax(dim=1)
+        correct += int((prediction == y[first : first + batch_size]).sum())
+    return correct / len(y)

@@ -1,0 +1,47 @@
+"""A cell: one measurable combination of the sweep's axes, with an id that stays stable as axes are added."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+# The fields of the first cell schema: always part of the id, whatever their value, so that the ids of
+# every stored cell stay what they were. A field added later enters the id only when it differs from its
+# default, so adding an axis changes no existing id (and --resume and compare keep working on old files).
+ID_FIELDS = ("model", "workload", "backend", "device", "precision", "batch_size", "threads")
+
+
+class Cell(BaseModel):
+    """One measurable combination. ``threads`` is the intra-op thread count of CPU cells (None elsewhere)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    workload: str
+    backend: str
+    device: str
+    precision: str
+    batch_size: int
+    threads: int | None = None
+
+    @property
+    def cell_id(self) -> str:
+        """Stable: a hash of the fields, the same on every machine and in every run."""
+        fields = type(self).model_fields
+        canonical = {
+            name: value
+            for name, value in self.model_dump().items()
+            if name in ID_FIELDS or value != fields[name].get_default(call_default_factory=True)
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        threads = f"/t{self.threads}" if self.threads is not None else ""
+        return f"{self.model}/{self.workload}/{self.backend}/{self.device}/{self.precision}/b{self.batch_size}{threads}"
+
+
+CELL_FIELDS: tuple[str, ...] = tuple(Cell.model_fields)

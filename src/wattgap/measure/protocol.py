@@ -1,0 +1,32 @@
+"""The measurement protocol of DESIGN section 4: how long to warm up and measure, and when to stop."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wattgap.errors import field_error
+
+
+class Protocol(BaseModel):
+    """How one cell is measured (DESIGN section 4). Every field is stored with the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warmup_min_iters: int = Field(10, ge=0)
+    warmup_min_time_s: float = Field(1.0, ge=0)
+    min_iters: int = Field(30, ge=2)
+    min_time_s: float = Field(2.0, ge=0)
+    max_time_s: float = Field(30.0, gt=0)
+    max_iters: int = Field(1_000_000, ge=2)
+    ci_rel_halfwidth: float = Field(0.02, gt=0, lt=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap_resamples: int = Field(1000, ge=100)
+    noise_iqr_ratio: float = Field(0.10, gt=0)
+
+    @model_validator(mode="after")
+    def _caps_above_minimums(self) -> Protocol:
+        if self.max_time_s < self.min_time_s:
+            raise field_error("protocol.max_time_s", self.max_time_s, f"at least min_time_s ({self.min_time_s})")
+        if self.max_iters < self.min_iters:
+            raise field_error("protocol.max_iters", self.max_iters, f"at least min_iters ({self.min_iters})")
+        return self

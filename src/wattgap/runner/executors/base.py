@@ -1,0 +1,34 @@
+"""The executor seam: something that runs cell jobs, each isolated, and yields their results as they
+finish. The driver (api.py) feeds it jobs lazily and keeps the store writes, the progress display and
+the FLOP cache; an executor only runs cells (in local subprocesses, or on a cluster)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from wattgap.cells import Cell
+from wattgap.config import SweepConfig
+from wattgap.results import CellResult
+
+OnEvent = Callable[[dict[str, Any]], None]  # a running cell's events (phases, progress), as they come
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell to run, with what the driver knows that spares the cell work or completes its figures."""
+
+    cell: Cell
+    config: SweepConfig
+    flops_per_sample: float | None = None
+    idle_power: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor(ABC):
+    @abstractmethod
+    def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator[CellResult]:
+        """Run ``jobs`` and yield one result per job as it finishes (every failure is a result with a
+        status, never an exception). ``jobs`` is read lazily: a job is taken when the executor has room
+        for it, so the driver can fill in what earlier results taught it."""

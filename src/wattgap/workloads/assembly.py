@@ -1,0 +1,86 @@
+"""What every workload does the same way around its own loop: prepare the backend inside an energy
+window with the load and prepare phases timed, summarise the latencies, run the guardrail, and put the
+CellResult together with the warnings every result carries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wattgap.measure.energy import CellEnergy, EnergyMeter, EnergyWindow
+from wattgap.measure.guardrail import guardrail
+from wattgap.measure.stats import LatencyStats, summarize
+from wattgap.results import CellResult, Phases
+
+if TYPE_CHECKING:
+    from wattgap.backends.base import Backend, Prepared
+    from wattgap.cells import Cell
+    from wattgap.config import SweepConfig
+    from wattgap.workloads.base import Events
+
+
+def prepare(
+    backend: Backend, cell: Cell, config: SweepConfig, events: Events, meters: list[EnergyMeter]
+) -> tuple[Prepared, Phases, EnergyWindow]:
+    """The backend's Prepared model, the phases so far (load_s), and the energy window of the preparation
+    (its readings become the result's prepare energy). The device is synchronised inside the window."""
+    window = EnergyWindow(meters)
+    with window:
+        prepared = backend.prepare(cell, config, events.phase)
+        prepared.sync()
+    phases = Phases(load_s=events.between("load", "prepare"))
+    for name, seconds in prepared.phase_s.items():
+        setattr(phases, name, seconds)
+    return prepared, phases, window
+
+
+def statistics(latencies_s: list[float], config: SweepConfig) -> LatencyStats:
+    protocol = config.protocol
+    return summarize(
+        latencies_s, protocol.confidence, protocol.bootstrap_resamples, protocol.noise_iqr_ratio, config.seed
+    )
+
+
+def cell_result(
+    cell: Cell,
+    config: SweepConfig,
+    prepared: Prepared,
+    phases: Phases,
+    stats: LatencyStats,
+    latencies_s: list[float],
+    energy: CellEnergy,
+    warnings: list[str],
+    **fields: Any,
+) -> CellResult:
+    """An ok result: the shared fields, the guardrail (inference cells), and the warnings of the
+    statistics, the energy and the guardrail before the workload's own ``warnings``."""
+    agreement = guardrail(
+        cell,
+        prepared.predict,
+        config.model_options,
+        config.seed,
+        config.guardrail_samples,
+        config.min_top1_agreement,
+    )
+    notes = list(stats.warnings) + energy.warnings
+    if agreement is not None and agreement.degraded:
+        notes.append(
+            f"degraded: top-1 agreement with fp32 {agreement.top1:.1%} < {agreement.threshold:.0%}"
+            if agreement.top1 is not None
+            else "degraded: non-finite outputs"
+        )
+    return CellResult(
+        cell=cell,
+        status="ok",
+        phases=phases,
+        latency=stats,
+        latencies_s=latencies_s,
+        samples_per_iteration=prepared.samples_per_step,
+        throughput_median_sps=prepared.samples_per_step / stats.median_s if stats.median_s > 0 else None,
+        parameters=prepared.parameters,
+        input_shape=list(prepared.input_shape),
+        energy=energy,
+        agreement=agreement,
+        settings=prepared.settings,
+        warnings=notes + warnings,
+        **fields,
+    )

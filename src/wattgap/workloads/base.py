@@ -1,0 +1,67 @@
+"""The workload interface. A workload owns its loop: it asks the cell's backend for one Prepared model,
+drives it (warmup and a timed window, epochs to a target accuracy, a load generator...) and returns the
+cell's result, assembled by workloads/assembly.py like every other workload's."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wattgap.backends.base import Backend
+    from wattgap.cells import Cell
+    from wattgap.config import SweepConfig
+    from wattgap.results import CellResult
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Events:
+    """What a cell tells the sweep while it runs (JSON-able events: phases, progress, epochs), and when
+    each phase started, so that their durations can be read back."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.emit = emit
+        self.marks: dict[str, float] = {}
+
+    def phase(self, name: str) -> None:
+        """Called as each phase starts (the backend calls it for load and prepare)."""
+        self.marks[name] = time.perf_counter()
+        self.emit({"event": "phase", "phase": name})
+
+    def since(self, name: str) -> float:
+        """Seconds since phase ``name`` started (0 when it never did)."""
+        now = time.perf_counter()
+        return now - self.marks.get(name, now)
+
+    def between(self, first: str, second: str) -> float:
+        """Seconds from the start of phase ``first`` to the start of phase ``second``."""
+        now = time.perf_counter()
+        return self.marks.get(second, now) - self.marks.get(first, now)
+
+    def progress(self, name: str) -> Callable[[float], None]:
+        """A callback reporting the fraction done of phase ``name``."""
+        return lambda fraction: self.emit({"event": "progress", "phase": name, "fraction": fraction})
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the sweep already knows when a cell starts: FLOPs per sample from an earlier cell of the same
+    model, workload and backend (they depend on neither batch, device, precision nor threads), and the
+    run's idle power by energy domain (for net energy)."""
+
+    flops_per_sample: float | None = None
+    idle_power: dict[str, Any] = field(default_factory=dict)
+
+
+class Workload(ABC):
+    name: str
+    description: str
+
+    @abstractmethod
+    def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
+        """Prepare ``cell`` with ``backend``, drive it, and return its result (runs in the cell's
+        subprocess; an exception fails the cell and the sweep goes on)."""

@@ -1,0 +1,93 @@
+"""The timed workloads of DESIGN section 4: ``infer`` (a forward pass under the backend's inference
+mode) and ``train`` (forward, loss, backward, optimiser step). Warmup, then a measured window that runs
+until the median's confidence interval is narrow enough or a cap is hit; memory, FLOPs and energy over
+that window; the dataset's top-1 afterwards, when the cell has one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wattgap.measure import timing
+from wattgap.measure.energy import CellEnergy, EnergyWindow, meters_for
+from wattgap.measure.hardware import peak_flops_per_s
+from wattgap.measure.memory import DeviceMemory, peak_rss_bytes
+from wattgap.results import Memory
+from wattgap.workloads import assembly
+from wattgap.workloads.base import Events, Known, Workload
+
+if TYPE_CHECKING:
+    from wattgap.backends.base import Backend
+    from wattgap.cells import Cell
+    from wattgap.config import SweepConfig
+    from wattgap.results import CellResult
+
+
+class Timed(Workload):
+    def __init__(self, name: str, description: str) -> None:
+        self.name = name
+        self.description = description
+
+    def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
+        meters = meters_for(cell.device, config.energy)
+        prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters)
+        step = prepared.step
+        if step is None:
+            raise TypeError(f"{backend.name} prepared no step for {cell.workload}")
+        flops_per_sample = known.flops_per_sample
+        if flops_per_sample is not None:
+            prepared.settings["flops_source"] = "reused from an earlier cell of this model and workload"
+        elif prepared.count_flops is not None:
+            with prepared.context():
+                flops_per_sample = prepared.count_flops() / prepared.samples_per_step or None
+            prepared.settings["flops_source"] = "counted"
+        phases.prepare_s = events.since("prepare")
+
+        timer = timing.timer_for(cell.device, prepared.host_timer)
+        memory = DeviceMemory(cell.device)
+        protocol = config.protocol
+        with prepared.context():
+            events.phase("warmup")
+            warmup_iters, phases.warmup_s = timing.warm_up(step, timer, protocol, events.progress("warmup"))
+            memory.reset_peak()
+            events.phase("measure")
+            window = EnergyWindow(meters)
+            with window:
+                measured = timing.measure(step, timer, protocol, events.progress("measure"), seed=config.seed)
+                prepared.sync()
+            accuracy = prepared.evaluate() if prepared.evaluate is not None else None
+        phases.measure_s = measured.wall_s
+
+        stats = assembly.statistics(measured.latencies_s, config)
+        samples = prepared.samples_per_step * len(measured.latencies_s)
+        energy = CellEnergy.from_readings(window.readings, samples, known.idle_power, prepare_window.readings)
+        throughput = samples / measured.wall_s
+        achieved = flops_per_sample * throughput if flops_per_sample else None
+        peak = peak_flops_per_s(cell.device, cell.precision)
+        warnings = []
+        if measured.stop_reason != "converged":
+            warnings.append(
+                f"stopped at {measured.stop_reason} before the median's CI half-width reached "
+                f"{protocol.ci_rel_halfwidth:.0%} (it is {stats.median_ci_rel_halfwidth:.1%})"
+            )
+        return assembly.cell_result(
+            cell,
+            config,
+            prepared,
+            phases,
+            stats,
+            measured.latencies_s,
+            energy,
+            warnings,
+            timer=timer.name,
+            warmup_iterations=warmup_iters,
+            iterations=len(measured.latencies_s),
+            stop_reason=measured.stop_reason,
+            ci_checks=measured.ci_checks,
+            throughput_sps=throughput,
+            flops_per_sample=flops_per_sample,
+            achieved_flops_per_s=achieved,
+            peak_flops_per_s=peak,
+            flop_utilisation=achieved / peak if achieved and peak else None,
+            memory=Memory(**memory.read(), host_peak_rss_bytes=peak_rss_bytes()),
+            accuracy_top1=accuracy,
+        )
