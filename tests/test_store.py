@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from wattgap.errors import StoreError
-from wattgap.store.sqlite import SCHEMA_VERSION, Store
+from wattgap.store.migrations import SCHEMA_VERSION
+from wattgap.store.sqlite import Store
 
 
 def test_new_database_is_marked_versioned_and_in_wal_mode(tmp_path: Path) -> None:
@@ -61,7 +63,7 @@ def test_unknown_run_ids_name_the_latest_runs(tmp_path: Path) -> None:
 
 
 def test_version_1_results_read_with_the_new_fields_unset() -> None:
-    from wattgap.plan import Cell
+    from wattgap.cells import Cell
     from wattgap.results import CellResult
 
     cell = Cell(model="conv6", workload="infer", backend="torch-eager", device="cpu", precision="fp32", batch_size=1)
@@ -72,3 +74,38 @@ def test_version_1_results_read_with_the_new_fields_unset() -> None:
     old = CellResult.model_validate(written)
     assert old.schema_version == 1 and old.energy is None and old.training is None
     assert old.flat()["energy_j"] is None and old.flat()["energy_label"] is None
+
+
+RELEASED = Path(__file__).parent / "data" / "wattgap-0.1.0-schema1.db"  # written by wattgap 0.1.0
+
+
+def test_a_database_written_by_0_1_0_reads_and_takes_new_runs(tmp_path: Path) -> None:
+    from helpers import fast_config
+
+    import wattgap
+
+    copy = tmp_path / "old.db"
+    shutil.copyfile(RELEASED, copy)
+    with Store.open_readonly(copy) as store:
+        old = store.load_run("latest")
+    assert old.status == "complete" and old.counts()["ok"] == 4 and old.counts()["skipped"] == 4
+    assert all(r.latency is not None and r.latency.median_s > 0 for r in old.results if r.status == "ok")
+    assert {r.cell_id for r in old.results} == {c.cell_id for c in old.cells}  # ids still match their cells
+    new = wattgap.run(fast_config(), db=copy)
+    with Store.open_readonly(copy) as store:
+        assert store.run_ids() == [old.run_id, new.run_id]
+        assert store.load_run(old.run_id).results == old.results
+    assert sqlite3.connect(copy).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_stored_result_is_never_replaced(tmp_path: Path) -> None:
+    copy = tmp_path / "old.db"
+    shutil.copyfile(RELEASED, copy)
+    with Store.open_readonly(copy) as store:
+        run = store.load_run("latest")
+    first = next(r for r in run.results if r.status == "ok")
+    again = first.model_copy(update={"throughput_sps": 1.0, "status": "failed"})
+    with Store.open(copy) as store:
+        with pytest.raises(StoreError, match=r"already has a result for cell .*: ok, stored at .*never replaced"):
+            store.store_result(run.run_id, again)
+        assert store.load_run(run.run_id).results == run.results

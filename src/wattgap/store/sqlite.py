@@ -9,55 +9,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.errors import StoreError
-from wattgap.plan import Cell
 from wattgap.results import CellResult, Run
+from wattgap.store import migrations
+from wattgap.store.migrations import APPLICATION_ID, SCHEMA_VERSION
 
-APPLICATION_ID = 0x57475031  # "WGP1"
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT NOT NULL,
-    wattgap_version TEXT NOT NULL,
-    config_json TEXT NOT NULL,
-    environment_json TEXT NOT NULL
-);
-CREATE TABLE cells (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    cell_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    workload TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    device TEXT NOT NULL,
-    precision TEXT NOT NULL,
-    batch_size INTEGER NOT NULL,
-    threads INTEGER,
-    PRIMARY KEY (run_id, cell_id)
-);
-CREATE TABLE results (
-    run_id TEXT NOT NULL,
-    cell_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    median_latency_s REAL,
-    throughput_sps REAL,
-    schema_version INTEGER NOT NULL,
-    result_json TEXT NOT NULL,
-    stored_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, cell_id),
-    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
-);
-"""
-
-
-_INSERT_RESULT = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _result_row(run_id: str, result: CellResult) -> tuple[Any, ...]:
@@ -101,11 +60,10 @@ class Store:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
-            if not existed:
-                with connection:
-                    connection.executescript(_SCHEMA)
-                    connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if existed:
+                migrations.upgrade(connection)
+            else:
+                migrations.create(connection)
         except sqlite3.Error as error:
             raise StoreError(f"--db: cannot open {str(file)!r} for writing: {error}") from None
         return cls(connection, file)
@@ -192,9 +150,21 @@ class Store:
             )
 
     def store_result(self, run_id: str, result: CellResult) -> None:
-        """Commit one cell's result at once: a killed sweep keeps every finished cell."""
-        with self.connection:
-            self.connection.execute(_INSERT_RESULT, _result_row(run_id, result))
+        """Commit one cell's result at once: a killed sweep keeps every finished cell. A stored result is
+        never replaced: a second result for the same cell of the same run is refused."""
+        try:
+            with self.connection:
+                self.connection.execute(_INSERT_RESULT, _result_row(run_id, result))
+        except sqlite3.IntegrityError:
+            stored = self.connection.execute(
+                "SELECT status, stored_at FROM results WHERE run_id = ? AND cell_id = ?", (run_id, result.cell_id)
+            ).fetchone()
+            if stored is None:  # not a duplicate: a cell this run does not have
+                raise StoreError(f"run {run_id} has no cell {result.cell_id} ({result.cell.label})") from None
+            raise StoreError(
+                f"run {run_id} already has a result for cell {result.cell_id} ({result.cell.label}): "
+                f"{stored[0]}, stored at {stored[1]}; stored results are never replaced"
+            ) from None
 
     def set_run_status(self, run_id: str, status: str) -> None:
         with self.connection:

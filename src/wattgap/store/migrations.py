@@ -1,0 +1,71 @@
+"""The database schema and every change to it, in one place. A database records its schema version in
+``PRAGMA user_version``; opening one for writing brings it up to SCHEMA_VERSION, one migration at a time,
+each in the transaction that also records its new version. A file of a newer version is refused.
+
+To change the schema: add the statements that take version N to N + 1 to MIGRATIONS under N, change
+CREATE to what a new database gets, and raise SCHEMA_VERSION; a test opens a database written by each
+released version (tests/data)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+APPLICATION_ID = 0x57475031  # "WGP1"
+SCHEMA_VERSION = 1
+
+CREATE = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    wattgap_version TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    environment_json TEXT NOT NULL
+);
+CREATE TABLE cells (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    cell_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    device TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    batch_size INTEGER NOT NULL,
+    threads INTEGER,
+    PRIMARY KEY (run_id, cell_id)
+);
+CREATE TABLE results (
+    run_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    median_latency_s REAL,
+    throughput_sps REAL,
+    schema_version INTEGER NOT NULL,
+    result_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell_id),
+    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
+);
+"""
+
+# MIGRATIONS[n]: the statements that take a database of version n to version n + 1 (none yet: version 1
+# is the first released schema).
+MIGRATIONS: dict[int, str] = {}
+
+
+def create(connection: sqlite3.Connection) -> None:
+    """A new database of the current version, in one transaction."""
+    connection.executescript(
+        f"BEGIN;\n{CREATE}\nPRAGMA application_id={APPLICATION_ID};\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
+    )
+
+
+def upgrade(connection: sqlite3.Connection) -> None:
+    """Bring an older database up to SCHEMA_VERSION."""
+    found = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    for version in range(found, SCHEMA_VERSION):
+        connection.executescript(f"BEGIN;\n{MIGRATIONS[version]}\nPRAGMA user_version={version + 1};\nCOMMIT;")
