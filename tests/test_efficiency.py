@@ -7,10 +7,11 @@ import math
 
 import pytest
 
-from wattgap.analysis.efficiency import EfficiencyParams, cell_efficiency, efficiency, gqi
+from wattgap.analysis.efficiency import LOWER_IS_BETTER, RANKINGS, EfficiencyParams, cell_efficiency, efficiency, gqi
+from wattgap.cells import Cell
 from wattgap.config import parse_config
+from wattgap.errors import ConfigError
 from wattgap.measure.energy import CellEnergy, EnergyReading
-from wattgap.plan import Cell
 from wattgap.results import CellResult, EpochPoint, Run, Training
 
 
@@ -93,3 +94,41 @@ def test_ranking_puts_missing_values_last_and_cost_ascending() -> None:
     assert [r.model for r in rows] == ["b", "a", "c"]
     _, rows = efficiency(run, EfficiencyParams(), rank="cost")
     assert [r.model for r in rows][:2] == ["b", "a"]
+
+
+def _three_cell_run() -> Run:
+    results = [
+        _infer("a", energy_j=50.0, samples=500, throughput=100.0, accuracy=0.5),
+        _infer("b", energy_j=10.0, samples=500, throughput=100.0, accuracy=0.4),
+        _trained("c", energy_j=36_000.0, time_s=60.0, top1=0.9),
+    ]
+    return Run(
+        run_id="r", name="n", created_at="t", status="complete", config=parse_config({"models": ["conv6"]}),
+        environment={}, cells=[r.cell for r in results], results=results,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("rank", RANKINGS)
+def test_every_rank_ranks_by_its_own_figure(rank: str) -> None:
+    params = EfficiencyParams(price_per_device_hour=1.0, gqi_variant="log1p")
+    metric, rows = efficiency(_three_cell_run(), params, rank=rank)
+    values = [row.metric(rank) for row in rows]
+    assert metric == rank and None not in values
+    assert values == sorted(values, reverse=rank not in LOWER_IS_BETTER)  # type: ignore[type-var]
+
+
+def test_co2_ranks_by_grams_lowest_first() -> None:
+    _, rows = efficiency(_three_cell_run(), EfficiencyParams(), rank="co2")
+    assert [row.model for row in rows] == ["b", "a", "c"]
+    assert rows[0].co2_g is not None and rows[0].co2_g < rows[1].co2_g  # type: ignore[operator]
+
+
+def test_an_unknown_rank_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match=r"--rank: got 'watts'; allowed: gqi, accuracy_per_kwh"):
+        efficiency(_three_cell_run(), EfficiencyParams(), rank="watts")
+
+
+def test_the_cli_offers_exactly_the_rankings() -> None:
+    from wattgap.cli import Rank
+
+    assert tuple(rank.value for rank in Rank) == RANKINGS

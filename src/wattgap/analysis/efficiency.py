@@ -21,10 +21,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wattgap.errors import field_error
 from wattgap.results import CellResult, Run
 
 JOULES_PER = {"J": 1.0, "Wh": 3600.0, "kWh": 3.6e6}
-RANKINGS = ("gqi", "accuracy_per_kwh", "samples_per_j", "cost", "co2")
+# Each ranking and the Efficiency field it reads (the co2 ranking reads grams, co2_g).
+RANK_FIELDS = {
+    "gqi": "gqi",
+    "accuracy_per_kwh": "accuracy_per_kwh",
+    "samples_per_j": "samples_per_j",
+    "cost": "cost",
+    "co2": "co2_g",
+}
+RANKINGS = tuple(RANK_FIELDS)
+LOWER_IS_BETTER = ("cost", "co2")
 PER_SAMPLES = 1000
 # IEA's world-average carbon intensity of electricity generation, about 475 gCO2e/kWh (2019); a
 # placeholder for the grid a user actually draws from.
@@ -70,8 +80,9 @@ class Efficiency:
     cost: float | None
     note: str = ""
 
-    def metric(self, name: str) -> float | None:
-        value: float | None = getattr(self, name)
+    def metric(self, rank: str) -> float | None:
+        """The value of ranking ``rank`` (one of RANKINGS)."""
+        value: float | None = getattr(self, RANK_FIELDS[rank])
         return value
 
 
@@ -145,7 +156,9 @@ def efficiency(run: Run, params: EfficiencyParams, rank: str | None = None) -> t
     rows = [cell_efficiency(r, params) for r in run.results if r.status == "ok"]
     if rank is None:
         rank = "gqi" if any(row.accuracy is not None for row in rows) else "samples_per_j"
-    lower_is_better = rank in ("cost", "co2")
+    if rank not in RANK_FIELDS:
+        raise field_error("--rank", rank, RANKINGS)
+    lower_is_better = rank in LOWER_IS_BETTER
 
     def key(row: Efficiency) -> tuple[bool, float]:
         value = row.metric(rank)
