@@ -74,6 +74,18 @@ class IdlePower(BaseModel):
     meter: str
     window_s: float
     detail: str = ""
+    busy_fraction: float | None = None  # share of all CPUs' time spent on other work during the window
+    warning: str = ""  # set when the machine was not idle: no net energy is computed from this reading
+
+
+def _cpu_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from the kernel's counters."""
+    import psutil
+
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    total = sum(times)
+    return total - idle, total
 
 
 def measure_idle(devices: list[str], settings: EnergySettings) -> dict[str, IdlePower]:
@@ -86,8 +98,18 @@ def measure_idle(devices: list[str], settings: EnergySettings) -> dict[str, Idle
         for meter in meters_for(device, settings):
             meters.setdefault(meter.domain, meter)
     window = EnergyWindow(list(meters.values()))
+    busy_before, total_before = _cpu_busy_seconds()
     with window:
         time.sleep(settings.idle_s)
+    busy_after, total_after = _cpu_busy_seconds()
+    elapsed = total_after - total_before
+    busy = (busy_after - busy_before) / elapsed if elapsed > 0 else None
+    warning = ""
+    if busy is not None and busy > settings.idle_busy_max:
+        warning = (
+            f"not idle: other work took {busy:.0%} of the machine's CPU time during the idle measurement "
+            f"(over energy.idle_busy_max {settings.idle_busy_max:.0%})"
+        )
     return {
         reading.domain: IdlePower(
             power_w=reading.power_w,
@@ -95,6 +117,8 @@ def measure_idle(devices: list[str], settings: EnergySettings) -> dict[str, Idle
             meter=reading.meter,
             window_s=reading.window_s,
             detail=reading.detail,
+            busy_fraction=busy,
+            warning=warning,
         )
         for reading in window.readings
     }
@@ -126,13 +150,8 @@ class CellEnergy(BaseModel):
         idle: dict[str, Any] | None = None,
         prepare: list[EnergyReading] | None = None,
     ) -> CellEnergy:
-        idle = idle or {}
         for reading in readings:
-            idle_power = idle.get(reading.domain)
-            power = idle_power.get("power_w") if isinstance(idle_power, dict) else None
-            if power is not None and reading.energy_j is not None:
-                reading.idle_power_w = power
-                reading.net_energy_j = reading.energy_j - power * reading.window_s
+            _subtract_idle(reading, (idle or {}).get(reading.domain))
         energy = _total(readings)
         nets = [r.net_energy_j for r in readings if r.energy_j is not None]
         net = sum(n for n in nets if n is not None) if nets and None not in nets else None
@@ -156,6 +175,28 @@ class CellEnergy(BaseModel):
         notes = [f"energy {r.domain}: {r.warning}" for r in self.readings if r.warning]
         notes += [f"energy {r.domain} unavailable: {r.detail}" for r in self.readings if r.label == "unavailable"]
         return notes
+
+
+def _subtract_idle(reading: EnergyReading, idle: Any) -> None:
+    """Set the reading's net energy from its domain's idle power, unless the idle reading was flagged as
+    not idle or the result would be negative (idle then drew more than the work): those leave net energy
+    unset, with a warning saying why, rather than print a figure that is wrong."""
+    power = idle.get("power_w") if isinstance(idle, dict) else None
+    if power is None or reading.energy_j is None:
+        return
+    reading.idle_power_w = power
+    net = reading.energy_j - power * reading.window_s
+    if idle.get("warning"):
+        problem = f"no net energy: the idle reading is {idle['warning']}"
+    elif net < 0:
+        problem = (
+            f"no net energy: it would be {net:.3g} J, below zero (idle {power:.3g} W exceeds this window's "
+            f"{reading.power_w or 0:.3g} W; the machine was busier when idle was measured)"
+        )
+    else:
+        reading.net_energy_j = net
+        return
+    reading.warning = f"{reading.warning}; {problem}" if reading.warning else problem
 
 
 def merge_readings(windows: list[list[EnergyReading]]) -> list[EnergyReading]:

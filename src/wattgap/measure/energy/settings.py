@@ -14,6 +14,9 @@ class EnergySettings(BaseModel):
 
     enabled: bool = True
     idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured once per run; 0: no net energy
+    # Share of the machine's CPU time other work may take during the idle measurement before the idle
+    # reading is flagged as not idle (and no net energy is computed from it).
+    idle_busy_max: float = Field(0.10, gt=0, le=1)
     gpu_mode: Literal["auto", "counter", "polled"] = "auto"  # NVML energy counter or polled power
     poll_interval_s: float = Field(0.05, gt=0, le=10)
     cpu_tdp_w: float | None = Field(None, gt=0)  # overrides the TDP the CPU estimate uses
