@@ -15,28 +15,43 @@ from wattgap.backends import BACKENDS
 from wattgap.devices import Hardware, cpu_info
 from wattgap.version import __version__
 
-LIBRARIES = (
-    "torch",
-    "numpy",
-    "pydantic",
-    "tensorflow",
-    "onnxruntime",
-    "tensorrt",
-    "nvidia-ml-py",
-    "scikit-learn",
-    "pillow",
-)
+# Each library by its usual name and the module it is imported as. The version is looked up through the
+# distributions that provide that module, so tensorflow-cpu counts as tensorflow and onnxruntime-gpu as
+# onnxruntime (a lookup by distribution name misses them).
+LIBRARIES = {
+    "torch": "torch",
+    "numpy": "numpy",
+    "pydantic": "pydantic",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+    "onnxruntime": "onnxruntime",
+    "onnx": "onnx",
+    "tensorrt": "tensorrt",
+    "nvidia-ml-py": "pynvml",
+    "scikit-learn": "sklearn",
+    "pillow": "PIL",
+}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 
 
-def _versions() -> dict[str, str | None]:
+def _versions() -> tuple[dict[str, str | None], dict[str, str]]:
+    """The version of each library (None: not installed), and the distribution that provides it where
+    its name differs from the library's (e.g. tensorflow: tensorflow-cpu)."""
+    providers = metadata.packages_distributions()
     versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    distributions: dict[str, str] = {}
+    for name, module in LIBRARIES.items():
+        versions[name] = None
+        for distribution in providers.get(module, [name]):
+            try:
+                versions[name] = metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                continue
+            canonical = metadata.metadata(distribution)["Name"]
+            if canonical.lower() != name:
+                distributions[name] = canonical
+            break
+    return versions, distributions
 
 
 @cache
@@ -107,6 +122,7 @@ def fingerprint(hardware: Hardware) -> dict[str, Any]:
     """Everything about this machine and software that a result depends on."""
     import psutil
 
+    versions, distributions = _versions()
     devices = {"cpu": ""} | {name: hardware.unusable_reason(name) for name in ("cuda", "mps")}
     return {
         "hostname": socket.gethostname(),
@@ -117,7 +133,8 @@ def fingerprint(hardware: Hardware) -> dict[str, Any]:
         "gpus": [gpu.__dict__ for gpu in hardware.gpus],
         "nvidia_driver": _nvidia_driver() if hardware.gpus else None,
         "torch": _torch_details(),
-        "libraries": _versions(),
+        "libraries": versions,
+        "library_distributions": distributions,
         "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
         "wattgap": {"version": __version__, "commit": wattgap_commit()},
         "devices": {name: {"usable": not reason, "reason": reason} for name, reason in devices.items()},
