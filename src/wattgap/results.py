@@ -21,10 +21,12 @@ STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crash
 
 
 class Phases(BaseModel):
-    """Seconds spent in each phase of the cell's subprocess. Only ``measure_s`` is in the measurement."""
+    """Seconds spent in each phase of the cell's subprocess. Only ``measure_s`` is in the measurement.
+    startup, load, prepare, warmup, measure, finish and other add up to ``total_s``; export, calibration,
+    compile and build are parts of prepare."""
 
     startup_s: float | None = None  # interpreter start and imports, until the cell begins
-    load_s: float | None = None  # model built and moved to the device
+    load_s: float | None = None  # the backend's framework imported, model built and moved to the device
     prepare_s: float | None = None  # inputs, precision, optimiser, FLOP count; and the four below
     export_s: float | None = None  # ONNX export
     calibration_s: float | None = None  # int8 calibration and quantization
@@ -32,7 +34,15 @@ class Phases(BaseModel):
     build_s: float | None = None  # engine build (TensorRT) or session creation
     warmup_s: float | None = None
     measure_s: float | None = None  # wall time of the timed blocks
+    finish_s: float | None = None  # after the window: validation top-1, guardrail, the result put together
+    other_s: float | None = None  # the rest: stopping checks between blocks, process exit, result transfer
     total_s: float | None = None  # the whole subprocess, as the parent saw it
+
+    def close(self, total_s: float) -> None:
+        """Set the total and what no named phase covers, so that the phases add up to it."""
+        tiles = (self.startup_s, self.load_s, self.prepare_s, self.warmup_s, self.measure_s, self.finish_s)
+        self.total_s = total_s
+        self.other_s = max(0.0, total_s - sum(t for t in tiles if t is not None))
 
 
 class Memory(BaseModel):
@@ -117,8 +127,8 @@ class CellResult(BaseModel):
         row.update({f"latency_{key}": value for key, value in latency.items()})
         row.update(
             iterations=self.iterations,
-            throughput_sps=self.throughput_sps,
-            throughput_median_sps=self.throughput_median_sps,
+            throughput_wall_sps=self.throughput_sps,  # samples / measured wall time
+            throughput_median_sps=self.throughput_median_sps,  # batch / median latency
             flops_per_sample=self.flops_per_sample,
             achieved_flops_per_s=self.achieved_flops_per_s,
             flop_utilisation=self.flop_utilisation,
@@ -145,6 +155,7 @@ class Run(BaseModel):
     status: str
     config: SweepConfig
     environment: dict[str, Any]
+    tags: list[str] = Field(default_factory=list)
     cells: list[Cell]
     results: list[CellResult]
 

@@ -104,7 +104,7 @@ def run_isolated(
         total_s = time.perf_counter() - begin
         if final is not None and final["event"] == "result":
             result = CellResult.model_validate(final["result"])
-            result.phases.total_s = total_s
+            result.phases.close(total_s)
             return result
         if timed_out:
             status, reason = "timeout", f"no result within cell_timeout_s={config.cell_timeout_s:g}"

@@ -27,7 +27,7 @@ def prepare(
     with window:
         prepared = backend.prepare(cell, config, events.phase)
         prepared.sync()
-    phases = Phases(load_s=events.between("load", "prepare"))
+    phases = Phases(load_s=events.between("start", "prepare"))  # the framework's import is load time too
     for name, seconds in prepared.phase_s.items():
         setattr(phases, name, seconds)
     return prepared, phases, window
@@ -43,6 +43,7 @@ def statistics(latencies_s: list[float], config: SweepConfig) -> LatencyStats:
 def cell_result(
     cell: Cell,
     config: SweepConfig,
+    events: Events,
     prepared: Prepared,
     phases: Phases,
     stats: LatencyStats,
@@ -52,7 +53,8 @@ def cell_result(
     **fields: Any,
 ) -> CellResult:
     """An ok result: the shared fields, the guardrail (inference cells), and the warnings of the
-    statistics, the energy and the guardrail before the workload's own ``warnings``."""
+    statistics, the energy and the guardrail before the workload's own ``warnings``. The finish phase
+    runs from the workload's "finish" mark to the end of this."""
     agreement = guardrail(
         cell,
         prepared.predict,
@@ -68,6 +70,7 @@ def cell_result(
             if agreement.top1 is not None
             else "degraded: non-finite outputs"
         )
+    phases.finish_s = events.since("finish")
     return CellResult(
         cell=cell,
         status="ok",

@@ -25,12 +25,16 @@ class Events:
 
     def __init__(self, emit: Emit) -> None:
         self.emit = emit
-        self.marks: dict[str, float] = {}
+        self.marks: dict[str, float] = {"start": time.perf_counter()}
 
     def phase(self, name: str) -> None:
         """Called as each phase starts (the backend calls it for load and prepare)."""
-        self.marks[name] = time.perf_counter()
+        self.mark(name)
         self.emit({"event": "phase", "phase": name})
+
+    def mark(self, name: str) -> None:
+        """Record when ``name`` started without telling the sweep (a phase the progress display omits)."""
+        self.marks[name] = time.perf_counter()
 
     def since(self, name: str) -> float:
         """Seconds since phase ``name`` started (0 when it never did)."""

@@ -40,13 +40,13 @@ class Timed(Workload):
             with prepared.context():
                 flops_per_sample = prepared.count_flops() / prepared.samples_per_step or None
             prepared.settings["flops_source"] = "counted"
-        phases.prepare_s = events.since("prepare")
 
         timer = timing.timer_for(cell.device, prepared.host_timer)
         memory = DeviceMemory(cell.device)
         protocol = config.protocol
         with prepared.context():
             events.phase("warmup")
+            phases.prepare_s = events.between("prepare", "warmup")
             warmup_iters, phases.warmup_s = timing.warm_up(step, timer, protocol, events.progress("warmup"))
             memory.reset_peak()
             events.phase("measure")
@@ -54,6 +54,7 @@ class Timed(Workload):
             with window:
                 measured = timing.measure(step, timer, protocol, events.progress("measure"), seed=config.seed)
                 prepared.sync()
+            events.mark("finish")
             accuracy = prepared.evaluate() if prepared.evaluate is not None else None
         phases.measure_s = measured.wall_s
 
@@ -72,6 +73,7 @@ class Timed(Workload):
         return assembly.cell_result(
             cell,
             config,
+            events,
             prepared,
             phases,
             stats,

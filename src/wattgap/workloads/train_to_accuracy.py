@@ -35,9 +35,8 @@ class TrainToAccuracy(Workload):
         prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters)
         if prepared.train_batch is None or prepared.evaluate is None:
             raise TypeError(f"{backend.name} prepared no training batches or validation for {cell.workload}")
-        phases.prepare_s = events.since("prepare")
-
         events.phase("measure")
+        phases.prepare_s = events.between("prepare", "measure")
         latencies: list[float] = []
         windows: list[list[EnergyReading]] = []
         curve: list[EpochPoint] = []
@@ -66,6 +65,7 @@ class TrainToAccuracy(Workload):
                 reached = True
                 break
         phases.measure_s = elapsed_s
+        events.mark("finish")
 
         samples = prepared.train_samples * len(curve)
         energy = CellEnergy.from_readings(merge_readings(windows), samples, known.idle_power, prepare_window.readings)
@@ -95,6 +95,7 @@ class TrainToAccuracy(Workload):
         return assembly.cell_result(
             cell,
             config,
+            events,
             prepared,
             phases,
             stats,
