@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 APPLICATION_ID = 0x57475031  # "WGP1"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CREATE = """
 CREATE TABLE runs (
@@ -22,7 +22,8 @@ CREATE TABLE runs (
     status TEXT NOT NULL,
     wattgap_version TEXT NOT NULL,
     config_json TEXT NOT NULL,
-    environment_json TEXT NOT NULL
+    environment_json TEXT NOT NULL,
+    tags_json TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE cells (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -52,9 +53,20 @@ CREATE TABLE results (
 );
 """
 
-# MIGRATIONS[n]: the statements that take a database of version n to version n + 1 (none yet: version 1
-# is the first released schema).
-MIGRATIONS: dict[int, str] = {}
+# MIGRATIONS[n]: the statements that take a database of version n to version n + 1.
+MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE runs ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]';",  # 2: runs carry tags
+}
+
+
+def tags_column(version: int) -> str:
+    """The SQL that reads a run's tags (JSON) from a database of ``version``: databases opened read-only
+    are read as they are, not upgraded, so readers ask here for columns later versions added."""
+    return "r.tags_json" if version >= 2 else "'[]'"
+
+
+def version_of(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
 
 def create(connection: sqlite3.Connection) -> None:
@@ -66,6 +78,5 @@ def create(connection: sqlite3.Connection) -> None:
 
 def upgrade(connection: sqlite3.Connection) -> None:
     """Bring an older database up to SCHEMA_VERSION."""
-    found = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    for version in range(found, SCHEMA_VERSION):
+    for version in range(version_of(connection), SCHEMA_VERSION):
         connection.executescript(f"BEGIN;\n{MIGRATIONS[version]}\nPRAGMA user_version={version + 1};\nCOMMIT;")

@@ -44,6 +44,7 @@ class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.connection = connection
         self.path = path
+        self.tags = migrations.tags_column(migrations.version_of(connection))
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -115,12 +116,22 @@ class Store:
         cells: list[Cell],
         skipped: dict[str, str],
         version: str,
+        tags: list[str] | None = None,
     ) -> None:
         """The run, its planned cells and the results of its skipped cells, in one transaction."""
         with self.connection:
             self.connection.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?, ?, ?)",
-                (run_id, config.name, _now(), version, config.model_dump_json(), json.dumps(environment)),
+                "INSERT INTO runs (run_id, name, created_at, finished_at, status, wattgap_version, config_json, "
+                "environment_json, tags_json) VALUES (?, ?, ?, NULL, 'running', ?, ?, ?, ?)",
+                (
+                    run_id,
+                    config.name,
+                    _now(),
+                    version,
+                    config.model_dump_json(),
+                    json.dumps(environment),
+                    json.dumps(tags or []),
+                ),
             )
             self.connection.executemany(
                 "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -166,6 +177,16 @@ class Store:
                 f"{stored[0]}, stored at {stored[1]}; stored results are never replaced"
             ) from None
 
+    def delete_run(self, run_id: str) -> tuple[str, int]:
+        """Remove a run, its cells and its results in one transaction; its full id and how many results
+        went with it."""
+        run_id = self.resolve(run_id)
+        with self.connection:
+            count = self.connection.execute("SELECT COUNT(*) FROM results WHERE run_id = ?", (run_id,)).fetchone()[0]
+            for table in ("results", "cells", "runs"):
+                self.connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        return run_id, int(count)
+
     def set_run_status(self, run_id: str, status: str) -> None:
         with self.connection:
             self.connection.execute(
@@ -193,8 +214,8 @@ class Store:
     def load_run(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
         row = self.connection.execute(
-            "SELECT run_id, name, created_at, finished_at, status, config_json, environment_json "
-            "FROM runs WHERE run_id = ?",
+            "SELECT r.run_id, r.name, r.created_at, r.finished_at, r.status, r.config_json, r.environment_json, "
+            f"{self.tags} FROM runs r WHERE r.run_id = ?",
             (run_id,),
         ).fetchone()
         cells = [
@@ -227,13 +248,14 @@ class Store:
             status=row[4],
             config=SweepConfig.model_validate_json(row[5]),
             environment=json.loads(row[6]),
+            tags=json.loads(row[7]),
             cells=cells,
             results=results,
         )
 
     def run_summaries(self) -> list[dict[str, Any]]:
-        query = """
-            SELECT r.run_id, r.name, r.created_at, r.status,
+        query = f"""
+            SELECT r.run_id, r.name, {self.tags}, r.created_at, r.status,
                    (SELECT COUNT(*) FROM cells c WHERE c.run_id = r.run_id),
                    (SELECT COUNT(*) FROM results s WHERE s.run_id = r.run_id AND s.status = 'ok'),
                    (SELECT COUNT(*) FROM results s WHERE s.run_id = r.run_id AND s.status = 'skipped'),
@@ -241,5 +263,8 @@ class Store:
                         AND s.status NOT IN ('ok', 'skipped'))
             FROM runs r ORDER BY r.created_at, r.rowid
         """
-        keys = ("run_id", "name", "created_at", "status", "cells", "ok", "skipped", "failed")
-        return [dict(zip(keys, row, strict=True)) for row in self.connection.execute(query)]
+        keys = ("run_id", "name", "tags", "created_at", "status", "cells", "ok", "skipped", "failed")
+        rows = [dict(zip(keys, row, strict=True)) for row in self.connection.execute(query)]
+        for row in rows:
+            row["tags"] = ", ".join(json.loads(row["tags"]))
+        return rows
