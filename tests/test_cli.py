@@ -133,7 +133,14 @@ def test_run_show_list_export_compare(tmp_path: Path) -> None:
     assert {m["name"] for m in models} == {"conv6", "vgg16", "resnet18", "resnet50", "resnet101", "cyclegan"}
 
     shown = wattgap("show", run_id[:10], cwd=tmp_path)
-    assert shown.returncode == 0 and "b2/t2" in shown.stdout and "2 ok" in shown.stdout
+    assert shown.returncode == 0 and "2 ok" in shown.stdout
+    assert "every cell: model conv6, workload infer, backend torch-eager, device cpu, precision fp32, batch 2" in (
+        shown.stdout
+    )
+    assert [line.split()[:2] for line in shown.stdout.splitlines() if line.split()[1:2] == ["ok"]] == [
+        ["1", "ok"],
+        ["2", "ok"],
+    ]  # threads, the one field that varies, is the first column
 
     wattgap("export", run_id, "--format", "csv", "--output", "out.csv", cwd=tmp_path)
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))

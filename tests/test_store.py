@@ -91,10 +91,13 @@ def test_a_database_written_by_0_1_0_reads_and_takes_new_runs(tmp_path: Path) ->
     assert old.status == "complete" and old.counts()["ok"] == 4 and old.counts()["skipped"] == 4
     assert all(r.latency is not None and r.latency.median_s > 0 for r in old.results if r.status == "ok")
     assert {r.cell_id for r in old.results} == {c.cell_id for c in old.cells}  # ids still match their cells
-    new = wattgap.run(fast_config(), db=copy)
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == 1  # reading upgrades nothing
+    new = wattgap.run(fast_config(), db=copy, tags=["after-upgrade"])
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     with Store.open_readonly(copy) as store:
         assert store.run_ids() == [old.run_id, new.run_id]
-        assert store.load_run(old.run_id).results == old.results
+        assert store.load_run(old.run_id).results == old.results and store.load_run(old.run_id).tags == []
+        assert store.load_run(new.run_id).tags == ["after-upgrade"]
     assert sqlite3.connect(copy).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

@@ -24,11 +24,17 @@ from wattgap.config import (
     parse_config,
     suite_names,
 )
+from wattgap.datasets import check
+from wattgap.devices import detect
 from wattgap.errors import ConfigError
+from wattgap.measure.energy import measure_idle
+from wattgap.models import is_custom
 from wattgap.plan import Plan, expand
 from wattgap.report.progress import ProgressSink, SilentProgress
 from wattgap.results import Run
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
+from wattgap.runner.fingerprint import fingerprint, machine_key
+from wattgap.runner.probe import declares_input_shape
 from wattgap.store.sqlite import Store
 from wattgap.version import __version__
 
@@ -79,36 +85,65 @@ def sweep_from_options(
     return parse_config(data, str(config) if config else "options")
 
 
+def plan(config: SweepConfig | dict[str, Any] | str | Path) -> Plan:
+    """The cells a sweep expands to on this machine, and those it skips with the reason; nothing runs
+    and nothing is written."""
+    sweep = _as_config(config)
+    check(sweep)
+    planned = expand(sweep, detect())
+    _check_input_shapes(sweep)
+    return planned
+
+
+PROBE_TIMEOUT_S = 60.0
+
+
+def _check_input_shapes(sweep: SweepConfig) -> None:
+    """Refuse a user's model whose input shape nobody gives (neither input_shape in the config nor an
+    attribute of the model): every one of its cells would fail. Checked by building it in a subprocess."""
+    if sweep.input_shape is not None:
+        return
+    for index, name in enumerate(sweep.models):
+        if is_custom(name) and declares_input_shape(name, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S)) is False:
+            raise ConfigError(
+                f"models[{index}]: {name!r} declares no input_shape (on the callable or the module it returns); "
+                "give input_shape in the config, e.g. input_shape: [3, 224, 224]"
+            )
+
+
+def _check_tags(tags: list[str]) -> list[str]:
+    for index, tag in enumerate(tags):
+        if not tag.strip() or len(tag) > 100 or not tag.isprintable():
+            raise ConfigError(f"--tag[{index}]: got {tag!r}; allowed: printable text of 1 to 100 characters")
+    return list(dict.fromkeys(tag.strip() for tag in tags))
+
+
 def run(
     config: SweepConfig | dict[str, Any] | str | Path,
     db: str | Path = DEFAULT_DB,
     progress: ProgressSink | None = None,
     on_created: OnCreated | None = None,
     executor: Executor | None = None,
+    tags: list[str] | None = None,
 ) -> Run:
     """Plan and run a sweep; every result is committed to ``db`` as soon as its cell ends. ``config`` is a
     SweepConfig, a mapping of its fields, or the path of a YAML file. ``on_created(run_id, plan)`` is
     called once the run is stored, before the first cell starts. ``executor``: local subprocesses, one
-    cell at a time, unless given."""
-    from wattgap.datasets import check
-    from wattgap.devices import detect
-    from wattgap.measure.energy import measure_idle
-    from wattgap.runner.fingerprint import fingerprint
-
+    cell at a time, unless given. ``tags``: labels stored with the run (listed by ``wattgap list runs``)."""
     sweep = _as_config(config)
-    check(sweep)
+    labels = _check_tags(tags or [])
+    planned = plan(sweep)  # before the store is opened: a bad name writes nothing
     hardware = detect()
-    plan = expand(sweep, hardware)  # before the store is opened: a bad name writes nothing
     with Store.open(db) as store:
         environment = fingerprint(hardware)
-        devices = list(dict.fromkeys(cell.device for cell in plan.runnable))
+        devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
         idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
         environment["idle_power"] = idle
         run_id = new_run_id()
-        store.create_run(run_id, sweep, environment, list(plan.cells), plan.skipped, __version__)
+        store.create_run(run_id, sweep, environment, list(planned.cells), planned.skipped, __version__, labels)
         if on_created is not None:
-            on_created(run_id, plan)
-        _drive(store, run_id, sweep, list(plan.runnable), progress or SilentProgress(), idle, executor)
+            on_created(run_id, planned)
+        _drive(store, run_id, sweep, list(planned.runnable), progress or SilentProgress(), idle, executor)
         return store.load_run(run_id)
 
 
@@ -120,9 +155,6 @@ def resume(
     executor: Executor | None = None,
 ) -> Run:
     """Run the cells of ``run_id`` that have no stored result yet, on the machine that started it."""
-    from wattgap.devices import detect
-    from wattgap.runner.fingerprint import fingerprint, machine_key
-
     previous = load_run(db, run_id)
     here = machine_key(fingerprint(detect()))
     there = machine_key(previous.environment)
@@ -177,6 +209,12 @@ def load_run(db: str | Path, run_id: str) -> Run:
         return store.load_run(run_id)
 
 
+def delete_run(db: str | Path, run_id: str) -> tuple[str, int]:
+    """Remove a run and everything stored with it; its full id and the number of results removed."""
+    with Store.open(db) as store:
+        return store.delete_run(run_id)
+
+
 def list_runs(db: str | Path) -> list[dict[str, Any]]:
     with Store.open_readonly(db) as store:
         return store.run_summaries()
@@ -206,9 +244,6 @@ def list_suites() -> list[dict[str, Any]]:
 def environment() -> dict[str, Any]:
     """This machine's fingerprint: CPU, memory, GPUs, driver and CUDA, libraries, usable devices and
     backends (and why not)."""
-    from wattgap.devices import detect
-    from wattgap.runner.fingerprint import fingerprint
-
     return fingerprint(detect())
 
 

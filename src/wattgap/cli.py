@@ -4,6 +4,7 @@ stderr and exit status 2. Frameworks are imported only by the commands that need
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from wattgap.errors import ConfigError, WattgapError, field_error
 
@@ -20,8 +22,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Piped output gets a wide table rather than rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 180)
+# A terminal's own width; else COLUMNS when set; else 120 columns (rich would take 80).
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+# Exit statuses of `wattgap run` (README: Exit statuses).
+EXIT_ALL_RAN, EXIT_NOT_ALL_RAN, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DbOption = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
 DEFAULT_DB = Path("wattgap.db")
 
@@ -92,16 +96,21 @@ def run(
     max_epochs: Annotated[int | None, typer.Option(help="Epoch cap of train-to-accuracy.")] = None,
     idle: Annotated[float | None, typer.Option(help="Seconds of idle power measured before the run; 0: none.")] = None,
     resume: Annotated[str | None, typer.Option(help="Run only the cells of this run not yet stored.")] = None,
+    name: Annotated[str | None, typer.Option(help="The run's name (default: the suite's or config's).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A label stored with the run; repeat for several.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run and write nothing.")] = False,
     db: DbOption = DEFAULT_DB,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """Run a sweep (the quick suite when nothing is named); store each cell's result as it finishes."""
+    """Run a sweep (the quick suite when nothing is named); store each cell's result as it finishes.
+    Exit status 0: every cell that can run here ran; 1: some cell failed, ran out of memory, timed out or
+    crashed, or none ran (all skipped); 2: bad input, nothing run; 130: interrupted."""
     from wattgap import api
 
     sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads, image_size)
-    data_options = (dataset, dataset_path, target_accuracy, max_epochs, idle, max_time, timeout)
+    data_options = (dataset, dataset_path, target_accuracy, max_epochs, idle, max_time, timeout, name, tag)
     if resume is not None:
-        if any(v is not None for v in (*sweep_options, *data_options)):
+        if any(v is not None for v in (*sweep_options, *data_options)) or dry_run:
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
         _execute(lambda p, created: api.resume(db, resume, p, created), quiet)
         return
@@ -119,16 +128,22 @@ def run(
         "dataset_path": dataset_path,
         "target_accuracy": target_accuracy,
         "max_epochs": max_epochs,
+        "name": name,
     }
     sweep = api.sweep_from_options(suite, config, overrides, max_time_s=max_time, idle_s=idle)
-    _execute(lambda p, created: api.run(sweep, db, p, created), quiet)
+    if dry_run:
+        from wattgap.report.terminal import plan_view
+
+        console.print(plan_view(sweep.name, api.plan(sweep)))
+        return
+    _execute(lambda p, created: api.run(sweep, db, p, created, tags=tag), quiet)
 
 
 def _execute(start: Any, quiet: bool) -> None:
     """Run with live progress (or, with --quiet, a line per finished cell), then print the table and the
     run id. ``start(progress, on_created)`` is api.run or api.resume with their other arguments bound."""
     from wattgap.report.progress import LineProgress, RichProgress
-    from wattgap.report.terminal import idle_line, results_table, summary_line
+    from wattgap.report.terminal import run_view
 
     progress: LineProgress = LineProgress(console) if quiet else RichProgress(console)
     started: dict[str, str] = {}
@@ -144,11 +159,13 @@ def _execute(start: Any, quiet: bool) -> None:
     except KeyboardInterrupt:
         run_id = started.get("run_id", "?")
         console.print(f"interrupted; finished cells are stored. Resume with: wattgap run --resume {run_id}")
-        raise typer.Exit(130) from None
-    console.print(results_table(finished))
-    console.print(summary_line(finished))
-    console.print(idle_line(finished))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(run_view(finished))
     console.print(f"run id: {finished.run_id}")
+    counts = finished.counts()
+    not_run = counts["pending"] + sum(counts[status] for status in ("failed", "oom", "timeout", "crashed"))
+    if not_run or not counts["ok"]:
+        raise typer.Exit(EXIT_NOT_ALL_RAN)
 
 
 @app.command("list")
@@ -188,15 +205,32 @@ def show(
     """Print a stored run's results table again."""
     from wattgap.api import load_run
     from wattgap.report.data import results_data
-    from wattgap.report.terminal import idle_line, results_table, summary_line
+    from wattgap.report.terminal import run_view
 
     stored = load_run(db, run_id)
     if fmt is TableOrJson.json:
         _print_json(results_data(stored))
         return
-    console.print(results_table(stored))
-    console.print(summary_line(stored))
-    console.print(idle_line(stored))
+    console.print(run_view(stored))
+
+
+@app.command()
+def delete(
+    run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking (required without a terminal).")] = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Delete a run with its cells and results."""
+    from wattgap import api
+
+    stored = api.load_run(db, run_id)
+    what = f"run {stored.run_id} ({stored.name}, {len(stored.results)} results)"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"--yes: required to delete {what} without a terminal to confirm on")
+        typer.confirm(f"delete {what}?", abort=True)
+    deleted, count = api.delete_run(db, stored.run_id)
+    console.print(Text(f"deleted run {deleted} and its {count} results"))
 
 
 @app.command()
@@ -237,23 +271,43 @@ def compare(
     run_b: Annotated[str, typer.Argument(help="Run B (may be the same run as A).")],
     by: Annotated[str, typer.Option(help="The cell field that differs between matched cells.")] = "device",
     baseline: Annotated[str | None, typer.Option(help="With one run: the value of --by that is A.")] = None,
+    fail_above: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit 1 when B's throughput is below A's by more than this percent, CI included (a CI gate)."
+        ),
+    ] = None,
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
 ) -> None:
-    """Speedup of B over A (time ratio) for cells that differ only in one field, with 95% CIs."""
+    """Speedup of B over A (throughput per sample) for cells that differ only in one field, with 95% CIs."""
     from wattgap import api
+    from wattgap.analysis.speedup import regressions
     from wattgap.report.data import comparison_data
     from wattgap.report.terminal import print_comparison
 
+    if fail_above is not None and not 0 <= fail_above < 100:
+        raise field_error("--fail-above", fail_above, "a percentage from 0 to below 100")
     comparison = api.compare(db, run_a, run_b, by=by, baseline=baseline)
+    slower = regressions(comparison, fail_above) if fail_above is not None else []
     if fmt is TableOrJson.json:
-        _print_json(comparison_data(comparison))
-        return
+        _print_json(comparison_data(comparison) | {"fail_above_pct": fail_above, "regressions": len(slower)})
+        raise typer.Exit(EXIT_NOT_ALL_RAN if slower else 0)
     if not comparison.pairs:
         raise ConfigError(
             f"--by {by}: no cells of {comparison.run_a} and {comparison.run_b} match on every other field"
         )
     print_comparison(console, comparison)
+    for pair in slower:
+        console.print(
+            Text(
+                f"REGRESSION: B {pair.b.cell.label} has {pair.speedup - 1:+.1%} throughput per sample against "
+                f"A {pair.a.cell.label} ({pair.ci_high - 1:+.1%} at best), beyond --fail-above {fail_above:g}%"
+            ),
+            soft_wrap=True,  # one line per regression, for logs and grep
+        )
+    if slower:
+        raise typer.Exit(EXIT_NOT_ALL_RAN)
 
 
 class Rank(str, Enum):
@@ -268,7 +322,8 @@ class Rank(str, Enum):
 def efficiency(
     run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
     rank: Annotated[
-        Rank | None, typer.Option(help="Metric to rank by (default: gqi with accuracies, else samples_per_j).")
+        Rank | None,
+        typer.Option(help="Metric to rank by (default: gqi where defined, else accuracy_per_kwh, else samples_per_j)."),
     ] = None,
     alpha: Annotated[float, typer.Option(help="GQI exponent of accuracy.")] = 1.0,
     beta: Annotated[float, typer.Option(help="GQI scale.")] = 1.0,
@@ -309,7 +364,7 @@ def efficiency(
     if fmt is TableOrJson.json:
         _print_json(efficiency_data(stored.run_id, metric, rows, params))
         return
-    console.print(efficiency_table(stored.run_id, metric, rows, params))
+    console.print(efficiency_table(stored, metric, rows, params, defaulted=rank is None))
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,10 @@ def fast_config(**fields: Any) -> dict[str, Any]:
 
 
 def wattgap(*args: str, cwd: Path, timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a real subprocess."""
+    """The real CLI in a real subprocess, its output piped: 120 columns unless ``env`` sets COLUMNS (the
+    caller's own COLUMNS is not passed on, so that tests do not depend on the terminal they run in)."""
+    if "env" not in kwargs:
+        kwargs["env"] = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
     return subprocess.run(
         [sys.executable, "-m", "wattgap", *args],
         cwd=cwd,

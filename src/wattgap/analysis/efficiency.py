@@ -150,12 +150,24 @@ def cell_efficiency(result: CellResult, params: EfficiencyParams) -> Efficiency:
     )
 
 
+def default_rank(rows: list[Efficiency]) -> tuple[str, str]:
+    """The ranking used when none is asked for, and why: the first of GQI, accuracy per kWh and samples
+    per joule that some cell has. GQI first, as Watt For What ranks; but its strict form is undefined for
+    electricity of 1 unit or less (every small CPU run in Wh), and a ranking of undefined values would be
+    an arbitrary order."""
+    if any(row.gqi is not None for row in rows):
+        return "gqi", "the Watt For What index, defined for some cells"
+    if any(row.accuracy_per_kwh is not None for row in rows):
+        return "accuracy_per_kwh", "no cell has a GQI (strict GQI is undefined for electricity <= 1 unit)"
+    return "samples_per_j", "no cell has an accuracy, so neither GQI nor accuracy per kWh"
+
+
 def efficiency(run: Run, params: EfficiencyParams, rank: str | None = None) -> tuple[str, list[Efficiency]]:
-    """The ranking metric used and the ok cells ranked by it (best first; cells without it last). The
-    default ranks by GQI when any cell has an accuracy, else by samples per joule."""
+    """The ranking metric used and the ok cells ranked by it (best first; cells without it last). Without
+    ``rank``, the default of ``default_rank``."""
     rows = [cell_efficiency(r, params) for r in run.results if r.status == "ok"]
     if rank is None:
-        rank = "gqi" if any(row.accuracy is not None for row in rows) else "samples_per_j"
+        rank = default_rank(rows)[0]
     if rank not in RANK_FIELDS:
         raise field_error("--rank", rank, RANKINGS)
     lower_is_better = rank in LOWER_IS_BETTER

@@ -1,5 +1,6 @@
-"""Speedups between matched cells: B over A as a time ratio (median latency of A / median latency of B),
-with percentile-bootstrap confidence intervals from the raw samples, and their geometric mean."""
+"""Speedups between matched cells: B over A as a ratio of throughput per sample, batch / median latency
+(for cells of equal batch size this is the time ratio, median latency of A / median latency of B), with
+percentile-bootstrap confidence intervals from the raw samples, and their geometric mean."""
 
 from __future__ import annotations
 
@@ -18,10 +19,21 @@ class Pair:
     key: dict[str, object]  # the fields both cells share
     a: CellResult
     b: CellResult
-    speedup: float  # median latency of a / median latency of b: > 1 means b is faster
+    speedup: float  # throughput per sample of b / that of a (batch / median latency): > 1 means b is faster
     ci_low: float
     ci_high: float
     note: str = ""
+
+    @property
+    def work_ratio(self) -> float:
+        """Samples per iteration of b over a (1 unless the batch sizes differ)."""
+        return self.b.cell.batch_size / self.a.cell.batch_size
+
+    @property
+    def latency_change(self) -> tuple[float, float, float]:
+        """B's median latency per iteration relative to A's, minus 1, with its interval (low, high)."""
+        ratio = self.work_ratio
+        return ratio / self.speedup - 1, ratio / self.ci_high - 1, ratio / self.ci_low - 1
 
 
 @dataclass(frozen=True)
@@ -84,10 +96,11 @@ def compare(
     resamples: int = 2000,
     seed: int = 0,
 ) -> Comparison:
-    """Match each successful cell of ``run_a`` with the cell of ``run_b`` that differs only in ``by`` (and
-    in threads when comparing devices). Runs whose settings change the work (WORK_SETTINGS) are refused.
-    With one run on both sides, the A side is the cells whose ``by`` equals ``baseline`` (by default the
-    first value of ``by`` in the run's cell order)."""
+    """Match each successful cell of ``run_a`` with the cells of ``run_b`` that differ from it at most in
+    ``by`` (and in threads when comparing devices); where ``run_b`` holds the very same cell, that one
+    alone. Runs whose settings change the work (WORK_SETTINGS) are refused. With one run on both sides,
+    the A side is the cells whose ``by`` equals ``baseline`` (by default the first value of ``by`` in the
+    run's cell order)."""
     if by not in CELL_FIELDS:
         raise field_error("--by", by, CELL_FIELDS)
     _check_same_work(run_a, run_b)
@@ -113,12 +126,16 @@ def compare(
     unmatched = 0
     for a in ok_a:
         matches = candidates.get(_key(a.cell, by), [])
+        same = [b for b in matches if getattr(b.cell, by) == getattr(a.cell, by)]
+        if same:  # two runs holding the same cell: compare it with itself, not with its neighbours
+            matches = same
         if not matches:
             unmatched += 1
             continue
         for b in matches:
-            ratios = _bootstrap_ratio(a, b, resamples, int(rng.integers(2**31)))
-            speedup = _median(a) / _median(b)
+            work = b.cell.batch_size / a.cell.batch_size
+            ratios = _bootstrap_ratio(a, b, resamples, int(rng.integers(2**31))) * work
+            speedup = _median(a) / _median(b) * work
             tail = (1 - confidence) / 2 * 100
             low, high = np.percentile(ratios, [tail, 100 - tail])
             threads = [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
@@ -150,3 +167,9 @@ def _bootstrap_ratio(a: CellResult, b: CellResult, resamples: int, seed: int) ->
     medians_a = bootstrap_medians(np.asarray(a.latencies_s), resamples, seed)
     medians_b = bootstrap_medians(np.asarray(b.latencies_s), resamples, seed + 1)
     return medians_a / medians_b
+
+
+def regressions(comparison: Comparison, threshold_pct: float) -> list[Pair]:
+    """The pairs in which B's throughput per sample is below A's by more than ``threshold_pct`` percent
+    even at the upper end of its interval (the whole interval beyond the threshold)."""
+    return [pair for pair in comparison.pairs if pair.ci_high < 1 - threshold_pct / 100]

@@ -7,10 +7,13 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from wattgap.cells import Cell
-from wattgap.report.terminal import STATUS_STYLE, quantity, seconds
+from wattgap.report.format import quantity, seconds
+from wattgap.report.terminal import STATUS_STYLE
 from wattgap.results import CellResult
 
 
@@ -52,12 +55,14 @@ class LineProgress(SilentProgress):
         pass
 
     def cell_finished(self, result: CellResult) -> None:
-        style = STATUS_STYLE.get(result.status, "red")
         if result.status == "ok" and result.latency:
-            detail = f"median {seconds(result.latency.median_s)}, {quantity(result.throughput_sps, 'sps')}"
+            rate = quantity(result.throughput_median_sps, "sps")
+            detail = f"median {seconds(result.latency.median_s)}, {rate} (batch / median)"
         else:
             detail = result.reason
-        self.console.print(f"[{style}]{result.status:>7}[/] {result.cell.label}  {detail}")
+        line = Text(f"{result.status:>7}", style=STATUS_STYLE.get(result.status, "red"))
+        line.append(f" {result.cell.label}  {detail}")  # foreign text (names, errors): never markup
+        self.console.print(line)
 
 
 class RichProgress(LineProgress):
@@ -91,7 +96,7 @@ class RichProgress(LineProgress):
         if self.cell is not None:
             self.progress.remove_task(self.cell)
         self.progress.update(self.sweep, description=f"sweep {index + 1}/{total}")
-        self.cell = self.progress.add_task(cell.label, total=1.0, phase="start")
+        self.cell = self.progress.add_task(escape(cell.label), total=1.0, phase="start")
 
     def cell_event(self, event: dict[str, Any]) -> None:
         if self.cell is None:

@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams
+from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams, default_rank
+from wattgap.analysis.plausibility import suspects
 from wattgap.analysis.speedup import Comparison
+from wattgap.cells import CELL_FIELDS, Cell
+from wattgap.report.format import number, quantity, seconds
 from wattgap.results import CellResult, Run
 
+if TYPE_CHECKING:
+    from wattgap.plan import Plan
+
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "failed": "red", "oom": "magenta", "timeout": "yellow"}
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
-
-
-def quantity(value: float | None, unit: str, base: float = 1000.0) -> str:
-    if value is None:
-        return "-"
-    prefixes = ["", "k", "M", "G", "T", "P"] if base == 1000.0 else ["", "Ki", "Mi", "Gi", "Ti", "Pi"]
-    for prefix in prefixes:
-        if abs(value) < base:
-            return f"{value:.3g} {prefix}{unit}"
-        value /= base
-    return f"{value:.3g} E{unit}"
 
 
 def energy_text(result: CellResult) -> str:
@@ -45,10 +35,10 @@ def energy_text(result: CellResult) -> str:
     return f"{quantity(energy.energy_j, 'J')} {energy.label}"
 
 
-def _notes(result: CellResult) -> str:
+def _notes(result: CellResult, suspect: str = "") -> str:
     if result.status != "ok":
         return result.reason
-    notes = []
+    notes = [suspect.upper()] if suspect else []
     if result.latency and result.latency.noisy:
         notes.append("noisy")
     training = result.training
@@ -64,56 +54,103 @@ def _notes(result: CellResult) -> str:
         agreement = result.agreement
         top1 = f"top-1 agrees {agreement.top1:.0%}" if agreement.top1 is not None else "outputs"
         notes.append(("DEGRADED: " if agreement.degraded else "") + f"{top1} with fp32")
+    if result.energy and any("no net energy" in warning for warning in result.energy.warnings):
+        notes.append("no net energy (see warnings)")
     applied = result.settings.get("precision_applied")
     if applied and applied != result.cell.precision:
         notes.append(str(applied))
     return ", ".join(notes)
 
 
-def results_table(run: Run) -> Table:
-    table = Table(title=f"run {run.run_id} ({run.name}, {run.status})", title_justify="left")
-    for column, justify in (
-        ("cell", "left"),
-        ("status", "left"),
-        ("median", "right"),
-        ("±CI", "right"),
-        ("p95", "right"),
-        ("throughput", "right"),
-        ("FLOP/s", "right"),
-        ("peak mem", "right"),
-        ("energy", "right"),
-        ("J/sample", "right"),
-        ("top-1", "right"),
-        ("n", "right"),
-        ("notes", "left"),
-    ):
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+_HEADERS = {"batch_size": "batch"}
+
+
+def _varying_fields(cells: Sequence[Cell]) -> tuple[list[str], dict[str, object]]:
+    """The cell fields whose value differs between the cells (shown as columns), and the others with
+    their one value (said once, above the table)."""
+    varying, fixed = [], {}
+    for name in CELL_FIELDS:
+        values = {getattr(cell, name) for cell in cells}
+        if len(values) > 1:
+            varying.append(name)
+        elif values:
+            fixed[name] = values.pop()
+    return varying, fixed
+
+
+def _shared_line(fixed: dict[str, object], what: str = "every cell") -> Text:
+    return Text(
+        f"{what}: " + (", ".join(f"{_HEADERS.get(k, k)} {v}" for k, v in fixed.items() if v is not None) or "-")
+    )
+
+
+def run_view(run: Run) -> RenderableType:
+    """A run for people: the fields every cell shares, once; a table of the cells that ran (or failed)
+    with the fields that vary as columns, which never wrap; the skipped cells summarised by reason; the
+    counts and the idle power. Throughput is given both ways and labelled: batch / median latency
+    ("b/med", the studies' definition) and samples / measured wall time ("wall", outliers included)."""
+    varying, fixed = _varying_fields(run.cells)
     by_id = {r.cell_id: r for r in run.results}
-    for cell in run.cells:
+    flagged = suspects(run)
+    shown = [c for c in run.cells if c.cell_id not in by_id or by_id[c.cell_id].status != "skipped"]
+    results = [by_id[c.cell_id] for c in shown if c.cell_id in by_id]
+    with_top1 = any(r.accuracy_top1 is not None for r in results)
+    labels = {r.energy.label for r in results if r.energy is not None}
+    one_label = labels.pop() if len(labels) == 1 else None
+    title = Text(f"run {run.run_id} (", style="bold")
+    title.append(run.name + (f"; tags: {', '.join(run.tags)}" if run.tags else ""))
+    title.append(f", {run.status})")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for name in varying:  # never shortened: they say which row is which
+        header = _HEADERS.get(name, name)
+        widest = max(len(header), *(len(str(getattr(cell, name))) for cell in shown)) if shown else len(header)
+        table.add_column(header, no_wrap=True, min_width=widest)
+    columns = {
+        "status": "left",
+        "median": "right",
+        "±CI": "right",
+        "p95": "right",
+        "sps\nb/med": "right",
+        "sps\nwall": "right",
+        "FLOP/s\n(of peak)": "right",
+        "peak\nmemory": "right",
+        f"energy J\n{one_label or ''}": "right",
+        "J/\nsample": "right",
+        **({"top-1": "right"} if with_top1 else {}),
+    }
+    for column, justify in columns.items():
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("notes", overflow="fold", min_width=12)
+    for cell in shown:
         result = by_id.get(cell.cell_id)
+        identity: list[Text | str] = [Text(str(getattr(cell, name))) for name in varying]
         if result is None:
-            table.add_row(cell.label, "[dim]pending[/]", *["-"] * 10, "")
+            table.add_row(*identity, Text("pending", style="dim"), *["-"] * (len(columns) - 1), "")
             continue
-        latency = result.latency
+        latency, energy = result.latency, result.energy
         memory = result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
-        style = STATUS_STYLE.get(result.status, "red")
-        table.add_row(
-            cell.label,
-            f"[{style}]{result.status}[/]",
+        utilisation = f" {result.flop_utilisation:.0%}" if result.flop_utilisation else ""
+        joules = "-" if energy is None or energy.energy_j is None else quantity(energy.energy_j, "").strip()
+        row: list[Text | str] = [
+            *identity,
+            Text(result.status, style=STATUS_STYLE.get(result.status, "red")),
             seconds(latency.median_s) if latency else "-",
             f"{latency.median_ci_rel_halfwidth:.1%}" if latency else "-",
             seconds(latency.p95_s) if latency else "-",
-            quantity(result.throughput_sps, "sps"),
-            quantity(result.achieved_flops_per_s, "FLOP/s")
-            + (f" ({result.flop_utilisation:.0%})" if result.flop_utilisation else ""),
+            quantity(result.throughput_median_sps, "").strip(),
+            quantity(result.throughput_sps, "").strip(),
+            quantity(result.achieved_flops_per_s, "").strip() + utilisation,
             quantity(memory, "B", 1024.0),
-            energy_text(result),
-            quantity(result.energy.j_per_sample, "J") if result.energy else "-",
-            f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-",
-            str(latency.n) if latency else "-",
-            escape(_notes(result)),
-        )
-    return table
+            joules if one_label or energy is None else f"{joules} {energy.label}",
+            "-" if energy is None or energy.j_per_sample is None else number(energy.j_per_sample),
+        ]
+        if with_top1:
+            row.append(f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-")
+        table.add_row(*row, Text(_notes(result, flagged.get(cell.cell_id, ""))))
+    parts: list[RenderableType] = [title, _shared_line(fixed), table]
+    parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
+    parts += [Text(summary_line(run)), Text(idle_line(run))]
+    return Group(*parts)
 
 
 def summary_line(run: Run) -> str:
@@ -128,100 +165,128 @@ def idle_line(run: Run) -> str:
         return "idle power: not measured (energy.idle_s 0, or energy disabled): no net energy"
     parts = [
         f"{domain} {quantity(entry.get('power_w'), 'W')} ({entry.get('label')}, {entry.get('meter')})"
+        + (f" NOT IDLE: {entry['warning']}" if entry.get("warning") else "")
         for domain, entry in idle.items()
     ]
     return "idle power: " + "; ".join(parts)
 
 
-def efficiency_table(run_id: str, rank: str, rows: list[Efficiency], params: EfficiencyParams) -> Table:
+def efficiency_table(
+    run: Run, rank: str, rows: list[Efficiency], params: EfficiencyParams, defaulted: bool = False
+) -> RenderableType:
+    """The ranking; ``defaulted``: the rank was not asked for, so the title says why it was chosen. Notes
+    are footnotes below the table (each text once), so that long ones squeeze no column."""
     unit = params.electricity_unit
-    table = Table(
-        title=f"run {run_id}: efficiency, ranked by {rank}; {params.energy} energy\n{params.formula()}",
-        title_justify="left",
-    )
-    for column in (
-        "#",
-        "cell",
-        "per",
-        "energy",
-        "label",
-        "top-1",
-        "samples/J",
-        "top-1/kWh",
-        "GQI",
-        "gCO2e",
-        f"cost {params.currency}",
-        "time",
-        "notes",
-    ):
-        table.add_column(column, justify="left" if column in ("cell", "per", "label", "notes") else "right")
+    why = f" (default: {default_rank(rows)[1]})" if defaulted else ""
+    title = Text(f"run {run.run_id}: efficiency, ranked by {rank}{why}; {params.energy} energy\n{params.formula()}")
+    by_label = {cell.label: cell for cell in run.cells}
+    cells = [by_label[row.label] for row in rows if row.label in by_label]
+    varying, fixed = _varying_fields(cells)
+    labels = {row.energy_label for row in rows}
+    one_label = labels.pop() if len(labels) == 1 else None
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    for name in varying:
+        widest = max(len(_HEADERS.get(name, name)), *(len(str(getattr(cell, name))) for cell in cells))
+        table.add_column(_HEADERS.get(name, name), no_wrap=True, min_width=widest)
+    accuracy = any(row.accuracy is not None for row in rows)  # else top-1, top-1/kWh and GQI are all "-"
+    columns = ["per", f"energy {unit}\n{one_label or ''}", *(["top-1"] if accuracy else []), "samples/J"]
+    columns += [*(["top-1/kWh", "GQI"] if accuracy else []), "gCO2e", f"cost\n{params.currency}", "time", "note"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "per" else "right", no_wrap=True)
+    notes: dict[str, int] = {}
     for position, row in enumerate(rows, 1):
+        cell = by_label.get(row.label)
+        energy = quantity(row.energy_j / JOULES_PER[unit] if row.energy_j is not None else None, "").strip()
+        note = notes.setdefault(row.note, len(notes) + 1) if row.note else None
         table.add_row(
             str(position),
-            row.label,
+            *(Text(str(getattr(cell, name))) if cell else Text("?") for name in varying),
             row.basis,
-            quantity(row.energy_j / JOULES_PER[unit] if row.energy_j is not None else None, unit),
-            row.energy_label,
-            f"{row.accuracy:.3f}" if row.accuracy is not None else "-",
-            f"{row.samples_per_j:.3g}" if row.samples_per_j is not None else "-",
-            f"{row.accuracy_per_kwh:.4g}" if row.accuracy_per_kwh is not None else "-",
-            f"{row.gqi:.4g}" if row.gqi is not None else "-",
-            f"{row.co2_g:.3g}" if row.co2_g is not None else "-",
-            f"{row.cost:.3g}" if row.cost is not None else "-",
+            energy if one_label else f"{energy} {row.energy_label}",
+            *([f"{row.accuracy:.3f}" if row.accuracy is not None else "-"] if accuracy else []),
+            _maybe(row.samples_per_j),
+            *([_maybe(row.accuracy_per_kwh), _maybe(row.gqi)] if accuracy else []),
+            _maybe(row.co2_g),
+            _maybe(row.cost),
             seconds(row.time_s),
-            row.note,
+            f"[{note}]" if note else "",
         )
-    return table
+    footnotes = [Text(f"[{number}] {text}") for text, number in notes.items()]
+    return Group(title, _shared_line(fixed), table, *footnotes)
 
 
-def runs_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="runs", title_justify="left")
-    for column in ("run_id", "name", "created_at", "status", "cells", "ok", "skipped", "failed"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            *(str(row[c]) for c in ("run_id", "name", "created_at", "status", "cells", "ok", "skipped", "failed"))
-        )
-    return table
+def _maybe(value: float | None) -> str:
+    return number(value) if value is not None else "-"
 
 
-def comparison_table(comparison: Comparison) -> Table:
+def comparison_table(comparison: Comparison) -> RenderableType:
+    """The pairs: the fields every pair shares said once, those that vary as unbroken columns; A's and B's
+    value of the compared field, medians, the speedup with its CI, and B's latency per iteration against
+    A's (with its CI)."""
     level = f"{comparison.confidence:.0%}"
     if comparison.run_a == comparison.run_b:
         sides = f"run {comparison.run_a}: A = {comparison.by} {comparison.baseline}, B = the other values"
     else:
         sides = f"A = run {comparison.run_a}, B = run {comparison.run_b}"
-    table = Table(
-        title=f"speedup of B over A by {comparison.by} ({sides}); time ratio A/B, {level} bootstrap CI",
-        title_justify="left",
+    title = Text(
+        f"speedup of B over A by {comparison.by} ({sides}): throughput per sample (batch / median latency) "
+        f"of B over A, {level} bootstrap CI"
     )
-    for column in (
-        "matched on",
-        f"A {comparison.by}",
-        f"B {comparison.by}",
-        "A median",
-        "B median",
-        "speedup",
-        f"{level} CI",
-        "B latency vs A",
-        "note",
-    ):
-        table.add_column(column, justify="left" if column in ("matched on", "note") else "right")
+    keys = [
+        name for name in CELL_FIELDS if name != comparison.by and comparison.pairs and name in comparison.pairs[0].key
+    ]
+    varying = [k for k in keys if len({str(p.key.get(k)) for p in comparison.pairs}) > 1]
+    fixed = {k: comparison.pairs[0].key[k] for k in keys if k not in varying} if comparison.pairs else {}
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for name in varying:
+        widest = max(len(_HEADERS.get(name, name)), *(len(str(p.key.get(name))) for p in comparison.pairs))
+        table.add_column(_HEADERS.get(name, name), no_wrap=True, min_width=widest)
+    by = _HEADERS.get(comparison.by, comparison.by)
+    for column in (f"A {by}", f"B {by}", "A median", "B median", "speedup", f"{level} CI", "B latency vs A"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("note", overflow="fold", min_width=8)
     for pair in comparison.pairs:
         assert pair.a.latency is not None and pair.b.latency is not None
-        matched = "/".join(str(v) for k, v in pair.key.items() if v is not None and k != "threads")
+        change, low, high = pair.latency_change
         table.add_row(
-            matched,
-            str(getattr(pair.a.cell, comparison.by)),
-            str(getattr(pair.b.cell, comparison.by)),
+            *(Text(str(pair.key.get(name))) for name in varying),
+            Text(str(getattr(pair.a.cell, comparison.by))),
+            Text(str(getattr(pair.b.cell, comparison.by))),
             seconds(pair.a.latency.median_s),
             seconds(pair.b.latency.median_s),
-            f"{pair.speedup:.3g}x",
-            f"{pair.ci_low:.3g}-{pair.ci_high:.3g}",
-            f"{1 / pair.speedup - 1:+.1%} ({1 / pair.ci_high - 1:+.1%} to {1 / pair.ci_low - 1:+.1%})",
-            pair.note,
+            f"{number(pair.speedup)}x",
+            f"{number(pair.ci_low)}-{number(pair.ci_high)}",
+            f"{change:+.0%} ({low:+.0%}..{high:+.0%})",
+            Text(pair.note),
         )
-    return table
+    return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table)
+
+
+def plan_view(name: str, plan: Plan) -> RenderableType:
+    """What a sweep would run here, without running it: the fields every cell shares, the cells to run,
+    and the skipped ones summarised by reason."""
+    varying, fixed = _varying_fields(plan.cells)
+    runnable = plan.runnable
+    head = Text(f"plan of {name}: {len(plan.cells)} cells, {len(runnable)} to run, {len(plan.skipped)} skipped")
+    shared = _shared_line(fixed)
+    parts: list[RenderableType] = [head, shared]
+    if runnable and varying:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        for field in varying:
+            table.add_column(_HEADERS.get(field, field), no_wrap=True)
+        for cell in runnable:
+            table.add_row(*(Text(str(getattr(cell, field))) for field in varying))
+        parts.append(table)
+    parts += _skipped_lines(Counter(plan.skipped.values()))
+    return Group(*parts)
+
+
+def _skipped_lines(reasons: Counter[str]) -> list[RenderableType]:
+    if not reasons:
+        return []
+    lines: list[RenderableType] = [Text(f"skipped {sum(reasons.values())} cells before running:")]
+    return lines + [Text(f"  {count} x {reason}") for reason, count in reasons.most_common()]
 
 
 def print_comparison(console: Console, comparison: Comparison) -> None:
@@ -236,7 +301,7 @@ def print_comparison(console: Console, comparison: Comparison) -> None:
 
 
 def environment_tables(environment: dict[str, Any]) -> list[Table]:
-    machine = Table(title="machine", title_justify="left", show_header=False)
+    machine = Table(title="machine", title_justify="left", show_header=False, box=box.SIMPLE, show_edge=False)
     machine.add_column("what")
     machine.add_column("value")
     cpu = environment["cpu"]
@@ -257,9 +322,10 @@ def environment_tables(environment: dict[str, Any]) -> list[Table]:
     machine.add_row("libraries", versions)
     wattgap = environment["wattgap"]
     machine.add_row("wattgap", f"{wattgap['version']} ({wattgap['commit'] or 'no git checkout'})")
-    usable = Table(title="devices and backends", title_justify="left")
-    for column in ("kind", "name", "usable", "why not"):
-        usable.add_column(column)
+    usable = Table(title="devices and backends", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    for column in ("kind", "name", "usable"):
+        usable.add_column(column, no_wrap=True)
+    usable.add_column("why not", overflow="fold")
     for kind in ("devices", "backends"):
         for name, entry in environment[kind].items():
             usable.add_row(kind[:-1], name, "yes" if entry["usable"] else "[red]no[/]", escape(entry["reason"]))

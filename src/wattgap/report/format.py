@@ -1,0 +1,41 @@
+"""Numbers for people: significant digits in fixed-point form (never ``1e+03``), with SI or binary
+prefixes, rolling over to the next prefix when rounding reaches it."""
+
+from __future__ import annotations
+
+import math
+
+
+def number(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, in fixed-point notation (integers keep every digit)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(0, digits - 1 - magnitude)
+    rounded = round(value, decimals)
+    if rounded != 0 and math.floor(math.log10(abs(rounded))) > magnitude:  # 9.996 -> 10.0: one decimal less
+        decimals = max(0, decimals - 1)
+    return f"{rounded:.{decimals}f}"
+
+
+def quantity(value: float | None, unit: str, base: float = 1000.0) -> str:
+    """``value`` with the largest prefix that keeps it under ``base`` after rounding: "1.02 KiB", not
+    "1e+03 B"; "-" for None."""
+    if value is None:
+        return "-"
+    prefixes = ["", "k", "M", "G", "T", "P", "E"] if base == 1000.0 else ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+    for prefix in prefixes[:-1]:
+        if abs(float(number(value))) < base:
+            return f"{number(value)} {prefix}{unit}"
+        value /= base
+    return f"{number(value)} {prefixes[-1]}{unit}"
+
+
+def seconds(value: float | None) -> str:
+    """A duration in the largest of s, ms, µs and ns in which it rounds to at least 1."""
+    if value is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(float(number(value / scale))) >= 1:
+            return f"{number(value / scale)} {unit}"
+    return f"{number(value / 1e-9)} ns"
