@@ -25,16 +25,6 @@ if TYPE_CHECKING:
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "failed": "red", "oom": "magenta", "timeout": "yellow"}
 
 
-def energy_text(result: CellResult) -> str:
-    """Gross energy of the measured window with how it was obtained, e.g. "8.7 J estimated"."""
-    energy = result.energy
-    if energy is None:
-        return "-"
-    if energy.energy_j is None:
-        return energy.label
-    return f"{quantity(energy.energy_j, 'J')} {energy.label}"
-
-
 def _notes(result: CellResult, suspect: str = "") -> str:
     if result.status != "ok":
         return result.reason
