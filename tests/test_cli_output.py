@@ -50,6 +50,7 @@ def test_the_run_table_fits_120_columns_and_summarises_skipped_cells(stored: tup
     assert [row.split()[:3] for row in rows] == [["fp32", "1", "ok"], ["fp32", "2", "ok"]]  # skipped: no rows
     header = "\n".join(lines[lines.index(next(line for line in lines if "b/med" in line)) :][:3])
     assert "b/med" in header and "wall" in header
+    assert "highest throughput, infer: precision fp32, batch " in output and "samples/s (batch / median)" in output
 
 
 def test_show_follows_columns_and_wraps_no_identifier(stored: tuple[Path, str, str]) -> None:
@@ -94,6 +95,12 @@ def test_exit_status_is_1_when_no_cell_ran(tmp_path: Path) -> None:
     done = wattgap("run", "--model", "conv6", "--device", "cuda", "--idle", "0", "--quiet", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "skipped 1 cells before running" in done.stdout
+
+
+def test_exit_status_is_1_when_a_cell_failed(tmp_path: Path) -> None:
+    done = wattgap("run", "--model", "helpers.usermodels:raises", "--idle", "0", "--quiet", cwd=tmp_path, env=_env())
+    assert done.returncode == 1, done.stderr
+    assert "RuntimeError: this model cannot be built" in done.stdout and "1 failed" in done.stdout
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:

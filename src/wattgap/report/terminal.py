@@ -137,10 +137,29 @@ def run_view(run: Run) -> RenderableType:
         if with_top1:
             row.append(f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-")
         table.add_row(*row, Text(_notes(result, flagged.get(cell.cell_id, ""))))
-    parts: list[RenderableType] = [title, _shared_line(fixed), table]
+    parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(results, varying, flagged)]
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
     parts += [Text(summary_line(run)), Text(idle_line(run))]
     return Group(*parts)
+
+
+def _best_lines(results: list[CellResult], varying: list[str], flagged: dict[str, str]) -> list[RenderableType]:
+    """Per workload, the cell with the highest throughput (batch / median), named by the fields that vary;
+    suspect and degraded cells do not compete."""
+    best: dict[str, CellResult] = {}
+    for result in results:
+        degraded = result.agreement is not None and result.agreement.degraded
+        if result.throughput_median_sps is None or result.cell_id in flagged or degraded:
+            continue
+        current = best.get(result.cell.workload)
+        if current is None or result.throughput_median_sps > (current.throughput_median_sps or 0):
+            best[result.cell.workload] = result
+    lines: list[RenderableType] = []
+    for workload, result in best.items():
+        name = ", ".join(f"{_HEADERS.get(k, k)} {getattr(result.cell, k)}" for k in varying if k != "workload")
+        rate = quantity(result.throughput_median_sps, "samples/s")
+        lines.append(Text(f"highest throughput, {workload}: {name or result.cell.label}: {rate} (batch / median)"))
+    return lines
 
 
 def summary_line(run: Run) -> str:
