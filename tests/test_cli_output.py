@@ -68,7 +68,7 @@ def test_phases_add_up_to_the_cell_total(stored: tuple[Path, str, str]) -> None:
         run = store.load_run(run_id)
     for result in (r for r in run.results if r.status == "ok"):
         p = result.phases
-        tiles = [p.startup_s, p.load_s, p.prepare_s, p.warmup_s, p.measure_s, p.finish_s, p.other_s]
+        tiles = [p.startup_s, p.load_s, p.prepare_s, p.warmup_s, p.measure_s, p.finish_s, p.exit_s, p.other_s]
         assert None not in tiles and p.total_s is not None
         assert sum(tiles) == pytest.approx(p.total_s, rel=1e-9)  # type: ignore[arg-type]
         assert p.load_s > 0 and p.finish_s > 0  # type: ignore[operator]

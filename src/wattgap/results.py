@@ -22,8 +22,8 @@ STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crash
 
 class Phases(BaseModel):
     """Seconds spent in each phase of the cell's subprocess. Only ``measure_s`` is in the measurement.
-    startup, load, prepare, warmup, measure, finish and other add up to ``total_s``; export, calibration,
-    compile and build are parts of prepare."""
+    startup, load, prepare, warmup, measure, finish, exit and other add up to ``total_s``; export,
+    calibration, compile and build are parts of prepare."""
 
     startup_s: float | None = None  # interpreter start and imports, until the cell begins
     load_s: float | None = None  # the backend's framework imported, model built and moved to the device
@@ -35,12 +35,14 @@ class Phases(BaseModel):
     warmup_s: float | None = None
     measure_s: float | None = None  # wall time of the timed blocks
     finish_s: float | None = None  # after the window: validation top-1, guardrail, the result put together
-    other_s: float | None = None  # the rest: stopping checks between blocks, process exit, result transfer
+    exit_s: float | None = None  # from the result's arrival to the subprocess's end (framework teardown)
+    other_s: float | None = None  # the rest: interpreter start, stopping checks between blocks, result transfer
     total_s: float | None = None  # the whole subprocess, as the parent saw it
 
-    def close(self, total_s: float) -> None:
-        """Set the total and what no named phase covers, so that the phases add up to it."""
-        tiles = (self.startup_s, self.load_s, self.prepare_s, self.warmup_s, self.measure_s, self.finish_s)
+    def close(self, total_s: float, exit_s: float) -> None:
+        """Set the total, the exit, and what no named phase covers, so that the phases add up to it."""
+        self.exit_s = exit_s
+        tiles = (self.startup_s, self.load_s, self.prepare_s, self.warmup_s, self.measure_s, self.finish_s, exit_s)
         self.total_s = total_s
         self.other_s = max(0.0, total_s - sum(t for t in tiles if t is not None))
 

@@ -74,6 +74,7 @@ def run_isolated(
         process.stdin.write(job.encode())
         process.stdin.close()
         final: dict[str, Any] | None = None
+        arrived = 0.0  # when the final event came
         timed_out = False
         with selectors.DefaultSelector() as selector:
             selector.register(process.stdout, selectors.EVENT_READ)
@@ -96,15 +97,17 @@ def run_isolated(
                         continue
                     if event.get("event") in ("result", "error"):
                         final = event
+                        arrived = time.perf_counter()
                     elif on_event is not None:
                         on_event(event)
         if timed_out:
             _kill(process)
         returncode = process.wait()
-        total_s = time.perf_counter() - begin
+        ended = time.perf_counter()
+        total_s = ended - begin
         if final is not None and final["event"] == "result":
             result = CellResult.model_validate(final["result"])
-            result.phases.close(total_s)
+            result.phases.close(total_s, exit_s=ended - arrived)
             return result
         if timed_out:
             status, reason = "timeout", f"no result within cell_timeout_s={config.cell_timeout_s:g}"
