@@ -367,14 +367,23 @@ def efficiency(
     console.print(efficiency_table(stored, metric, rows, params, defaulted=rank is None))
 
 
+MAX_MESSAGE = 1000
+
+
+def one_line(message: str) -> str:
+    """A message as one line of printable text, at most MAX_MESSAGE characters."""
+    text = "".join(c if c.isprintable() else " " for c in message)
+    return text if len(text) <= MAX_MESSAGE else f"{text[: MAX_MESSAGE - 30]}... ({len(text)} characters)"
+
+
 def main() -> None:
     from typer.exceptions import Abort, Exit, TyperException
 
     try:
         code = app(standalone_mode=False)
     except WattgapError as error:
-        sys.stderr.write(f"wattgap: error: {error}\n")
-        sys.exit(2)
+        sys.stderr.write(f"wattgap: error: {one_line(str(error))}\n")
+        sys.exit(EXIT_BAD_INPUT)
     except TyperException as error:  # a wrong option or value: one line too, not a usage panel
         if error.format_message():  # empty when help was printed for a bare command
             sys.stderr.write(f"wattgap: error: {error.format_message()} (see wattgap --help)\n")

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wattgap.errors import ConfigError, field_error
+from wattgap.errors import ConfigError, field_error, shown
 from wattgap.measure.energy.settings import EnergySettings
 from wattgap.measure.protocol import Protocol
 from wattgap.models import check_model_name
@@ -40,7 +40,7 @@ def _each(field: str, values: list[T], valid: Callable[[T], bool], allowed: Iter
 class SweepConfig(BaseModel):
     """A sweep: each list is an axis; the cells are their product (see plan.expand)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     name: str = "custom"
     description: str = ""
@@ -157,8 +157,8 @@ def _describe(error: ValidationError) -> str:
     message = first["msg"]
     expected = first.get("ctx", {}).get("expected")
     if expected:
-        return f"{location}: got {given!r}; allowed: {expected}"
-    return f"{location}: got {given!r}; {message[0].lower()}{message[1:]}"
+        return f"{location}: got {shown(given)}; allowed: {expected}"
+    return f"{location}: got {shown(given)}; {message[0].lower()}{message[1:]}"
 
 
 def parse_config(data: Any, source: str = "config") -> SweepConfig:
@@ -184,14 +184,57 @@ def validate_flags(model: type[M], flags: dict[str, Any]) -> M:
         raise ConfigError(f"--{field.replace('_', '-')}:{rest}") from None
 
 
+MAX_CONFIG_BYTES = 1_048_576  # a sweep file is a few hundred bytes; this leaves room, not a bomb
+MAX_CONFIG_VALUES = 100_000  # values in the config once aliases are expanded
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (the later one would silently
+    win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise ConfigError(f"line {mark.line + 1}: key {shown(key)} is given twice; give it once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _values(data: Any, limit: int) -> int:
+    """How many values ``data`` holds once its aliases are expanded, counting no further than ``limit``:
+    an alias bomb ("billion laughs") loads as a few shared lists but expands to billions of values."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def _read_yaml(text: str, source: str) -> Any:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: {len(text)} characters; a config file may have at most {MAX_CONFIG_BYTES}")
     try:
-        return yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "malformed YAML"
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    if _values(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(
+            f"{source}: over {MAX_CONFIG_VALUES} values once its aliases are expanded; a sweep needs far fewer"
+        )
+    return data
 
 
 def load_config_data(path: str | Path) -> dict[str, Any]:

@@ -42,7 +42,7 @@ DEFAULT_CARBON_G_PER_KWH = 475.0
 
 
 class EfficiencyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     alpha: float = Field(1.0, gt=0)
     beta: float = Field(1.0, gt=0)

@@ -10,7 +10,7 @@ from wattgap.errors import field_error
 class Protocol(BaseModel):
     """How one cell is measured (DESIGN section 4). Every field is stored with the run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     warmup_min_iters: int = Field(10, ge=0)
     warmup_min_time_s: float = Field(1.0, ge=0)

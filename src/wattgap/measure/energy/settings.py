@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class EnergySettings(BaseModel):
     """How energy is metered (measure/energy). Stored with the run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     enabled: bool = True
     idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured once per run; 0: no net energy
