@@ -35,6 +35,7 @@ from wattgap.results import Run
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.runner.probe import declares_input_shape
+from wattgap.store.locks import executing
 from wattgap.store.sqlite import Store
 from wattgap.version import __version__
 
@@ -134,12 +135,12 @@ def run(
     labels = _check_tags(tags or [])
     planned = plan(sweep)  # before the store is opened: a bad name writes nothing
     hardware = detect()
-    with Store.open(db) as store:
+    run_id = new_run_id()
+    with Store.open(db) as store, executing(db, run_id):
         environment = fingerprint(hardware)
         devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
         idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
         environment["idle_power"] = idle
-        run_id = new_run_id()
         store.create_run(run_id, sweep, environment, list(planned.cells), planned.skipped, __version__, labels)
         if on_created is not None:
             on_created(run_id, planned)
@@ -154,13 +155,14 @@ def resume(
     on_created: OnCreated | None = None,
     executor: Executor | None = None,
 ) -> Run:
-    """Run the cells of ``run_id`` that have no stored result yet, on the machine that started it."""
-    previous = load_run(db, run_id)
-    here = machine_key(fingerprint(detect()))
-    there = machine_key(previous.environment)
-    if here != there:
-        raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
-    with Store.open(db) as store:
+    """Run the cells of ``run_id`` that have no stored result yet, on the machine that started it. A run
+    that another process is executing is refused (StoreError)."""
+    with Store.open(db) as store, executing(db, store.resolve(run_id)):
+        previous = store.load_run(run_id)  # read under the lock: what is pending now
+        here = machine_key(fingerprint(detect()))
+        there = machine_key(previous.environment)
+        if here != there:
+            raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
         if on_created is not None:
             on_created(previous.run_id, None)
         idle = previous.environment.get("idle_power") or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from wattgap.errors import ConfigError, WattgapError, field_error
+from wattgap.report.format import plain
 
 app = typer.Typer(
     help="Benchmark deep-learning workloads: latency, throughput, memory and FLOPs, stored in SQLite.",
@@ -151,15 +153,16 @@ def _execute(start: Any, quiet: bool) -> None:
     def created(run_id: str, plan: Any) -> None:
         started["run_id"] = run_id
         skipped = f", {len(plan.skipped)} skipped before starting" if plan and plan.skipped else ""
-        console.print(f"run {run_id}: {len(plan.cells) if plan else 'resuming its'} cells{skipped}")
+        console.print(Text(f"run {run_id}: {len(plan.cells) if plan else 'resuming its'} cells{skipped}"))
 
     try:
         with progress:
             finished = start(progress, created)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         run_id = started.get("run_id", "?")
-        console.print(f"interrupted; finished cells are stored. Resume with: wattgap run --resume {run_id}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        how = f"stopped by {signal.Signals(stop.signum).name}" if isinstance(stop, Stopped) else "interrupted"
+        console.print(f"{how}; finished cells are stored. Resume with: wattgap run --resume {run_id}")
+        raise typer.Exit(128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED) from None
     console.print(run_view(finished))
     console.print(f"run id: {finished.run_id}")
     counts = finished.counts()
@@ -192,7 +195,7 @@ def list_(
     for column in rows[0] if rows else ["(none)"]:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
+        table.add_row(*(Text(plain(v)) for v in row.values()))
     console.print(table)
 
 
@@ -230,7 +233,7 @@ def delete(
             raise ConfigError(f"--yes: required to delete {what} without a terminal to confirm on")
         typer.confirm(f"delete {what}?", abort=True)
     deleted, count = api.delete_run(db, stored.run_id)
-    console.print(Text(f"deleted run {deleted} and its {count} results"))
+    console.print(Text(plain(f"deleted run {deleted} and its {count} results")))
 
 
 @app.command()
@@ -252,6 +255,7 @@ def export(
     run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="csv: a row per cell; json: everything.")],
     output: Annotated[Path | None, typer.Option(help="File to write; standard output when absent.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing regular file at --output.")] = False,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Export a run as CSV or JSON."""
@@ -262,7 +266,7 @@ def export(
     if output is None:
         sys.stdout.write(text)
     else:
-        write_atomically(text, output)
+        write_atomically(text, output, force=force)
 
 
 @app.command()
@@ -370,6 +374,19 @@ def efficiency(
 MAX_MESSAGE = 1000
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: handled as Ctrl-C is (the run is marked interrupted, finished cells kept), so
+    that a run whose process is gone is never left looking like a live one."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
 def one_line(message: str) -> str:
     """A message as one line of printable text, at most MAX_MESSAGE characters."""
     text = "".join(c if c.isprintable() else " " for c in message)
@@ -379,6 +396,8 @@ def one_line(message: str) -> str:
 def main() -> None:
     from typer.exceptions import Abort, Exit, TyperException
 
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _stop)
     try:
         code = app(standalone_mode=False)
     except WattgapError as error:

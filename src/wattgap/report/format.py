@@ -39,3 +39,9 @@ def seconds(value: float | None) -> str:
         if abs(float(number(value / scale))) >= 1:
             return f"{number(value / scale)} {unit}"
     return f"{number(value / 1e-9)} ns"
+
+
+def plain(value: object) -> str:
+    """Foreign text (names, paths, error messages) made safe for a terminal: control characters,
+    escape sequences among them, are shown as ``\\x1b``-style escapes instead of being executed."""
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in str(value))

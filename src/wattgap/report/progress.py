@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.text import Text
 
 from wattgap.cells import Cell
-from wattgap.report.format import quantity, seconds
+from wattgap.report.format import plain, quantity, seconds
 from wattgap.report.terminal import STATUS_STYLE
 from wattgap.results import CellResult
 
@@ -61,7 +61,7 @@ class LineProgress(SilentProgress):
         else:
             detail = result.reason
         line = Text(f"{result.status:>7}", style=STATUS_STYLE.get(result.status, "red"))
-        line.append(f" {result.cell.label}  {detail}")  # foreign text (names, errors): never markup
+        line.append(plain(f" {result.cell.label}  {detail}"))  # foreign text (names, errors): never markup
         self.console.print(line)
 
 
@@ -96,7 +96,7 @@ class RichProgress(LineProgress):
         if self.cell is not None:
             self.progress.remove_task(self.cell)
         self.progress.update(self.sweep, description=f"sweep {index + 1}/{total}")
-        self.cell = self.progress.add_task(escape(cell.label), total=1.0, phase="start")
+        self.cell = self.progress.add_task(escape(plain(cell.label)), total=1.0, phase="start")
 
     def cell_event(self, event: dict[str, Any]) -> None:
         if self.cell is None:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -16,7 +15,7 @@ from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams
 from wattgap.analysis.plausibility import suspects
 from wattgap.analysis.speedup import Comparison
 from wattgap.cells import CELL_FIELDS, Cell
-from wattgap.report.format import number, quantity, seconds
+from wattgap.report.format import number, plain, quantity, seconds
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
@@ -69,9 +68,8 @@ def _varying_fields(cells: Sequence[Cell]) -> tuple[list[str], dict[str, object]
 
 
 def _shared_line(fixed: dict[str, object], what: str = "every cell") -> Text:
-    return Text(
-        f"{what}: " + (", ".join(f"{_HEADERS.get(k, k)} {v}" for k, v in fixed.items() if v is not None) or "-")
-    )
+    shared = ", ".join(f"{_HEADERS.get(k, k)} {v}" for k, v in fixed.items() if v is not None)
+    return Text(plain(f"{what}: {shared or '-'}"))
 
 
 def run_view(run: Run) -> RenderableType:
@@ -88,7 +86,7 @@ def run_view(run: Run) -> RenderableType:
     labels = {r.energy.label for r in results if r.energy is not None}
     one_label = labels.pop() if len(labels) == 1 else None
     title = Text(f"run {run.run_id} (", style="bold")
-    title.append(run.name + (f"; tags: {', '.join(run.tags)}" if run.tags else ""))
+    title.append(plain(run.name + (f"; tags: {', '.join(run.tags)}" if run.tags else "")))
     title.append(f", {run.status})")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for name in varying:  # never shortened: they say which row is which
@@ -113,7 +111,7 @@ def run_view(run: Run) -> RenderableType:
     table.add_column("notes", overflow="fold", min_width=12)
     for cell in shown:
         result = by_id.get(cell.cell_id)
-        identity: list[Text | str] = [Text(str(getattr(cell, name))) for name in varying]
+        identity: list[Text | str] = [Text(plain(getattr(cell, name))) for name in varying]
         if result is None:
             table.add_row(*identity, Text("pending", style="dim"), *["-"] * (len(columns) - 1), "")
             continue
@@ -136,10 +134,10 @@ def run_view(run: Run) -> RenderableType:
         ]
         if with_top1:
             row.append(f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-")
-        table.add_row(*row, Text(_notes(result, flagged.get(cell.cell_id, ""))))
+        table.add_row(*row, Text(plain(_notes(result, flagged.get(cell.cell_id, "")))))
     parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(results, varying, flagged)]
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
-    parts += [Text(summary_line(run)), Text(idle_line(run))]
+    parts += [Text(summary_line(run)), Text(plain(idle_line(run)))]
     return Group(*parts)
 
 
@@ -158,7 +156,9 @@ def _best_lines(results: list[CellResult], varying: list[str], flagged: dict[str
     for workload, result in best.items():
         name = ", ".join(f"{_HEADERS.get(k, k)} {getattr(result.cell, k)}" for k in varying if k != "workload")
         rate = quantity(result.throughput_median_sps, "samples/s")
-        lines.append(Text(f"highest throughput, {workload}: {name or result.cell.label}: {rate} (batch / median)"))
+        lines.append(
+            Text(plain(f"highest throughput, {workload}: {name or result.cell.label}: {rate} (batch / median)"))
+        )
     return lines
 
 
@@ -210,7 +210,7 @@ def efficiency_table(
         note = notes.setdefault(row.note, len(notes) + 1) if row.note else None
         table.add_row(
             str(position),
-            *(Text(str(getattr(cell, name))) if cell else Text("?") for name in varying),
+            *(Text(plain(getattr(cell, name))) if cell else Text("?") for name in varying),
             row.basis,
             energy if one_label else f"{energy} {row.energy_label}",
             *([f"{row.accuracy:.3f}" if row.accuracy is not None else "-"] if accuracy else []),
@@ -221,7 +221,7 @@ def efficiency_table(
             seconds(row.time_s),
             f"[{note}]" if note else "",
         )
-    footnotes = [Text(f"[{number}] {text}") for text, number in notes.items()]
+    footnotes = [Text(plain(f"[{number}] {text}")) for text, number in notes.items()]
     return Group(title, _shared_line(fixed), table, *footnotes)
 
 
@@ -259,15 +259,15 @@ def comparison_table(comparison: Comparison) -> RenderableType:
         assert pair.a.latency is not None and pair.b.latency is not None
         change, low, high = pair.latency_change
         table.add_row(
-            *(Text(str(pair.key.get(name))) for name in varying),
-            Text(str(getattr(pair.a.cell, comparison.by))),
-            Text(str(getattr(pair.b.cell, comparison.by))),
+            *(Text(plain(pair.key.get(name))) for name in varying),
+            Text(plain(getattr(pair.a.cell, comparison.by))),
+            Text(plain(getattr(pair.b.cell, comparison.by))),
             seconds(pair.a.latency.median_s),
             seconds(pair.b.latency.median_s),
             f"{number(pair.speedup)}x",
             f"{number(pair.ci_low)}-{number(pair.ci_high)}",
             f"{change:+.0%} ({low:+.0%}..{high:+.0%})",
-            Text(pair.note),
+            Text(plain(pair.note)),
         )
     return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table)
 
@@ -277,7 +277,7 @@ def plan_view(name: str, plan: Plan) -> RenderableType:
     and the skipped ones summarised by reason."""
     varying, fixed = _varying_fields(plan.cells)
     runnable = plan.runnable
-    head = Text(f"plan of {name}: {len(plan.cells)} cells, {len(runnable)} to run, {len(plan.skipped)} skipped")
+    head = Text(plain(f"plan of {name}: {len(plan.cells)} cells, {len(runnable)} to run, {len(plan.skipped)} skipped"))
     shared = _shared_line(fixed)
     parts: list[RenderableType] = [head, shared]
     if runnable and varying:
@@ -285,7 +285,7 @@ def plan_view(name: str, plan: Plan) -> RenderableType:
         for field in varying:
             table.add_column(_HEADERS.get(field, field), no_wrap=True)
         for cell in runnable:
-            table.add_row(*(Text(str(getattr(cell, field))) for field in varying))
+            table.add_row(*(Text(plain(getattr(cell, field))) for field in varying))
         parts.append(table)
     parts += _skipped_lines(Counter(plan.skipped.values()))
     return Group(*parts)
@@ -295,7 +295,7 @@ def _skipped_lines(reasons: Counter[str]) -> list[RenderableType]:
     if not reasons:
         return []
     lines: list[RenderableType] = [Text(f"skipped {sum(reasons.values())} cells before running:")]
-    return lines + [Text(f"  {count} x {reason}") for reason, count in reasons.most_common()]
+    return lines + [Text(plain(f"  {count} x {reason}")) for reason, count in reasons.most_common()]
 
 
 def print_comparison(console: Console, comparison: Comparison) -> None:
@@ -337,5 +337,5 @@ def environment_tables(environment: dict[str, Any]) -> list[Table]:
     usable.add_column("why not", overflow="fold")
     for kind in ("devices", "backends"):
         for name, entry in environment[kind].items():
-            usable.add_row(kind[:-1], name, "yes" if entry["usable"] else "[red]no[/]", escape(entry["reason"]))
+            usable.add_row(kind[:-1], name, "yes" if entry["usable"] else "[red]no[/]", Text(plain(entry["reason"])))
     return [machine, usable]

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -29,17 +30,43 @@ def render(run: Run, fmt: str) -> str:
     return buffer.getvalue()
 
 
-def write_atomically(text: str, path: str | Path) -> None:
+def write_atomically(text: str, path: str | Path, force: bool = False) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, then a rename). Only a
+    new path, or with ``force`` an existing regular file (its permissions kept), is written: a symbolic
+    link, a FIFO, a device or a folder is refused, never replaced by a regular file."""
     target = Path(path)
     if not target.parent.is_dir():
         raise StoreError(f"--output: folder {str(target.parent)!r} does not exist")
-    if target.is_dir():
-        raise StoreError(f"--output: {str(target)!r} is a folder; give a file path")
+    try:
+        existing = target.lstat()  # the path itself, not what a link points to
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(existing.st_mode), "not a regular file")
+        raise StoreError(f"--output: {str(target)!r} is {kind}; give the path of a regular file or a new one")
+    if existing is not None and not force:
+        raise StoreError(f"--output: {str(target)!r} exists; add --force to replace it")
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~umask
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}

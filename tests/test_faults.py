@@ -1,0 +1,144 @@
+"""Faults and hostile input, as a real user and an unlucky machine bring them: real subprocesses, real
+signals, real files. Each case fails on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import FAST_PROTOCOL, fast_config, wattgap
+
+pytestmark = pytest.mark.faults
+
+
+def _start_slow_sweep(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A sweep of six slow cells in the background, once two results are stored: the process and run id."""
+    config = fast_config(models=["helpers.usermodels:slow"], batch_sizes=[1, 2, 3, 4, 5, 6])
+    config["protocol"] = {**FAST_PROTOCOL, "min_iters": 5, "max_time_s": 0.4}
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wattgap", "run", "--config", "sweep.yaml", "--quiet"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    db, deadline, stored = folder / "wattgap.db", time.monotonic() + 120, 0
+    while stored < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+    assert stored >= 2, "the sweep stored nothing in time"
+    (run_id,) = sqlite3.connect(db).execute("SELECT run_id FROM runs").fetchone()
+    return process, run_id
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_running_run_is_locked_and_a_stopped_one_resumes(tmp_path: Path, signum: int) -> None:
+    """--resume of a live run used to measure the same cells twice; SIGTERM and SIGHUP left the run
+    'running' with no word. Now: refused while live, marked interrupted when stopped, then resumable."""
+    process, run_id = _start_slow_sweep(tmp_path)
+    refused = wattgap("run", "--resume", run_id, cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert f"run {run_id} is being executed by wattgap process {process.pid} on" in refused.stderr
+    process.send_signal(signum)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum
+    assert f"stopped by {signal.Signals(signum).name}; finished cells are stored" in out.decode()
+    connection = sqlite3.connect(tmp_path / "wattgap.db")
+    assert connection.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+    before = dict(connection.execute("SELECT cell_id, result_json FROM results").fetchall())
+    resumed = wattgap("run", "--resume", run_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = dict(connection.execute("SELECT cell_id, result_json FROM results").fetchall())
+    assert len(after) == 6 and all(after[cell] == text for cell, text in before.items())
+    assert not (tmp_path / ".wattgap.db.locks").exists()
+
+
+def test_a_lock_left_by_a_killed_process_is_stale(tmp_path: Path) -> None:
+    process, run_id = _start_slow_sweep(tmp_path)
+    process.kill()
+    process.wait()
+    assert (tmp_path / ".wattgap.db.locks" / f"{run_id}.lock").exists()  # left behind by SIGKILL
+    resumed = wattgap("run", "--resume", run_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("export")
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(fast_config(energy={"idle_s": 0})))
+    done = wattgap("run", "--config", "sweep.yaml", "--quiet", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder / "wattgap.db", done.stdout.strip().splitlines()[-1].removeprefix("run id: ")
+
+
+def _export(db: Path, run_id: str, output: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return wattgap(
+        "export", run_id, "--format", "json", "--output", str(output), "--db", str(db), *extra, cwd=db.parent
+    )
+
+
+def test_export_never_replaces_what_is_not_a_regular_file(exported: tuple[Path, str], tmp_path: Path) -> None:
+    """A symlink, a FIFO and a folder used to become regular files (as root, /dev/null too)."""
+    db, run_id = exported
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path, kind in ((link, "a symbolic link"), (fifo, "a FIFO"), (tmp_path, "a folder")):
+        done = _export(db, run_id, path, "--force")
+        assert done.returncode == 2 and f"is {kind}" in done.stderr, done.stderr
+    assert link.is_symlink() and target.read_text() == "keep me" and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "pipe", "precious.txt"]  # no temp left
+
+
+def test_export_replaces_a_file_only_with_force_and_keeps_its_permissions(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    db, run_id = exported
+    out = tmp_path / "run.json"
+    assert _export(db, run_id, out).returncode == 0 and json.loads(out.read_text())["run_id"] == run_id
+    out.write_text("older export")
+    out.chmod(0o640)
+    refused = _export(db, run_id, out)
+    assert refused.returncode == 2 and "exists; add --force to replace it" in refused.stderr
+    assert out.read_text() == "older export"
+    assert _export(db, run_id, out, "--force").returncode == 0
+    assert json.loads(out.read_text())["run_id"] == run_id and stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+def test_foreign_text_reaches_the_terminal_as_text(tmp_path: Path) -> None:
+    """Square brackets in a run name crashed the progress display; [link=...] rendered as a link; escape
+    sequences passed through. Run names and failing models' messages are printed as they are, with
+    control characters shown, not executed."""
+    name = "[/data/train] [link=http://example.invalid]x[/link] \x1b[2J\x1b]0;title\x07"
+    done = wattgap(
+        "run", "--model", "helpers.usermodels:raises", "--name", name, "--idle", "0", cwd=tmp_path
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "\x1b[2J" not in done.stdout and "\x1b]0;" not in done.stdout and "\x07" not in done.stdout
+    assert "[/data/train] [link=http://example.invalid]x[/link]" in done.stdout
+    shown = wattgap("show", "latest", cwd=tmp_path)
+    assert shown.returncode == 0 and "[/data/train]" in shown.stdout and "\x1b[2J" not in shown.stdout
+    listed = wattgap("list", "runs", cwd=tmp_path)
+    assert listed.returncode == 0 and "\x1b" not in listed.stdout
+
+
+def test_error_messages_are_one_short_line(tmp_path: Path) -> None:
+    done = wattgap("run", "--model", "m" * 100_000, "--dry-run", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and len(done.stderr) < 1100
+    assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []
