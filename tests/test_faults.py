@@ -13,9 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers import FAST_PROTOCOL, fast_config, wattgap
+
+from wattgap.store.sqlite import Store
 
 pytestmark = pytest.mark.faults
 
@@ -142,3 +145,28 @@ def test_error_messages_are_one_short_line(tmp_path: Path) -> None:
     done = wattgap("run", "--model", "m" * 100_000, "--dry-run", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and len(done.stderr) < 1100
     assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("model", ["spawns_orphans", "forks_holding_the_pipe"])
+def test_what_a_cell_starts_ends_with_it(tmp_path: Path, model: str) -> None:
+    """A helper in a new session outlived the run (reparented to PID 1); a forked child holding the
+    result pipe made the sweep wait the whole cell timeout after the result had arrived."""
+    pids = tmp_path / "pids"
+    env = {**os.environ, "WATTGAP_TEST_PIDS": str(pids)}
+    (tmp_path / "sweep.yaml").write_text(
+        yaml.safe_dump(fast_config(models=[f"helpers.usermodels:{model}"], cell_timeout_s=120))
+    )
+    done = wattgap("run", "--config", "sweep.yaml", "--quiet", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = [int(line) for line in pids.read_text().split()]
+    assert started and not [pid for pid in started if psutil.pid_exists(pid) and _alive(pid)]
+    with Store.open_readonly(tmp_path / "wattgap.db") as store:
+        (result,) = store.load_run("latest").results
+    assert result.status == "ok" and result.phases.total_s is not None and result.phases.total_s < 60
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

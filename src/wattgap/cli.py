@@ -398,6 +398,9 @@ def main() -> None:
 
     for number in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, _stop)
+    from wattgap.runner.processes import become_subreaper
+
+    become_subreaper()  # orphans of a cell's processes come back to us, to be ended with the cell
     try:
         code = app(standalone_mode=False)
     except WattgapError as error:

@@ -89,3 +89,36 @@ class _DataDependent(nn.Module):
 
 def data_dependent() -> nn.Module:
     return _DataDependent()
+
+
+def _record_pid(pid: int) -> None:
+    path = os.environ.get("WATTGAP_TEST_PIDS")
+    if path:
+        with open(path, "a") as file:
+            file.write(f"{pid}\n")
+
+
+def spawns_orphans() -> nn.Module:
+    """Starts a helper in a session of its own (out of reach of a process-group kill) and leaves it."""
+    import subprocess
+    import sys
+
+    helper = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True, stdin=subprocess.DEVNULL
+    )
+    _record_pid(helper.pid)
+    return tiny()
+
+
+def forks_holding_the_pipe() -> nn.Module:
+    """Forks a child that keeps every inherited descriptor, the result pipe among them, open for 300 s."""
+    child = os.fork()
+    if child == 0:
+        time.sleep(300)
+        os._exit(0)
+    _record_pid(child)
+    return tiny()
+
+
+spawns_orphans.input_shape = (3, 8, 8)  # type: ignore[attr-defined]
+forks_holding_the_pipe.input_shape = (3, 8, 8)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from typing import Any
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.results import CellResult, Phases
+from wattgap.runner.processes import descendants, die_with_parent, end_new_descendants
 
 OnEvent = Callable[[dict[str, Any]], None]
 
@@ -60,6 +61,7 @@ def run_isolated(
         }
     )
     started_at = _now()
+    before = descendants()
     begin = time.perf_counter()
     deadline = time.monotonic() + config.cell_timeout_s
     with tempfile.TemporaryFile() as stderr:
@@ -69,6 +71,7 @@ def run_isolated(
             stdout=subprocess.PIPE,
             stderr=stderr,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(job.encode())
@@ -100,10 +103,17 @@ def run_isolated(
                         arrived = time.perf_counter()
                     elif on_event is not None:
                         on_event(event)
+                if final is not None:
+                    break  # taken when it arrives: a child of the cell holding the pipe cannot hold the sweep
         if timed_out:
             _kill(process)
-        returncode = process.wait()
+        try:
+            returncode = process.wait(timeout=EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _kill(process)
+            returncode = process.wait()
         ended = time.perf_counter()
+        end_new_descendants(before)
         total_s = ended - begin
         if final is not None and final["event"] == "result":
             result = CellResult.model_validate(final["result"])
@@ -136,6 +146,9 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return event if isinstance(event, dict) else None
+
+
+EXIT_GRACE_S = 10.0  # a worker that sent its result and is still not gone after this is killed
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+from wattgap.runner.processes import descendants, end_new_descendants
+
 _PROBE = """
 import json, sys
 from wattgap.models import CustomModel
@@ -22,6 +24,7 @@ def declares_input_shape(target: str, timeout_s: float) -> bool | None:
     """True or False when the model ``target`` (package.module:callable) was built and does or does not
     declare ``input_shape`` (on the callable or on the module it returns); None when that could not be
     learnt (the build failed, crashed or took longer than ``timeout_s``): its cell will say why."""
+    before = descendants()
     try:
         done = subprocess.run(
             [sys.executable, "-c", _PROBE, target],
@@ -33,6 +36,8 @@ def declares_input_shape(target: str, timeout_s: float) -> bool | None:
         )
     except subprocess.TimeoutExpired:
         return None
+    finally:
+        end_new_descendants(before)  # what building the model started ends with the probe
     if done.returncode != 0:
         return None
     lines = done.stdout.strip().splitlines()

@@ -12,21 +12,6 @@ import traceback
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process if the parent dies, so that a killed sweep leaves no orphan."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -47,7 +32,6 @@ def main() -> int:
     started = time.perf_counter()
     protocol_out: TextIO = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from models or libraries go to stderr, not into the protocol
-    _die_with_parent()
 
     def emit(event: dict[str, Any]) -> None:
         protocol_out.write(json.dumps(event) + "\n")

@@ -1,0 +1,62 @@
+"""Process hygiene for the sweep and its cells (Linux; no-ops elsewhere): a cell's process dies with the
+sweep, and orphans of a cell's processes come back to the sweep to be ended with the cell. Light: the CLI
+calls it before anything heavy is imported."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """Run in the cell's process between fork and exec (Linux): the kernel kills it when the sweep dies,
+    from before its interpreter starts (set later, a SIGKILL of the sweep in the first second or two left
+    the worker alive). libc is loaded here, in the parent, so the child only makes one call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the sweep died before the call: nobody would send the signal
+            os._exit(1)
+
+    return arm
+
+
+def become_subreaper() -> None:
+    """Make this process (the sweep) adopt its descendants' orphans (Linux): a process a cell started
+    that outlives the cell, even in a session of its own, is then found among our descendants and ended
+    with the cell instead of living on under PID 1."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def descendants() -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def end_new_descendants(before: set[int]) -> None:
+    """Kill, and reap, what the finished cell left behind: this process's descendants that were not there
+    before the cell started (other children of a program calling wattgap are left alone)."""
+    import psutil
+
+    leftovers = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
+    for process in leftovers:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(leftovers, timeout=5)
