@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from helpers import FAST_PROTOCOL, fast_config, wattgap
 
+from wattgap.errors import StoreError
 from wattgap.store.sqlite import Store
 
 pytestmark = pytest.mark.faults
@@ -170,3 +172,136 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _mount(*args: str) -> str:
+    """Run mount; the reason it failed, or '' (tests that need a mount skip with that reason)."""
+    done = subprocess.run(["mount", *args], capture_output=True, text=True)
+    return "" if done.returncode == 0 else f"mount {' '.join(args)}: {done.stderr.strip() or done.returncode}"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "small"
+    folder.mkdir()
+    why = _mount("-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder))
+    if why:
+        pytest.skip(f"needs a small tmpfs: {why}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_stops_cleanly_with_the_resume_command(small_disk: Path, tmp_path: Path) -> None:
+    config = fast_config(batch_sizes=[1, 2, 3, 4, 5, 6, 7, 8], energy={"idle_s": 0})
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    db = small_disk / "wattgap.db"
+    done = wattgap("run", "--config", str(tmp_path / "sweep.yaml"), "--db", str(db), "--quiet", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    assert "database or disk is full" in done.stderr and "wattgap run --resume" in done.stderr
+    connection = sqlite3.connect(db)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = connection.execute("SELECT COUNT(*) FROM results WHERE status = 'ok'").fetchone()[0]
+    assert stored >= 1  # what finished before the disk filled is there
+
+
+def test_a_database_on_a_read_only_filesystem_reads(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "sweep.yaml").write_text(yaml.safe_dump(fast_config(energy={"idle_s": 0})))
+    assert wattgap("run", "--config", "sweep.yaml", "--quiet", cwd=source).returncode == 0
+    frozen = tmp_path / "ro"
+    frozen.mkdir()
+    why = _mount("--bind", str(source), str(frozen)) or _mount("-o", "remount,bind,ro", str(frozen))
+    if why:
+        subprocess.run(["umount", str(frozen)], check=False)
+        pytest.skip(f"needs a read-only bind mount: {why}")
+    try:
+        shown = wattgap("show", "latest", "--db", str(frozen / "wattgap.db"), cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert "1 ok" in shown.stdout
+    finally:
+        subprocess.run(["umount", str(frozen)], check=False)
+
+
+@pytest.fixture(scope="module")
+def valid_db(exported: tuple[Path, str]) -> bytes:
+    db, _ = exported
+    connection = sqlite3.connect(db)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return db.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt page"])
+def test_damage_is_reported_as_damage(valid_db: bytes, tmp_path: Path, damage: str) -> None:
+    """A truncated file was called 'not SQLite'; a corrupt page gave a traceback in every command."""
+    broken = tmp_path / "broken.db"
+    if damage == "truncated":
+        broken.write_bytes(valid_db[:6000])
+    else:
+        page = 4096
+        broken.write_bytes(valid_db[: 2 * page] + b"\xde\xad" * (page // 2) + valid_db[3 * page :])
+    for command in (["show", "latest"], ["export", "latest", "--format", "json"]):
+        done = wattgap(*command, "--db", str(broken), cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "damaged" in done.stderr and ".recover" in done.stderr
+        assert "not a SQLite file" not in done.stderr
+    listed = wattgap("list", "runs", "--db", str(broken), cwd=tmp_path)  # what can still be read is read
+    assert "Traceback" not in listed.stderr
+    assert listed.returncode == 0 or (listed.returncode == 2 and "damaged" in listed.stderr)
+
+
+def test_a_blank_file_left_by_an_interrupted_creation_is_created(tmp_path: Path) -> None:
+    """A kill during creation left a SQLite file without the schema, refused forever."""
+    blank = tmp_path / "wattgap.db"
+    sqlite3.connect(blank).execute("PRAGMA journal_mode=WAL").connection.close()
+    assert blank.stat().st_size > 0
+    Store.open(blank).close()
+    with Store.open_readonly(blank) as store:
+        assert store.run_ids() == []
+
+
+def test_processes_creating_one_database_at_once_share_one_schema(tmp_path: Path) -> None:
+    """Two runs creating the file at once: one of them used to fail ('table runs already exists')."""
+    db = tmp_path / "wattgap.db"
+    start = time.time() + 2.0
+    script = (
+        "import sys, time; from wattgap.store.sqlite import Store; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); Store.open(sys.argv[1]).close()"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(db), str(start)]) for _ in range(4)]
+    assert [worker.wait(timeout=60) for worker in workers] == [0, 0, 0, 0]
+    connection = sqlite3.connect(db)
+    assert connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 3
+
+
+def test_a_write_waits_out_another_writers_lock_and_says_so_when_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locked past the busy timeout used to be a traceback that lost the cell just finished."""
+    import wattgap.store.sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sqlite_store, "WRITE_RETRY_PAUSES_S", (0.3, 0.6))
+    db = tmp_path / "wattgap.db"
+    store = Store.open(db)
+    run = fast_config()
+    from wattgap.config import parse_config
+
+    store.create_run("r1", parse_config(run), {}, [], {}, "test")
+    hold = (
+        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(float(sys.argv[2])); c.execute('COMMIT')"
+    )
+    for seconds, succeeds in ((1.0, True), (8.0, False)):
+        holder = subprocess.Popen([sys.executable, "-c", hold, str(db), str(seconds)], stdout=subprocess.PIPE)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        if succeeds:
+            store.set_run_status("r1", "complete")  # after retries
+        else:
+            with pytest.raises(StoreError, match=r"stayed locked by another writer for over \d+ s"):
+                store.set_run_status("r1", "interrupted")
+        holder.wait(timeout=30)
+    with Store.open_readonly(db) as reader:
+        assert reader.load_run("r1").status == "complete"
+    store.close()

@@ -4,6 +4,7 @@ each result as it arrives, keeps the FLOP cache and tells the progress display."
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ from wattgap.config import (
 )
 from wattgap.datasets import check
 from wattgap.devices import detect
-from wattgap.errors import ConfigError
+from wattgap.errors import ConfigError, StoreError
 from wattgap.measure.energy import measure_idle
 from wattgap.models import is_custom
 from wattgap.plan import Plan, expand
@@ -199,6 +200,13 @@ def _drive(
                 flops.setdefault(key(result.cell), result.flops_per_sample)
             store.store_result(run_id, result)
             progress.cell_finished(result)
+    except StoreError as error:  # the database cannot be written: stop, saying how to go on
+        with contextlib.suppress(StoreError):
+            store.set_run_status(run_id, "interrupted")
+        raise StoreError(
+            f"{error}; the cells finished before it are stored: `wattgap run --resume {run_id}` runs the rest "
+            "once the database can be written"
+        ) from None
     except BaseException:
         store.set_run_status(run_id, "interrupted")
         raise

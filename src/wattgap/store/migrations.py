@@ -69,14 +69,22 @@ def version_of(connection: sqlite3.Connection) -> int:
     return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
 
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
 def create(connection: sqlite3.Connection) -> None:
-    """A new database of the current version, in one transaction."""
-    connection.executescript(
-        f"BEGIN;\n{CREATE}\nPRAGMA application_id={APPLICATION_ID};\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
-    )
+    """The schema of the current version, in the caller's transaction (so that a concurrent or
+    interrupted creation leaves either nothing or all of it)."""
+    for statement in _statements(CREATE):
+        connection.execute(statement)
+    connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def upgrade(connection: sqlite3.Connection) -> None:
-    """Bring an older database up to SCHEMA_VERSION."""
+    """Bring an older database up to SCHEMA_VERSION, in the caller's transaction."""
     for version in range(version_of(connection), SCHEMA_VERSION):
-        connection.executescript(f"BEGIN;\n{MIGRATIONS[version]}\nPRAGMA user_version={version + 1};\nCOMMIT;")
+        for statement in _statements(MIGRATIONS[version]):
+            connection.execute(statement)
+        connection.execute(f"PRAGMA user_version={version + 1}")

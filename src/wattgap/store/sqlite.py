@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
@@ -33,6 +35,33 @@ def _result_row(run_id: str, result: CellResult) -> tuple[Any, ...]:
     )
 
 
+T = TypeVar("T")
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 30.0  # how long one statement waits for another writer's lock
+WRITE_RETRY_PAUSES_S = (1.0, 2.0, 4.0, 8.0)  # then, between further tries of a write that met a lock
+RECOVER = "the sqlite3 shell's .recover command saves what can still be read"
+
+
+def _identity(connection: sqlite3.Connection) -> tuple[int, int]:
+    """The file's application id and how many tables it has (0 and 0: a blank SQLite file)."""
+    application_id = int(connection.execute("PRAGMA application_id").fetchone()[0])
+    tables = int(connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0])
+    return application_id, tables
+
+
+def _read_connection(uri: str) -> sqlite3.Connection:
+    """A read-only connection; as immutable where SQLite cannot open the file otherwise (a read-only
+    filesystem, on which it cannot create the WAL's shared-memory file)."""
+    try:
+        connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError as error:
+        if "unable to open" not in str(error) and "readonly" not in str(error):
+            raise
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -48,55 +77,76 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
+        """For writing: creates the database when the file is new, empty, or a blank SQLite file left by
+        a creation that was interrupted; upgrades an older one. Creating is one immediate transaction, so
+        two processes creating the same file at once end with one schema."""
         file = Path(path)
         if not file.parent.is_dir():
             raise StoreError(f"--db: folder {str(file.parent)!r} does not exist; create it or choose another path")
         if file.is_dir():
             raise StoreError(f"--db: {str(file)!r} is a folder; give a file path such as {str(file / 'wattgap.db')!r}")
-        existed = file.exists() and file.stat().st_size > 0
-        if existed:
-            cls._check(file)
+        if file.exists() and file.stat().st_size > 0:
+            cls._check(file, blank_ok=True)
         try:
-            connection = sqlite3.connect(file, timeout=30)
+            connection = sqlite3.connect(file, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.execute("BEGIN IMMEDIATE")  # the one writer that decides whether to create
+            try:
+                application_id, tables = _identity(connection)
+                if application_id == 0 and tables == 0:
+                    migrations.create(connection)
+                elif application_id == APPLICATION_ID:
+                    migrations.upgrade(connection)
+                else:
+                    raise StoreError(f"--db: {str(file)!r} is a SQLite file but not a wattgap database")
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
-            if existed:
-                migrations.upgrade(connection)
-            else:
-                migrations.create(connection)
+            connection.isolation_level = "DEFERRED"  # back to transactions opened by each `with connection`
         except sqlite3.Error as error:
             raise StoreError(f"--db: cannot open {str(file)!r} for writing: {error}") from None
         return cls(connection, file)
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> Store:
+        """For reading, never creating or changing anything. On a read-only filesystem (where SQLite
+        cannot create the WAL's shared-memory file) the file is read as immutable."""
         file = Path(path)
         if not file.is_file():
             raise StoreError(f"--db: {str(file)!r} does not exist; run `wattgap run` first or pass --db PATH")
-        cls._check(file)
-        connection = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        return cls(connection, file)
+        return cls(cls._check(file), file)
 
     @staticmethod
-    def _check(file: Path) -> None:
-        """Refuse files that are not wattgap databases, or are of a newer schema than this version reads."""
+    def _check(file: Path, blank_ok: bool = False) -> sqlite3.Connection:
+        """A read-only connection to ``file``, refusing files that are not SQLite, not wattgap's (a blank
+        SQLite file passes with ``blank_ok``), of a newer schema, or damaged (said as damage)."""
+        with file.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        if header != SQLITE_HEADER:
+            raise StoreError(f"--db: {str(file)!r} is not a wattgap database (not a SQLite file)")
         try:
-            connection = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
-            finally:
-                connection.close()
-        except sqlite3.Error:
-            raise StoreError(f"--db: {str(file)!r} is not a wattgap database (not SQLite)") from None
+            connection = _read_connection(file.resolve().as_uri())
+            application_id, tables = _identity(connection)
+            version = migrations.version_of(connection)
+        except sqlite3.OperationalError as error:
+            raise StoreError(f"--db: cannot read {str(file)!r}: {error}") from None
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"--db: {str(file)!r} is a damaged SQLite file ({error}); {RECOVER}") from None
+        if blank_ok and application_id == 0 and tables == 0:
+            return connection
         if application_id != APPLICATION_ID:
+            connection.close()
             raise StoreError(f"--db: {str(file)!r} is a SQLite file but not a wattgap database")
         if version > SCHEMA_VERSION:
+            connection.close()
             raise StoreError(
                 f"--db: {str(file)!r} has schema version {version}, newer than this wattgap reads "
                 f"({SCHEMA_VERSION}); upgrade wattgap"
             )
+        return connection
 
     def close(self) -> None:
         self.connection.close()
@@ -164,8 +214,7 @@ class Store:
         """Commit one cell's result at once: a killed sweep keeps every finished cell. A stored result is
         never replaced: a second result for the same cell of the same run is refused."""
         try:
-            with self.connection:
-                self.connection.execute(_INSERT_RESULT, _result_row(run_id, result))
+            self._write(f"the result of cell {result.cell.label}", _INSERT_RESULT, _result_row(run_id, result))
         except sqlite3.IntegrityError:
             stored = self.connection.execute(
                 "SELECT status, stored_at FROM results WHERE run_id = ? AND cell_id = ?", (run_id, result.cell_id)
@@ -188,13 +237,58 @@ class Store:
         return run_id, int(count)
 
     def set_run_status(self, run_id: str, status: str) -> None:
-        with self.connection:
-            self.connection.execute(
-                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", (status, _now(), run_id)
-            )
+        self._write(
+            f"the status of run {run_id}",
+            "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+            (status, _now(), run_id),
+        )
 
-    # reading
+    def _write(self, what: str, statement: str, values: tuple[Any, ...]) -> None:
+        """One statement committed, retried with backoff while another writer holds the database past the
+        busy timeout; a StoreError saying why when it cannot be written (disk full, read-only, locked
+        throughout). Integrity errors (a duplicate) are the caller's."""
+        for pause in (*WRITE_RETRY_PAUSES_S, None):
+            try:
+                with self.connection:
+                    self.connection.execute(statement, values)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise StoreError(f"cannot store {what} in {str(self.path)!r}: {error}") from None
+                if pause is None:
+                    waited = BUSY_TIMEOUT_S * (len(WRITE_RETRY_PAUSES_S) + 1) + sum(WRITE_RETRY_PAUSES_S)
+                    raise StoreError(
+                        f"cannot store {what}: {str(self.path)!r} stayed locked by another writer for over "
+                        f"{waited:.0f} s"
+                    ) from None
+                time.sleep(pause)
+
+    # reading: damage in the file is reported as damage, never as a traceback
     def run_ids(self) -> list[str]:
+        return self._reading(self._run_ids)
+
+    def load_run(self, run_id: str) -> Run:
+        return self._reading(lambda: self._load_run(run_id))
+
+    def run_summaries(self) -> list[dict[str, Any]]:
+        return self._reading(self._run_summaries)
+
+    def _reading(self, read: Callable[[], T]) -> T:
+        try:
+            return read()
+        except sqlite3.OperationalError as error:
+            raise StoreError(f"--db: cannot read {str(self.path)!r}: {error}") from None
+        except sqlite3.DatabaseError as error:
+            try:
+                readable = ", ".join(self._run_ids()) or "none"
+            except sqlite3.DatabaseError:
+                readable = "none (the list of runs is damaged too)"
+            raise StoreError(
+                f"--db: {str(self.path)!r} is damaged ({error}); runs whose ids can still be read: {readable}; "
+                f"{RECOVER}"
+            ) from None
+
+    def _run_ids(self) -> list[str]:
         return [row[0] for row in self.connection.execute("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 
     def resolve(self, run_id: str) -> str:
@@ -211,7 +305,7 @@ class Store:
         what = "is ambiguous" if matches else "is not in"
         raise StoreError(f"run id: {run_id!r} {what} {str(self.path)!r}; latest runs: {known}")
 
-    def load_run(self, run_id: str) -> Run:
+    def _load_run(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
         row = self.connection.execute(
             "SELECT r.run_id, r.name, r.created_at, r.finished_at, r.status, r.config_json, r.environment_json, "
@@ -253,7 +347,7 @@ class Store:
             results=results,
         )
 
-    def run_summaries(self) -> list[dict[str, Any]]:
+    def _run_summaries(self) -> list[dict[str, Any]]:
         query = f"""
             SELECT r.run_id, r.name, {self.tags}, r.created_at, r.status,
                    (SELECT COUNT(*) FROM cells c WHERE c.run_id = r.run_id),
