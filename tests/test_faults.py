@@ -188,7 +188,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     if why:
         pytest.skip(f"needs a small tmpfs: {why}")
     yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    subprocess.run(["umount", "--lazy", str(folder)], check=False)
 
 
 def test_a_full_disk_stops_cleanly_with_the_resume_command(small_disk: Path, tmp_path: Path) -> None:
@@ -199,8 +199,11 @@ def test_a_full_disk_stops_cleanly_with_the_resume_command(small_disk: Path, tmp
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "database or disk is full" in done.stderr and "wattgap run --resume" in done.stderr
     connection = sqlite3.connect(db)
-    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    stored = connection.execute("SELECT COUNT(*) FROM results WHERE status = 'ok'").fetchone()[0]
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = connection.execute("SELECT COUNT(*) FROM results WHERE status = 'ok'").fetchone()[0]
+    finally:
+        connection.close()  # else the tmpfs is busy and cannot be unmounted
     assert stored >= 1  # what finished before the disk filled is there
 
 
@@ -305,3 +308,16 @@ def test_a_write_waits_out_another_writers_lock_and_says_so_when_it_cannot(
     with Store.open_readonly(db) as reader:
         assert reader.load_run("r1").status == "complete"
     store.close()
+
+
+def test_db_must_be_a_regular_file_or_a_new_path(tmp_path: Path) -> None:
+    """A FIFO or a device as --db gave 'disk I/O error' or 'cannot rollback'; reading a FIFO said it did
+    not exist."""
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    for db, kind in ((fifo, "a FIFO"), (Path("/dev/null"), "a character device")):
+        ran = wattgap("run", "--model", "conv6", "--idle", "0", "--db", str(db), cwd=tmp_path)
+        assert ran.returncode == 2 and f"is {kind}; give the path of a regular file" in ran.stderr
+    shown = wattgap("show", "latest", "--db", str(fifo), cwd=tmp_path)
+    assert shown.returncode == 2 and "is a FIFO" in shown.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and stat.S_ISCHR(Path("/dev/null").lstat().st_mode)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wattgap.errors import StoreError
 from wattgap.results import Run
+from wattgap.store.paths import existing_regular
 
 FORMATS = ("csv", "json")
 
@@ -37,13 +38,7 @@ def write_atomically(text: str, path: str | Path, force: bool = False) -> None:
     target = Path(path)
     if not target.parent.is_dir():
         raise StoreError(f"--output: folder {str(target.parent)!r} does not exist")
-    try:
-        existing = target.lstat()  # the path itself, not what a link points to
-    except FileNotFoundError:
-        existing = None
-    if existing is not None and not stat.S_ISREG(existing.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(existing.st_mode), "not a regular file")
-        raise StoreError(f"--output: {str(target)!r} is {kind}; give the path of a regular file or a new one")
+    existing = existing_regular(target, "--output", follow_links=False)  # a link itself is refused
     if existing is not None and not force:
         raise StoreError(f"--output: {str(target)!r} exists; add --force to replace it")
     umask = os.umask(0)
@@ -60,13 +55,3 @@ def write_atomically(text: str, path: str | Path, force: bool = False) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-_KINDS = {
-    stat.S_IFLNK: "a symbolic link",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a folder",
-}

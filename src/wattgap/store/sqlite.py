@@ -17,6 +17,7 @@ from wattgap.errors import StoreError
 from wattgap.results import CellResult, Run
 from wattgap.store import migrations
 from wattgap.store.migrations import APPLICATION_ID, SCHEMA_VERSION
+from wattgap.store.paths import existing_regular
 
 _INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -85,7 +86,8 @@ class Store:
             raise StoreError(f"--db: folder {str(file.parent)!r} does not exist; create it or choose another path")
         if file.is_dir():
             raise StoreError(f"--db: {str(file)!r} is a folder; give a file path such as {str(file / 'wattgap.db')!r}")
-        if file.exists() and file.stat().st_size > 0:
+        existing = existing_regular(file, "--db", follow_links=True)
+        if existing is not None and existing.st_size > 0:
             cls._check(file, blank_ok=True)
         try:
             connection = sqlite3.connect(file, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -115,7 +117,7 @@ class Store:
         """For reading, never creating or changing anything. On a read-only filesystem (where SQLite
         cannot create the WAL's shared-memory file) the file is read as immutable."""
         file = Path(path)
-        if not file.is_file():
+        if existing_regular(file, "--db", follow_links=True) is None:
             raise StoreError(f"--db: {str(file)!r} does not exist; run `wattgap run` first or pass --db PATH")
         return cls(cls._check(file), file)
 
