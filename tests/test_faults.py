@@ -191,20 +191,42 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "--lazy", str(folder)], check=False)
 
 
-def test_a_full_disk_stops_cleanly_with_the_resume_command(small_disk: Path, tmp_path: Path) -> None:
+def test_a_full_disk_stops_cleanly_and_loses_nothing_that_finished(small_disk: Path, tmp_path: Path) -> None:
+    """A full disk was a traceback that lost the cell just finished. Now: one line with the resume
+    command, every stored result intact, the unwritable one kept elsewhere, and --resume (on a disk with
+    room) stores it first and runs the rest."""
     config = fast_config(batch_sizes=[1, 2, 3, 4, 5, 6, 7, 8], energy={"idle_s": 0})
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
-    db = small_disk / "wattgap.db"
-    done = wattgap("run", "--config", str(tmp_path / "sweep.yaml"), "--db", str(db), "--quiet", cwd=tmp_path)
+    db, spill = small_disk / "wattgap.db", tmp_path / "spill"
+    env = {**os.environ, "WATTGAP_SPILL_DIR": str(spill)}
+    done = wattgap("run", "--config", str(tmp_path / "sweep.yaml"), "--db", str(db), "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "database or disk is full" in done.stderr and "wattgap run --resume" in done.stderr
+    assert "its result is kept in" in done.stderr
     connection = sqlite3.connect(db)
     try:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = connection.execute("SELECT COUNT(*) FROM results WHERE status = 'ok'").fetchone()[0]
+        stored = dict(connection.execute("SELECT cell_id, result_json FROM results").fetchall())
+        (run_id,) = connection.execute("SELECT run_id FROM runs").fetchone()
     finally:
         connection.close()  # else the tmpfs is busy and cannot be unmounted
-    assert stored >= 1  # what finished before the disk filled is there
+    assert stored  # what finished before the disk filled is there
+    (kept,) = (spill / "wattgap-unstored" / run_id).glob("*.json")
+    kept_text = kept.read_text()
+    roomy = tmp_path / "roomy.db"
+    for suffix in ("", "-wal"):  # the database and its write-ahead log, as one moves a WAL database
+        if Path(f"{db}{suffix}").exists():
+            Path(f"{roomy}{suffix}").write_bytes(Path(f"{db}{suffix}").read_bytes())
+    resumed = wattgap("run", "--resume", run_id, "--db", str(roomy), "--quiet", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    with Store.open_readonly(roomy) as store:
+        run = store.load_run(run_id)
+    assert run.status == "complete" and len(run.results) == 8
+    kept_result = json.loads(kept_text)
+    resumed_result = next(r for r in run.results if r.cell_id == kept.stem)
+    assert resumed_result.latencies_s == kept_result["latencies_s"]  # the kept measurement, not a new one
+    assert resumed_result.started_at == kept_result["started_at"]
+    assert not kept.exists()  # stored, then forgotten
 
 
 def test_a_database_on_a_read_only_filesystem_reads(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.runner.probe import declares_input_shape
 from wattgap.store.locks import executing
+from wattgap.store.spill import forget, spill, spilled
 from wattgap.store.sqlite import Store
 from wattgap.version import __version__
 
@@ -164,6 +165,11 @@ def resume(
         there = machine_key(previous.environment)
         if here != there:
             raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
+        for path, result in spilled(previous.run_id):  # finished before a failed write: stored now
+            if result.cell_id in {c.cell_id for c in previous.pending}:
+                store.store_result(previous.run_id, result)
+            forget(path)
+        previous = store.load_run(previous.run_id)
         if on_created is not None:
             on_created(previous.run_id, None)
         idle = previous.environment.get("idle_power") or {}
@@ -198,17 +204,19 @@ def _drive(
         for result in (executor or LocalExecutor()).submit(jobs(), progress.cell_event):
             if result.flops_per_sample:
                 flops.setdefault(key(result.cell), result.flops_per_sample)
-            store.store_result(run_id, result)
+            try:
+                store.store_result(run_id, result)
+            except StoreError as error:  # the database cannot be written: keep the result, say how to go on
+                kept = spill(run_id, result)
+                where = f"its result is kept in {str(kept)!r}, " if kept else "its result could not be kept, "
+                raise StoreError(
+                    f"{error}; the cells finished before it are stored, {where}and `wattgap run --resume {run_id}` "
+                    "stores it and runs the rest once the database can be written"
+                ) from None
             progress.cell_finished(result)
-    except StoreError as error:  # the database cannot be written: stop, saying how to go on
-        with contextlib.suppress(StoreError):
-            store.set_run_status(run_id, "interrupted")
-        raise StoreError(
-            f"{error}; the cells finished before it are stored: `wattgap run --resume {run_id}` runs the rest "
-            "once the database can be written"
-        ) from None
     except BaseException:
-        store.set_run_status(run_id, "interrupted")
+        with contextlib.suppress(StoreError):  # the database may be what failed: keep the first error
+            store.set_run_status(run_id, "interrupted")
         raise
     store.set_run_status(run_id, "complete")
 
