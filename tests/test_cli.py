@@ -9,13 +9,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
-import yaml
-from helpers import FAST_PROTOCOL, fast_config, wattgap
+from helpers import start_slow_sweep, wattgap
 
 FAST_FLAGS = ["--device", "cpu", "--threads", "1", "--image-size", "32", "--max-time", "0.3"]
 
@@ -162,26 +160,8 @@ def test_run_show_list_export_compare(tmp_path: Path) -> None:
 
 
 def test_sigkill_loses_no_finished_cell_and_resume_completes(tmp_path: Path) -> None:
-    config = fast_config(models=["helpers.usermodels:slow"], batch_sizes=[1, 2, 3, 4, 5, 6])
-    config["protocol"] = {**FAST_PROTOCOL, "min_iters": 5, "max_time_s": 0.4}
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wattgap", "run", "--config", "sweep.yaml", "--quiet"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process, _ = start_slow_sweep(tmp_path)
     db = tmp_path / "wattgap.db"
-    deadline = time.monotonic() + 120
-    stored = 0
-    while stored < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.OperationalError:
-                stored = 0
-    assert stored >= 2
     workers = psutil.Process(process.pid).children(recursive=True)
     process.send_signal(signal.SIGKILL)
     process.wait()

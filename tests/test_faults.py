@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import FAST_PROTOCOL, fast_config, wattgap
+from helpers import fast_config, start_slow_sweep, wattgap
 
 from wattgap.errors import StoreError
 from wattgap.store.sqlite import Store
@@ -25,35 +25,11 @@ from wattgap.store.sqlite import Store
 pytestmark = pytest.mark.faults
 
 
-def _start_slow_sweep(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A sweep of six slow cells in the background, once two results are stored: the process and run id."""
-    config = fast_config(models=["helpers.usermodels:slow"], batch_sizes=[1, 2, 3, 4, 5, 6])
-    config["protocol"] = {**FAST_PROTOCOL, "min_iters": 5, "max_time_s": 0.4}
-    (folder / "sweep.yaml").write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wattgap", "run", "--config", "sweep.yaml", "--quiet"],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    db, deadline, stored = folder / "wattgap.db", time.monotonic() + 120, 0
-    while stored < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.OperationalError:
-                stored = 0
-    assert stored >= 2, "the sweep stored nothing in time"
-    (run_id,) = sqlite3.connect(db).execute("SELECT run_id FROM runs").fetchone()
-    return process, run_id
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_running_run_is_locked_and_a_stopped_one_resumes(tmp_path: Path, signum: int) -> None:
     """--resume of a live run used to measure the same cells twice; SIGTERM and SIGHUP left the run
     'running' with no word. Now: refused while live, marked interrupted when stopped, then resumable."""
-    process, run_id = _start_slow_sweep(tmp_path)
+    process, run_id = start_slow_sweep(tmp_path)
     refused = wattgap("run", "--resume", run_id, cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert f"run {run_id} is being executed by wattgap process {process.pid} on" in refused.stderr
@@ -72,7 +48,7 @@ def test_a_running_run_is_locked_and_a_stopped_one_resumes(tmp_path: Path, signu
 
 
 def test_a_lock_left_by_a_killed_process_is_stale(tmp_path: Path) -> None:
-    process, run_id = _start_slow_sweep(tmp_path)
+    process, run_id = start_slow_sweep(tmp_path)
     process.kill()
     process.wait()
     assert (tmp_path / ".wattgap.db.locks" / f"{run_id}.lock").exists()  # left behind by SIGKILL

@@ -49,3 +49,33 @@ def wattgap(*args: str, cwd: Path, timeout: float = 300, **kwargs: Any) -> subpr
         stdin=subprocess.DEVNULL,
         **kwargs,
     )
+
+
+def start_slow_sweep(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A sweep of six slow cells started in the background (its output piped), returned once two results
+    are stored: the sweep's process and its run id."""
+    import sqlite3
+    import time
+
+    import yaml
+
+    config = fast_config(models=["helpers.usermodels:slow"], batch_sizes=[1, 2, 3, 4, 5, 6])
+    config["protocol"] = {**FAST_PROTOCOL, "min_iters": 5, "max_time_s": 0.4}
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wattgap", "run", "--config", "sweep.yaml", "--quiet"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    db, deadline, stored = folder / "wattgap.db", time.monotonic() + 120, 0
+    while stored < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+    assert stored >= 2, "the sweep stored nothing in time"
+    (run_id,) = sqlite3.connect(db).execute("SELECT run_id FROM runs").fetchone()
+    return process, run_id
