@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -67,6 +67,17 @@ def _varying_fields(cells: Sequence[Cell]) -> tuple[list[str], dict[str, object]
     return varying, fixed
 
 
+def _table() -> Table:
+    """The style of every table of cells: a rule under the header, no vertical rules, tight padding."""
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+
+
+def _identity_column(table: Table, name: str, values: Iterable[object]) -> None:
+    """A column of a cell field that says which row is which: never wrapped, never shortened."""
+    header = _HEADERS.get(name, name)
+    table.add_column(header, no_wrap=True, min_width=max([len(header), *(len(plain(v)) for v in values)]))
+
+
 def _shared_line(fixed: dict[str, object], what: str = "every cell") -> Text:
     shared = ", ".join(f"{_HEADERS.get(k, k)} {v}" for k, v in fixed.items() if v is not None)
     return Text(plain(f"{what}: {shared or '-'}"))
@@ -88,11 +99,9 @@ def run_view(run: Run) -> RenderableType:
     title = Text(f"run {run.run_id} (", style="bold")
     title.append(plain(run.name + (f"; tags: {', '.join(run.tags)}" if run.tags else "")))
     title.append(f", {run.status})")
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for name in varying:  # never shortened: they say which row is which
-        header = _HEADERS.get(name, name)
-        widest = max(len(header), *(len(str(getattr(cell, name))) for cell in shown)) if shown else len(header)
-        table.add_column(header, no_wrap=True, min_width=widest)
+    table = _table()
+    for name in varying:
+        _identity_column(table, name, (getattr(cell, name) for cell in shown))
     columns = {
         "status": "left",
         "median": "right",
@@ -193,11 +202,10 @@ def efficiency_table(
     varying, fixed = _varying_fields(cells)
     labels = {row.energy_label for row in rows}
     one_label = labels.pop() if len(labels) == 1 else None
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table = _table()
     table.add_column("#", justify="right", no_wrap=True)
     for name in varying:
-        widest = max(len(_HEADERS.get(name, name)), *(len(str(getattr(cell, name))) for cell in cells))
-        table.add_column(_HEADERS.get(name, name), no_wrap=True, min_width=widest)
+        _identity_column(table, name, (getattr(cell, name) for cell in cells))
     accuracy = any(row.accuracy is not None for row in rows)  # else top-1, top-1/kWh and GQI are all "-"
     columns = ["per", f"energy {unit}\n{one_label or ''}", *(["top-1"] if accuracy else []), "samples/J"]
     columns += [*(["top-1/kWh", "GQI"] if accuracy else []), "gCO2e", f"cost\n{params.currency}", "time", "note"]
@@ -247,10 +255,9 @@ def comparison_table(comparison: Comparison) -> RenderableType:
     ]
     varying = [k for k in keys if len({str(p.key.get(k)) for p in comparison.pairs}) > 1]
     fixed = {k: comparison.pairs[0].key[k] for k in keys if k not in varying} if comparison.pairs else {}
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table = _table()
     for name in varying:
-        widest = max(len(_HEADERS.get(name, name)), *(len(str(p.key.get(name))) for p in comparison.pairs))
-        table.add_column(_HEADERS.get(name, name), no_wrap=True, min_width=widest)
+        _identity_column(table, name, (p.key.get(name) for p in comparison.pairs))
     by = _HEADERS.get(comparison.by, comparison.by)
     for column in (f"A {by}", f"B {by}", "A median", "B median", "speedup", f"{level} CI", "B latency vs A"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -281,9 +288,9 @@ def plan_view(name: str, plan: Plan) -> RenderableType:
     shared = _shared_line(fixed)
     parts: list[RenderableType] = [head, shared]
     if runnable and varying:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        table = _table()
         for field in varying:
-            table.add_column(_HEADERS.get(field, field), no_wrap=True)
+            _identity_column(table, field, (getattr(cell, field) for cell in runnable))
         for cell in runnable:
             table.add_row(*(Text(plain(getattr(cell, field))) for field in varying))
         parts.append(table)
