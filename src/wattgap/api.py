@@ -165,11 +165,14 @@ def resume(
         there = machine_key(previous.environment)
         if here != there:
             raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
-        for path, result in spilled(previous.run_id):  # finished before a failed write: stored now
-            if result.cell_id in {c.cell_id for c in previous.pending}:
+        kept = spilled(previous.run_id)  # finished before a write failed: stored now
+        pending = {cell.cell_id for cell in previous.pending}
+        for path, result in kept:
+            if result.cell_id in pending:
                 store.store_result(previous.run_id, result)
             forget(path)
-        previous = store.load_run(previous.run_id)
+        if kept:
+            previous = store.load_run(previous.run_id)
         if on_created is not None:
             on_created(previous.run_id, None)
         idle = previous.environment.get("idle_power") or {}

@@ -88,7 +88,7 @@ class Store:
             raise StoreError(f"--db: {str(file)!r} is a folder; give a file path such as {str(file / 'wattgap.db')!r}")
         existing = existing_regular(file, "--db", follow_links=True)
         if existing is not None and existing.st_size > 0:
-            cls._check(file, blank_ok=True)
+            cls._check(file, blank_ok=True).close()  # refuses what is not ours before anything is written
         try:
             connection = sqlite3.connect(file, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             connection.execute("BEGIN IMMEDIATE")  # the one writer that decides whether to create
