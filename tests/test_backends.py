@@ -1,5 +1,6 @@
 """Backends other than torch-eager, for real on small shapes: onnxruntime (fp32, int8 QDQ), torch-compile,
-the guardrail against the fp32 reference, skip reasons, converter failures and the comparison by backend."""
+TensorFlow, OpenVINO and torchao, the guardrail against the fp32 reference, skip reasons, converter failures
+and the comparison by backend."""
 
 from __future__ import annotations
 
@@ -11,14 +12,26 @@ import pytest
 from helpers import fast_config, wattgap
 
 import wattgap as api
+from wattgap.devices import cpu_info
 from wattgap.measure.guardrail import compare_outputs
+
+FLAGS = cpu_info()["flags"]
 
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Run]:
     folder = tmp_path_factory.mktemp("stacks")
     config = fast_config(
-        backends=["torch-eager", "onnxruntime", "torch-compile", "tf-eager", "tf-xla", "tensorrt"],
+        backends=[
+            "torch-eager",
+            "onnxruntime",
+            "torch-compile",
+            "tf-eager",
+            "tf-xla",
+            "tensorrt",
+            "openvino",
+            "torchao",
+        ],
         precisions=["fp32", "bf16", "int8", "fp16"],
         calibration_method="minmax",
         calibration_samples=16,
@@ -55,6 +68,9 @@ def test_int8_is_calibrated_and_checked_against_fp32(stacks: tuple[Path, api.Run
     assert agreement is not None and agreement.samples == 8 and agreement.max_abs_diff > 0
     assert agreement.degraded == (agreement.top1 is not None and agreement.top1 < 0.99)
     assert any("degraded" in w for w in int8.warnings) == agreement.degraded
+    x86 = "avx2" in FLAGS or "avx512f" in FLAGS  # ONNX Runtime's U8S8 kernels; S8S8 elsewhere
+    assert int8.settings["int8_activation_type"].startswith("uint8 (auto" if x86 else "int8 (auto")
+    assert ("reduce_range" in int8.settings["precision_applied"]) == (x86 and "avx512_vnni" not in FLAGS)
     bf16 = _result(run, "torch-eager", "bf16")
     assert bf16.agreement is not None and 0 < bf16.agreement.max_abs_diff < 0.5
 
@@ -64,7 +80,8 @@ def test_torch_compile_keeps_compilation_out_of_the_window(stacks: tuple[Path, a
     compiled = _result(run, "torch-compile", "fp32")
     assert compiled.status == "ok", compiled.reason
     assert compiled.phases.compile_s and compiled.phases.compile_s > 0
-    assert compiled.settings["compile_mode"] == "default"
+    assert compiled.settings["compile_mode"] == "default" and compiled.settings["inductor_freezing"] is True
+    assert compiled.settings["memory_format"] == "channels_last (auto)"  # a 4-D convnet on CPU
     assert compiled.agreement is not None and compiled.agreement.max_abs_diff < 1e-4
     assert compiled.latency is not None and compiled.latency.max_s < compiled.phases.compile_s
 
@@ -75,6 +92,7 @@ def test_tensorflow_runs_the_keras_twin_with_the_same_weights(stacks: tuple[Path
     fp32, bf16 = _result(run, backend, "fp32"), _result(run, backend, "bf16")
     assert fp32.status == "ok" and bf16.status == "ok", (fp32.reason, bf16.reason)
     assert fp32.settings["xla"] == (backend == "tf-xla") and fp32.settings["layout"] == "NHWC"
+    assert fp32.settings["onednn"] == ("on" if "avx2" in FLAGS else fp32.settings["onednn"])  # x86 default
     assert fp32.phases.compile_s and fp32.phases.compile_s > 0
     assert fp32.parameters == _result(run, "torch-eager", "fp32").parameters
     assert fp32.agreement is not None and fp32.agreement.max_abs_diff < 1e-4 and fp32.agreement.top1 == 1.0
@@ -100,6 +118,41 @@ def test_what_a_backend_cannot_run_is_skipped_with_its_reason(stacks: tuple[Path
     assert "fp16 runs on CUDA" in reasons[("tf-xla", "fp16")]
     assert "has no int8" in reasons[("tf-eager", "int8")]
     assert "NVIDIA GPUs only" in reasons[("tensorrt", "int8")]
+    assert "has no fp32" in reasons[("torchao", "fp32")]
+    assert "has no fp16" in reasons[("openvino", "fp16")]
+    if not {"avx512_bf16", "amx_bf16"} & set(FLAGS):
+        assert "AVX-512 BF16 or AMX" in reasons[("openvino", "bf16")]
+
+
+def test_openvino_runs_the_exported_graph_at_each_precision(stacks: tuple[Path, api.Run]) -> None:
+    _, run = stacks
+    fp32, int8 = _result(run, "openvino", "fp32"), _result(run, "openvino", "int8")
+    assert fp32.status == "ok" and int8.status == "ok", (fp32.reason, int8.reason)
+    for result in (fp32, int8):
+        assert result.phases.export_s and result.phases.read_s and result.phases.compile_s
+        assert result.settings["performance_hint"] == "LATENCY" and result.settings["num_streams"] == 1
+        assert result.settings["inference_threads"] == 1 and result.settings["inference_precision"] == "f32"
+    assert fp32.agreement is not None and fp32.agreement.max_abs_diff < 1e-3 and fp32.agreement.top1 == 1.0
+    assert int8.phases.calibration_s and "int8 QDQ static" in int8.settings["precision_applied"]
+    ort = _result(run, "onnxruntime", "int8")  # the same calibrated graph as ONNX Runtime's
+    assert int8.settings["int8_activation_type"] == ort.settings["int8_activation_type"]
+    assert int8.agreement is not None and int8.agreement.max_abs_diff > 0
+    bf16 = _result(run, "openvino", "bf16")
+    if bf16.status == "ok":
+        assert bf16.settings["inference_precision"] == "bf16"
+        assert bf16.agreement is not None and 0 < bf16.agreement.max_abs_diff < 0.5
+
+
+def test_torchao_int8_is_exported_calibrated_and_compiled(stacks: tuple[Path, api.Run]) -> None:
+    _, run = stacks
+    int8 = _result(run, "torchao", "int8")
+    assert int8.status == "ok", int8.reason
+    assert int8.phases.export_s and int8.phases.calibration_s and int8.phases.compile_s
+    assert int8.settings["precision_applied"].startswith("int8 PT2E static, X86InductorQuantizer")
+    assert int8.settings["inductor_freezing"] is True and int8.settings["capture"] == "torch.export strict"
+    assert int8.agreement is not None and int8.agreement.max_abs_diff > 0
+    assert int8.latency is not None and int8.latency.max_s < int8.phases.compile_s
+    assert int8.flops_per_sample == _result(run, "torch-eager", "fp32").flops_per_sample
 
 
 def test_compare_by_backend_and_precision(stacks: tuple[Path, api.Run]) -> None:

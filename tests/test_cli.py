@@ -36,9 +36,14 @@ def test_help_imports_no_framework(tmp_path: Path) -> None:
         (["run", "--model", "resnet17"], "models[0]: got 'resnet17'; allowed: conv6, vgg16, resnet18"),
         (
             ["run", "--model", "conv6", "--backend", "jax"],
-            "backends[0]: got 'jax'; allowed: torch-eager, torch-compile, tf-eager, tf-xla, onnxruntime, tensorrt",
+            "backends[0]: got 'jax'; allowed: torch-eager, torch-compile, torchao, tf-eager, tf-xla, onnxruntime, "
+            "openvino, tensorrt",
         ),
         (["run", "--model", "conv6", "--device", "tpu"], "devices[0]: got 'tpu'; allowed: auto, cpu"),
+        (
+            ["run", "--model", "conv6", "--memory-format", "auto,nhwc"],
+            "memory_formats[1]: got 'nhwc'; allowed: 'auto', 'contiguous' or 'channels_last'",
+        ),
         (["run", "--model", "conv6", "--precision", "int4"], "precisions[0]: got 'int4'; allowed: 'fp32'"),
         (
             ["run", "--model", "conv6", "--workload", "serve"],

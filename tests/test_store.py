@@ -92,12 +92,17 @@ def test_a_database_written_by_0_1_0_reads_and_takes_new_runs(tmp_path: Path) ->
     assert all(r.latency is not None and r.latency.median_s > 0 for r in old.results if r.status == "ok")
     assert {r.cell_id for r in old.results} == {c.cell_id for c in old.cells}  # ids still match their cells
     assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == 1  # reading upgrades nothing
-    new = wattgap.run(fast_config(), db=copy, tags=["after-upgrade"])
-    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    new = wattgap.run(fast_config(memory_formats=["auto", "contiguous"]), db=copy, tags=["after-upgrade"])
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     with Store.open_readonly(copy) as store:
         assert store.run_ids() == [old.run_id, new.run_id]
         assert store.load_run(old.run_id).results == old.results and store.load_run(old.run_id).tags == []
-        assert store.load_run(new.run_id).tags == ["after-upgrade"]
+        again = store.load_run(new.run_id)
+        assert again.tags == ["after-upgrade"]
+        # a field added after the first schema (memory_format) is stored and read back with the cell
+        assert [c.memory_format for c in again.cells] == ["auto", "contiguous"]
+        assert [r.cell_id for r in again.results] == [c.cell_id for c in again.cells]
+        assert again.results[1].settings["memory_format"] == "contiguous"
     assert sqlite3.connect(copy).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

@@ -14,7 +14,8 @@ ID_FIELDS = ("model", "workload", "backend", "device", "precision", "batch_size"
 
 
 class Cell(BaseModel):
-    """One measurable combination. ``threads`` is the intra-op thread count of CPU cells (None elsewhere)."""
+    """One measurable combination. ``threads`` is the intra-op thread count of CPU cells (None elsewhere);
+    ``memory_format`` the tensor layout of PyTorch cells (auto: the backend's documented fast path)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -25,23 +26,32 @@ class Cell(BaseModel):
     precision: str
     batch_size: int
     threads: int | None = None
+    memory_format: str = "auto"
+
+    def later_fields(self) -> dict[str, object]:
+        """The fields added after the first schema whose values differ from their defaults."""
+        fields = type(self).model_fields
+        return {
+            name: value
+            for name, value in self.model_dump().items()
+            if name not in ID_FIELDS and value != fields[name].get_default(call_default_factory=True)
+        }
 
     @property
     def cell_id(self) -> str:
         """Stable: a hash of the fields, the same on every machine and in every run."""
-        fields = type(self).model_fields
-        canonical = {
-            name: value
-            for name, value in self.model_dump().items()
-            if name in ID_FIELDS or value != fields[name].get_default(call_default_factory=True)
-        }
+        canonical = {name: getattr(self, name) for name in ID_FIELDS} | self.later_fields()
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @property
     def label(self) -> str:
         threads = f"/t{self.threads}" if self.threads is not None else ""
-        return f"{self.model}/{self.workload}/{self.backend}/{self.device}/{self.precision}/b{self.batch_size}{threads}"
+        later = "".join(f"/{value}" for value in self.later_fields().values())
+        return (
+            f"{self.model}/{self.workload}/{self.backend}/{self.device}/{self.precision}/b{self.batch_size}"
+            f"{threads}{later}"
+        )
 
 
 CELL_FIELDS: tuple[str, ...] = tuple(Cell.model_fields)

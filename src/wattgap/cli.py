@@ -83,6 +83,9 @@ def run(
     precision: Annotated[str | None, typer.Option(help="fp32,tf32,bf16,fp16,int8")] = None,
     batch_size: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,8,32")] = None,
     threads: Annotated[str | None, typer.Option(help="CPU intra-op thread counts, e.g. 1,2")] = None,
+    memory_format: Annotated[
+        str | None, typer.Option(help="PyTorch layouts: auto (channels_last for 4-D inputs), contiguous, channels_last")
+    ] = None,
     image_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Cap on each cell's measured window, s.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-cell subprocess timeout, s.")] = None,
@@ -110,7 +113,18 @@ def run(
     from wattgap import api
 
     sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads, image_size)
-    data_options = (dataset, dataset_path, target_accuracy, max_epochs, idle, max_time, timeout, name, tag)
+    data_options = (
+        memory_format,
+        dataset,
+        dataset_path,
+        target_accuracy,
+        max_epochs,
+        idle,
+        max_time,
+        timeout,
+        name,
+        tag,
+    )
     if resume is not None:
         if any(v is not None for v in (*sweep_options, *data_options)) or dry_run:
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
@@ -124,6 +138,7 @@ def run(
         "precisions": _split(precision),
         "batch_sizes": _ints("--batch-size", batch_size, "comma-separated integers from 1 to 65536"),
         "threads": _ints("--threads", threads, "comma-separated integers from 1 to 1024"),
+        "memory_formats": _split(memory_format),
         "image_size": image_size,
         "cell_timeout_s": timeout,
         "dataset": dataset,

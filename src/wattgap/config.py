@@ -20,6 +20,7 @@ from wattgap.models.build import ModelOptions
 
 DatasetName = Literal["digits", "cifar10", "folder"]
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8"]
+MemoryFormat = Literal["auto", "contiguous", "channels_last"]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES_ALLOWED = "auto, cpu, cuda, cuda:N, mps"
 MAX_BATCH_SIZE = 65_536
@@ -59,7 +60,12 @@ class SweepConfig(BaseModel):
     learning_rate: float | None = Field(None, gt=0)  # default: 0.01 with sgd, 0.001 with adam
     momentum: float = Field(0.9, ge=0, lt=1)
     cudnn_benchmark: bool = True
+    # PyTorch's tensor layout, an axis: auto is channels_last for 4-D inputs on CPU and CUDA (README: stacks)
+    memory_formats: list[MemoryFormat] = Field(default_factory=lambda: list[MemoryFormat](["auto"]), min_length=1)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    compile_freezing: bool = True  # torch-compile inference: Inductor folds the weights in as constants
+    int8_activation_type: Literal["auto", "uint8", "int8"] = "auto"  # auto: what the runtime is fastest with here
+    openvino_hint: Literal["latency", "throughput"] = "latency"  # OpenVINO's performance hint
     calibration_samples: int = Field(64, ge=1, le=100_000)  # int8: N(0,1) inputs, or the dataset's when set
     calibration_method: Literal["minmax", "entropy", "percentile"] = "entropy"
     guardrail_samples: int = Field(32, ge=1, le=4096)  # the fixed seeded batch compared with fp32
@@ -92,6 +98,17 @@ class SweepConfig(BaseModel):
         tuning (Conv6 has no normalisation layers, and SGD at 0.01 leaves it at chance on digits)."""
         name = self.optimizer or ("adam" if workload == "train-to-accuracy" else "sgd")
         return name, self.learning_rate or (0.001 if name == "adam" else 0.01)
+
+    @model_validator(mode="after")
+    def _int8_settings_used(self) -> SweepConfig:
+        if self.int8_activation_type != "auto" and "int8" not in self.precisions:
+            raise field_error(
+                "int8_activation_type",
+                self.int8_activation_type,
+                "auto",
+                "it applies to int8, and no precision is int8",
+            )
+        return self
 
     @model_validator(mode="after")
     def _dataset_consistent(self) -> SweepConfig:

@@ -31,6 +31,7 @@ class Hardware:
     cuda_reason: str = ""  # why CUDA is unusable; empty when usable
     mps_reason: str = ""
     torch_reason: str = ""  # why torch itself is unusable; empty when usable
+    cpu_flags: tuple[str, ...] = ()  # those of CPU_FLAGS the CPU has
 
     @property
     def cuda_usable(self) -> bool:
@@ -119,7 +120,8 @@ def detect() -> Hardware:
         mps_reason = "this macOS machine or PyTorch build offers no MPS device"
     else:
         mps_reason = ""
-    return Hardware(physical, logical, tuple(gpus), cuda_reason=cuda_reason, mps_reason=mps_reason)
+    flags = tuple(cpu_info()["flags"])
+    return Hardware(physical, logical, tuple(gpus), cuda_reason=cuda_reason, mps_reason=mps_reason, cpu_flags=flags)
 
 
 def synchronize(device: str) -> None:

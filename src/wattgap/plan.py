@@ -51,13 +51,14 @@ def expand(config: SweepConfig, hardware: Hardware) -> Plan:
     skipped: dict[str, str] = {}
     seen: set[str] = set()
     axes = (
-        (model, workload, backend, device, precision, batch)
+        (model, workload, backend, device, precision, batch, memory_format)
         for model, workload, backend, device, precision in itertools.product(
             config.models, config.workloads, config.backends, devices, config.precisions
         )
         for batch in config.batch_sizes_for(workload)
+        for memory_format in config.memory_formats
     )
-    for model, workload, backend, device, precision, batch in axes:
+    for model, workload, backend, device, precision, batch, memory_format in axes:
         for threads in cpu_threads if device == "cpu" else [None]:
             cell = Cell(
                 model=model,
@@ -67,12 +68,18 @@ def expand(config: SweepConfig, hardware: Hardware) -> Plan:
                 precision=precision,
                 batch_size=batch,
                 threads=threads,
+                memory_format=memory_format,
             )
             if cell.cell_id in seen:
                 continue
             seen.add(cell.cell_id)
             cells.append(cell)
-            reason = hardware.unusable_reason(device) or BACKENDS[backend].unsupported_reason(cell, hardware)
+            chosen = BACKENDS[backend]
+            reason = (
+                hardware.unusable_reason(device)
+                or chosen.unsupported_reason(cell, hardware)
+                or chosen.settings_reason(cell, config)
+            )
             if reason:
                 skipped[cell.cell_id] = reason
     return Plan(tuple(cells), skipped)

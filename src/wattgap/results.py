@@ -31,6 +31,7 @@ class Phases(BaseModel):
     export_s: float | None = None  # ONNX export
     calibration_s: float | None = None  # int8 calibration and quantization
     compile_s: float | None = None  # torch.compile / XLA / first run of a session
+    read_s: float | None = None  # the graph read by the runtime (OpenVINO)
     build_s: float | None = None  # engine build (TensorRT) or session creation
     warmup_s: float | None = None
     measure_s: float | None = None  # wall time of the timed blocks

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 from wattgap.backends.base import Backend, Capabilities, Prepared
 from wattgap.backends.onnx_runtime import OnnxRuntime
+from wattgap.backends.openvino import OpenVino
 from wattgap.backends.tensorrt import TensorRT
 from wattgap.backends.tf_keras import TfEager, TfXla
 from wattgap.backends.torch_compile import TorchCompile
 from wattgap.backends.torch_eager import TorchEager
+from wattgap.backends.torchao import TorchAo
 
 BACKENDS: dict[str, Backend] = {
-    backend.name: backend for backend in (TorchEager(), TorchCompile(), TfEager(), TfXla(), OnnxRuntime(), TensorRT())
+    backend.name: backend
+    for backend in (
+        TorchEager(),
+        TorchCompile(),
+        TorchAo(),
+        TfEager(),
+        TfXla(),
+        OnnxRuntime(),
+        OpenVino(),
+        TensorRT(),
+    )
 }
 
 __all__ = ["BACKENDS", "Backend", "Capabilities", "Prepared"]

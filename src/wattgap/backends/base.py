@@ -25,6 +25,8 @@ class Capabilities:
     device_kinds: frozenset[str]
     precisions: frozenset[str]
     workloads: frozenset[str]
+    memory_formats: bool = False  # honours a cell's memory_format (PyTorch layouts)
+    int8_activation_types: frozenset[str] = frozenset()  # int8_activation_type values its int8 can run
 
 
 def _nothing() -> None:
@@ -90,6 +92,19 @@ class Backend(ABC):
             return f"{self.name} has no {cell.precision} (it has {', '.join(sorted(caps.precisions))})"
         if cell.workload not in caps.workloads:
             return f"{self.name} has no {cell.workload} workload"
+        return ""
+
+    def settings_reason(self, cell: Cell, config: SweepConfig) -> str:
+        """Why a setting of the sweep cannot apply to ``cell`` on this backend; empty when it can."""
+        caps = self.capabilities
+        if cell.memory_format != "auto" and not caps.memory_formats:
+            return f"memory_format {cell.memory_format} is a PyTorch layout; {self.name} chooses its own"
+        chosen = config.int8_activation_type
+        if cell.precision == "int8" and chosen != "auto" and chosen not in caps.int8_activation_types:
+            if not caps.int8_activation_types:
+                return f"int8_activation_type {chosen}: {self.name} sets its own int8 activation type"
+            allowed = ", ".join(sorted(caps.int8_activation_types))
+            return f"int8_activation_type {chosen}: {self.name}'s int8 takes {allowed}"
         return ""
 
     @abstractmethod

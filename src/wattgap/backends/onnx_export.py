@@ -1,19 +1,70 @@
-"""The PyTorch model as ONNX, shared by every ONNX-based backend (onnxruntime, tensorrt, and the coming
-openvino): the export with a dynamic batch axis, int8 calibration data and static QDQ quantization, and
-the float16 conversion. Each returns the path of the graph it wrote into the cell's scratch folder."""
+"""The PyTorch model as ONNX, shared by every ONNX-based backend (onnxruntime, tensorrt, openvino): the
+export with a dynamic batch axis, int8 calibration data and static QDQ quantization in the int8 scheme
+the runtime is fastest with, and the float16 conversion. ``prepare_graph`` runs them for a cell, timing
+each as a phase, and returns the graph's path in the cell's scratch folder."""
 
 from __future__ import annotations
 
+import atexit
+import platform
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from wattgap.models.build import count_parameters, reference_model
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from wattgap.backends.base import Phase
+    from wattgap.cells import Cell
     from wattgap.config import SweepConfig
 
 INPUT, OUTPUT = "input", "output"
+X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+@dataclass(frozen=True)
+class Int8Scheme:
+    """How the graph is quantized: activation type, symmetric activations (zero points of 0) and 7-bit
+    weights (``reduce_range``), with the reason for the choice."""
+
+    activation: str  # "uint8" or "int8"; weights are always int8, per channel
+    symmetric: bool
+    reduce_range: bool
+    why: str
+
+
+def int8_scheme(chosen: str, flags: tuple[str, ...] | list[str], machine: str) -> Int8Scheme:
+    """ONNX Runtime's documented choice for its CPU provider: on x86 with AVX2 or AVX-512, uint8
+    activations and int8 weights (U8S8, its VPMADDUBSW / VPDPBUSD kernels), with weights reduced to 7 bits
+    where the CPU lacks VNNI (VPMADDUBSW can saturate, VNNI's VPDPBUSD cannot); elsewhere int8 activations
+    (S8S8, its QDQ default). ``chosen`` (int8_activation_type) overrides the activation type."""
+    x86 = machine.lower() in X86 and any(flag in flags for flag in ("avx2", "avx512f"))
+    vnni = "avx512_vnni" in flags
+    activation = chosen if chosen != "auto" else ("uint8" if x86 else "int8")
+    reduce_range = activation == "uint8" and x86 and not vnni
+    if chosen != "auto":
+        why = "int8_activation_type"
+    elif x86:
+        why = f"auto: U8S8 is ONNX Runtime's fast path on x86 ({'VNNI' if vnni else 'AVX2/AVX-512 without VNNI'})"
+    else:
+        why = "auto: S8S8, ONNX Runtime's default outside x86"
+    return Int8Scheme(activation, symmetric=False, reduce_range=reduce_range, why=why)
+
+
+SYMMETRIC_INT8 = Int8Scheme("int8", symmetric=True, reduce_range=False, why="TensorRT takes symmetric int8 only")
+
+
+def host_scheme(config: SweepConfig) -> Int8Scheme:
+    """The scheme for a CPU runtime on this machine (reads /proc/cpuinfo)."""
+    from wattgap.devices import cpu_info
+
+    return int8_scheme(config.int8_activation_type, cpu_info()["flags"], platform.machine())
 
 
 def export_onnx(model: Any, input_shape: tuple[int, ...], path: Path) -> Path:
@@ -60,11 +111,15 @@ def calibration_batches(config: SweepConfig, input_shape: tuple[int, ...]) -> li
     return [samples[first : first + 16] for first in range(0, len(samples), 16)]
 
 
-def quantize_int8(
-    path: Path, folder: Path, batches: list[np.ndarray], config: SweepConfig, symmetric: bool = False
-) -> Path:
-    """Static QDQ quantization; ``symmetric`` (zero points of 0) is what TensorRT's int8 accepts."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
+def quantize_int8(path: Path, folder: Path, batches: list[np.ndarray], config: SweepConfig, scheme: Int8Scheme) -> Path:
+    """Static QDQ quantization, per-channel int8 weights, activations as ``scheme`` says."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -89,8 +144,11 @@ def quantize_int8(
         Reader(),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
+        activation_type=QuantType.QUInt8 if scheme.activation == "uint8" else QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        reduce_range=scheme.reduce_range,
         calibrate_method=method,
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": scheme.symmetric, "WeightSymmetric": True},
     )
     return output
 
@@ -103,3 +161,54 @@ def convert_fp16(path: Path, folder: Path) -> Path:
     output = folder / "model.fp16.onnx"
     onnx.save(converted, str(output))
     return output
+
+
+@dataclass
+class Graph:
+    """A cell's model as an ONNX file, with what the runtimes need beside it."""
+
+    path: Path
+    model: Any  # the fp32 PyTorch reference it was exported from (FLOPs are counted on it)
+    input_shape: tuple[int, ...]
+    parameters: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    phase_s: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_graph(cell: Cell, config: SweepConfig, phase: Phase, scheme: Int8Scheme) -> Graph:
+    """Build the seeded reference model ("load"), export it and convert it to the cell's precision
+    ("prepare": export_s, and calibration_s for int8). fp16 is a float16 graph with float32 inputs and
+    outputs; int8 is QDQ, calibrated on ``calibration_samples`` inputs in ``scheme``."""
+    import torch
+
+    phase("load")
+    if cell.threads is not None:
+        torch.set_num_threads(cell.threads)
+    model, input_shape, _ = reference_model(cell.model, config.model_options, config.seed)
+    phase("prepare")
+    folder = Path(tempfile.mkdtemp(prefix="wattgap-onnx-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    clock = time.perf_counter
+    started = clock()
+    path = export_onnx(model, tuple(input_shape), folder / "model.onnx")
+    graph = Graph(path, model, tuple(input_shape), count_parameters(model))
+    graph.phase_s["export_s"] = clock() - started
+    graph.settings.update(onnx_exporter="torch.onnx.export(dynamo=True)", opset=opset(path))
+    if cell.precision == "int8":
+        started = clock()
+        batches = calibration_batches(config, graph.input_shape)
+        graph.path = quantize_int8(path, folder, batches, config, scheme)
+        graph.phase_s["calibration_s"] = clock() - started
+        symmetric = ", symmetric" if scheme.symmetric else ""
+        graph.settings["precision_applied"] = (
+            f"int8 QDQ static, {scheme.activation} activations{symmetric}, per-channel int8 weights"
+            f"{' (7-bit, reduce_range)' if scheme.reduce_range else ''}, {config.calibration_method} calibration "
+            f"on {config.calibration_samples} {'dataset' if config.dataset else 'N(0,1)'} samples"
+        )
+        graph.settings["int8_activation_type"] = f"{scheme.activation} ({scheme.why})"
+    elif cell.precision == "fp16":
+        graph.path = convert_fp16(path, folder)
+        graph.settings["precision_applied"] = "float16 graph, float32 inputs and outputs"
+    else:
+        graph.settings["precision_applied"] = "fp32"
+    return graph

@@ -4,19 +4,16 @@ that fits the device. Export, calibration and session building are timed phases 
 
 - fp32 on CPU (CPUExecutionProvider) and CUDA (CUDAExecutionProvider, with onnxruntime-gpu).
 - fp16 on CUDA: the graph converted to float16 with float32 inputs and outputs.
-- int8 on CPU: static post-training quantization in the QDQ format, per-channel weights, calibrated on
-  ``calibration_samples`` inputs (N(0,1), the DEEP-GAP protocol, or the dataset's when one is set) by
-  ``calibration_method``.
+- int8 on CPU: static post-training quantization in the QDQ format, per-channel int8 weights, calibrated
+  on ``calibration_samples`` inputs (N(0,1), the DEEP-GAP protocol, or the dataset's when one is set) by
+  ``calibration_method``; activations uint8 on x86 (ONNX Runtime's U8S8 kernels), int8 elsewhere, or as
+  ``int8_activation_type`` says (onnx_export.int8_scheme).
 """
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
@@ -24,7 +21,6 @@ from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missin
 from wattgap.backends.onnx_export import INPUT, OUTPUT
 from wattgap.devices import synchronize
 from wattgap.measure.flops import count_flops
-from wattgap.models.build import count_parameters, reference_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +39,7 @@ class OnnxRuntime(Backend):
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"fp32", "fp16", "int8"}),
         workloads=frozenset({"infer"}),
+        int8_activation_types=frozenset({"uint8", "int8"}),
     )
 
     def unavailable_reason(self) -> str:
@@ -67,47 +64,24 @@ class OnnxRuntime(Backend):
             return [("CUDAExecutionProvider", {"device_id": int(index or 0)})]
         return ["CPUExecutionProvider"]
 
+    def int8_scheme(self, config: SweepConfig) -> onnx_export.Int8Scheme:
+        return onnx_export.host_scheme(config)
+
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
         import numpy as np
         import onnxruntime as ort
         import torch
 
-        phase("load")
-        if cell.threads is not None:
-            torch.set_num_threads(cell.threads)
-        model, input_shape, _ = reference_model(cell.model, config.model_options, config.seed)
-        parameters = count_parameters(model)
-        phase("prepare")
-        folder = Path(tempfile.mkdtemp(prefix="wattgap-onnx-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        phases: dict[str, float] = {}
+        graph = onnx_export.prepare_graph(cell, config, phase, self.int8_scheme(config))
+        settings, phases, model, input_shape = graph.settings, graph.phase_s, graph.model, graph.input_shape
         clock = time.perf_counter
-        started = clock()
-        path = onnx_export.export_onnx(model, input_shape, folder / "model.onnx")
-        phases["export_s"] = clock() - started
-        settings: dict[str, Any] = {"onnx_exporter": "torch.onnx.export(dynamo=True)", "opset": onnx_export.opset(path)}
-        if cell.precision == "int8":  # (TensorRT builds its int8 engine from these QDQ scales)
-            started = clock()
-            batches = onnx_export.calibration_batches(config, input_shape)
-            path = onnx_export.quantize_int8(path, folder, batches, config, symmetric=self.name == "tensorrt")
-            phases["calibration_s"] = clock() - started
-            settings["precision_applied"] = (
-                f"int8 QDQ static, per-channel weights, {config.calibration_method} calibration on "
-                f"{config.calibration_samples} {'dataset' if config.dataset else 'N(0,1)'} samples"
-            )
-        elif cell.precision == "fp16":
-            path = onnx_export.convert_fp16(path, folder)
-            settings["precision_applied"] = "float16 graph, float32 inputs and outputs"
-        else:
-            settings["precision_applied"] = "fp32"
-
         started = clock()
         options = ort.SessionOptions()
         options.intra_op_num_threads = cell.threads or 0
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=self.providers(cell, config, input_shape))
+        session = ort.InferenceSession(str(graph.path), options, providers=self.providers(cell, config, input_shape))
         generator = torch.Generator().manual_seed(config.seed)
         host_input = torch.randn((cell.batch_size, *input_shape), generator=generator).numpy()
         session.run(None, {INPUT: host_input})  # the first run builds kernels (and TensorRT engines)
@@ -124,7 +98,7 @@ class OnnxRuntime(Backend):
             samples_per_step=cell.batch_size,
             sync=lambda: synchronize(cell.device),
             count_flops=lambda: count_flops(lambda: model(example)),  # the same graph, counted in PyTorch
-            parameters=parameters,
+            parameters=graph.parameters,
             input_shape=tuple(input_shape),
             settings=settings,
             predict=predict,

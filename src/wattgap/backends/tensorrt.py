@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends.base import Capabilities
-from wattgap.backends.onnx_export import INPUT
+from wattgap.backends.onnx_export import INPUT, SYMMETRIC_INT8, Int8Scheme
 from wattgap.backends.onnx_runtime import OnnxRuntime, _providers
 
 if TYPE_CHECKING:
@@ -26,7 +26,11 @@ class TensorRT(OnnxRuntime):
         device_kinds=frozenset({"cuda"}),
         precisions=frozenset({"fp32", "fp16", "int8"}),
         workloads=frozenset({"infer"}),
+        int8_activation_types=frozenset({"int8"}),
     )
+
+    def int8_scheme(self, config: SweepConfig) -> Int8Scheme:
+        return SYMMETRIC_INT8
 
     def unavailable_reason(self) -> str:
         missing = super().unavailable_reason()

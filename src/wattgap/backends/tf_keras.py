@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
+def _onednn() -> str:
+    """Whether TensorFlow's oneDNN (MKL) CPU kernels are on in this process: on by default on x86 Linux
+    builds since TensorFlow 2.9, off where TF_ENABLE_ONEDNN_OPTS=0."""
+    from tensorflow.python.util import _pywrap_util_port  # the check TensorFlow's own tests use
+
+    flag = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    return f"{state} (TF_ENABLE_ONEDNN_OPTS={flag})" if flag is not None else state
+
+
 def _gpu_build() -> bool:
     """Whether the installed TensorFlow can use a GPU at all (tensorflow-cpu cannot), without importing it."""
     try:
@@ -81,6 +91,7 @@ class TfEager(Backend):
             "tf_threads": cell.threads,
             "xla": self.jit_compile,
             "layout": "NHWC",
+            "onednn": _onednn(),
             "precision_applied": f"keras policy {POLICIES[cell.precision]}" if cell.precision in POLICIES else "fp32",
         }
         phase("prepare")

@@ -1,13 +1,17 @@
 """torch.compile (TorchDynamo + Inductor) over the same models and steps as torch-eager. Compilation is
 lazy in PyTorch, so the prepare phase runs one step to trigger it and times that as ``compile_s``: it
-never reaches the warmup or the measured window. FLOPs are counted on the eager model (the same math)."""
+never reaches the warmup or the measured window. FLOPs are counted on the eager model (the same math).
+
+Inference compiles with Inductor's freezing (``compile_freezing``, on by default): the weights become
+constants, so batch norm folds into the convolutions and oneDNN gets its prepacked weights, which is
+what PyTorch documents for inference on CPU."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
+from wattgap.backends import torch_runtime as rt
 from wattgap.backends.base import Capabilities, Phase, Prepared
 from wattgap.backends.torch_eager import TorchEager
 
@@ -28,18 +32,21 @@ class TorchCompile(TorchEager):
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"fp32", "tf32", "bf16", "fp16"}),
         workloads=frozenset({"infer", "train"}),
+        memory_formats=True,
     )
 
     def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        reason = super().unsupported_reason(cell, hardware)
-        if not reason and cell.device == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
-            return "torch.compile's CPU code generation needs a C++ compiler (g++) on the PATH"
-        return reason
+        return super().unsupported_reason(cell, hardware) or rt.compiler_reason(cell)
 
     def wrap(self, model: nn.Module, cell: Cell, config: SweepConfig, settings: dict[str, Any]) -> nn.Module:
         import torch
 
         settings["compile_mode"] = config.compile_mode
+        if cell.workload == "infer":
+            import torch._inductor.config as inductor  # this cell's process only: each cell has its own
+
+            inductor.freezing = config.compile_freezing
+            settings["inductor_freezing"] = config.compile_freezing
         if all(hasattr(model, part) for part in CYCLEGAN_PARTS):  # compile the four networks in place
             for part in CYCLEGAN_PARTS:
                 setattr(model, part, torch.compile(getattr(model, part), mode=config.compile_mode))

@@ -34,6 +34,7 @@ class TorchEager(Backend):
         device_kinds=frozenset({"cpu", "cuda", "mps"}),
         precisions=frozenset({"fp32", "tf32", "bf16", "fp16"}),
         workloads=frozenset({"infer", "train", "train-to-accuracy"}),
+        memory_formats=True,
     )
 
     def unavailable_reason(self) -> str:
@@ -66,7 +67,10 @@ class TorchEager(Backend):
             raise ValueError("train-to-accuracy needs a dataset")  # the config validator requires one
         model, input_shape, classes = build_model(cell.model, config.model_options, data.classes if data else None)
         parameters = count_parameters(model)
+        layout = rt.layout(cell, tuple(input_shape), device)
         model.to(device)
+        model.to(memory_format=layout.format)  # type: ignore[call-overload]  # documented, not in the stubs
+        settings["memory_format"] = layout.applied
 
         phase("prepare")
         precision = rt.low_precision(cell, config, device)
@@ -81,19 +85,19 @@ class TorchEager(Backend):
         )
         runner = self.wrap(model, cell, config, settings)
         if data is not None and cell.workload == "train-to-accuracy":
-            return _fit(prepared, runner, cell, config, data, device, precision)
+            return _fit(prepared, runner, cell, config, data, device, precision, layout)
 
         import torch
 
         generator = torch.Generator().manual_seed(config.seed)
-        host_input = torch.randn((cell.batch_size, *input_shape), generator=generator)
+        host_input = layout(torch.randn((cell.batch_size, *input_shape), generator=generator))
         if precision.cast:
             model.to(precision.dtype)
             host_input = host_input.to(precision.dtype)
         device_input = host_input.to(device)
         fetch = (lambda: host_input.to(device)) if config.end_to_end else (lambda: device_input)
         if cell.workload == "infer":
-            return _infer(prepared, model, runner, cell, config, data, device, precision, fetch)
+            return _infer(prepared, model, runner, cell, config, data, device, precision, fetch, layout)
 
         model.train()
         parts = _step_parts(cell, config, device, precision, fetch, generator, classes, settings)
@@ -151,6 +155,7 @@ def _infer(
     device: torch.device,
     precision: rt.LowPrecision,
     fetch: Callable[[], torch.Tensor],
+    layout: rt.Layout,
 ) -> Prepared:
     import torch
 
@@ -162,7 +167,7 @@ def _infer(
             yield
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(batch).to(device)
+        inputs = layout(torch.from_numpy(batch).to(device))
         with context():
             output = runner(inputs.to(precision.dtype) if precision.cast else inputs)
         return output.float().cpu().numpy()
@@ -177,6 +182,7 @@ def _infer(
         shape = prepared.input_shape
         _, val = model_splits(data, shape[0], shape[-1])
         x_val, y_val = rt.tensors(val, data.y_val, device, precision.dtype if precision.cast else None)
+        x_val = layout(x_val)
 
         def evaluate() -> float:
             with context():
@@ -194,6 +200,7 @@ def _fit(
     data: Dataset,
     device: torch.device,
     precision: rt.LowPrecision,
+    layout: rt.Layout,
 ) -> Prepared:
     """Train-to-accuracy: both splits staged before anything is timed (the training split on the host for
     end-to-end cells), a training step on the samples at given indices, and the validation top-1."""
@@ -207,13 +214,14 @@ def _fit(
     train, val = model_splits(data, shape[0], shape[-1])  # once for both splits
     x_train, y_train = rt.tensors(train, data.y_train, staging)
     x_val, y_val = rt.tensors(val, data.y_val, device)
+    x_val = layout(x_val)
     opt = _optimizer(config, cell, prepared.settings)(model.parameters())
     apply = rt.applier(cell, device)
     model.train()
 
     def train_batch(indices: np.ndarray) -> None:
         index = torch.from_numpy(indices).to(staging)
-        inputs, labels = x_train[index].to(device), y_train[index].to(device)
+        inputs, labels = layout(x_train[index].to(device)), y_train[index].to(device)
         with precision.autocast():
             loss = nn.functional.cross_entropy(model(inputs).float(), labels)
         apply(loss, opt)

@@ -5,6 +5,7 @@ and the dataset's tensors and top-1."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
     from wattgap.datasets import Dataset
 
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def compiler_reason(cell: Cell) -> str:
+    """Why Inductor cannot compile ``cell`` here: its CPU code generation needs a C++ compiler."""
+    if cell.device == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
+        return "torch.compile's CPU code generation needs a C++ compiler (g++) on the PATH"
+    return ""
 
 
 def setup_device(cell: Cell, config: SweepConfig) -> tuple[torch.device, dict[str, Any]]:
@@ -66,6 +74,32 @@ def low_precision(cell: Cell, config: SweepConfig, device: torch.device) -> LowP
     if cast:
         return LowPrecision(dtype, True, contextlib.nullcontext, applied)
     return LowPrecision(dtype, False, lambda: torch.autocast(device.type, dtype=dtype), applied)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A cell's memory format: what the model and every input it sees are converted to."""
+
+    format: torch.memory_format
+    applied: str  # recorded as settings.memory_format
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.contiguous(memory_format=self.format)
+
+
+def layout(cell: Cell, input_shape: tuple[int, ...], device: torch.device) -> Layout:
+    """``auto`` is channels_last for 4-D inputs (N, C, H, W) on CPU and CUDA: PyTorch's documented fast
+    path for convolutions with oneDNN and with cuDNN's tensor-core kernels; contiguous elsewhere."""
+    import torch
+
+    formats = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+    four_d = len(input_shape) == 3
+    if cell.memory_format == "channels_last" and not four_d:
+        raise ValueError(f"memory_format channels_last needs 4-D inputs (N, C, H, W); this model takes {input_shape}")
+    if cell.memory_format == "auto":
+        chosen = "channels_last" if four_d and device.type in ("cpu", "cuda") else "contiguous"
+        return Layout(formats[chosen], f"{chosen} (auto)")
+    return Layout(formats[cell.memory_format], cell.memory_format)
 
 
 def optimizer_factory(

@@ -47,7 +47,7 @@ def _notes(result: CellResult, suspect: str = "") -> str:
         notes.append("no net energy (see warnings)")
     applied = result.settings.get("precision_applied")
     if applied and applied != result.cell.precision:
-        notes.append(str(applied))
+        notes.append(str(applied).split(",")[0])  # its first clause; `wattgap show --format json` has all
     return ", ".join(notes)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 APPLICATION_ID = 0x57475031  # "WGP1"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CREATE = """
 CREATE TABLE runs (
@@ -36,6 +36,7 @@ CREATE TABLE cells (
     precision TEXT NOT NULL,
     batch_size INTEGER NOT NULL,
     threads INTEGER,
+    later_fields_json TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (run_id, cell_id)
 );
 CREATE TABLE results (
@@ -56,6 +57,9 @@ CREATE TABLE results (
 # MIGRATIONS[n]: the statements that take a database of version n to version n + 1.
 MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE runs ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]';",  # 2: runs carry tags
+    # 3: the cell fields added after the first schema (memory_format, ...), those off their default, as
+    # JSON: the same rule as the cell id, so that a new axis needs no migration of its own
+    2: "ALTER TABLE cells ADD COLUMN later_fields_json TEXT NOT NULL DEFAULT '{}';",
 }
 
 
@@ -63,6 +67,11 @@ def tags_column(version: int) -> str:
     """The SQL that reads a run's tags (JSON) from a database of ``version``: databases opened read-only
     are read as they are, not upgraded, so readers ask here for columns later versions added."""
     return "r.tags_json" if version >= 2 else "'[]'"
+
+
+def later_fields_column(version: int) -> str:
+    """The SQL that reads a cell's later fields (JSON), as tags_column does for tags."""
+    return "later_fields_json" if version >= 3 else "'{}'"
 
 
 def version_of(connection: sqlite3.Connection) -> int:

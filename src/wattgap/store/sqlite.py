@@ -74,7 +74,9 @@ class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.connection = connection
         self.path = path
-        self.tags = migrations.tags_column(migrations.version_of(connection))
+        version = migrations.version_of(connection)
+        self.tags = migrations.tags_column(version)
+        self.later_fields = migrations.later_fields_column(version)
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -186,7 +188,7 @@ class Store:
                 ),
             )
             self.connection.executemany(
-                "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -199,6 +201,7 @@ class Store:
                         c.precision,
                         c.batch_size,
                         c.threads,
+                        json.dumps(c.later_fields(), sort_keys=True),
                     )
                     for i, c in enumerate(cells)
                 ],
@@ -323,10 +326,11 @@ class Store:
                 precision=r[4],
                 batch_size=r[5],
                 threads=r[6],
+                **json.loads(r[7]),
             )
             for r in self.connection.execute(
-                "SELECT model, workload, backend, device, precision, batch_size, threads FROM cells "
-                "WHERE run_id = ? ORDER BY position",
+                "SELECT model, workload, backend, device, precision, batch_size, threads, "
+                f"{self.later_fields} FROM cells WHERE run_id = ? ORDER BY position",
                 (run_id,),
             )
         ]

@@ -1,0 +1,108 @@
+"""OpenVINO's CPU plugin on the graph the onnxruntime backend runs: the zoo's PyTorch model exported to
+ONNX (same seed, same weights), read by OpenVINO, reshaped to the cell's static batch and compiled.
+
+- fp32: inference precision hint f32, set explicitly (the plugin's default is bf16 on CPUs with AMX,
+  which would make "fp32" cells silently bf16).
+- bf16: inference precision hint bf16, on CPUs with AVX-512 BF16 or AMX only (elsewhere the plugin
+  would quietly run f32).
+- int8: the QDQ graph wattgap calibrates for ONNX Runtime (same calibration data and method, same
+  activation scheme); OpenVINO's low-precision transformations turn its quantize/dequantize pairs into
+  int8 kernels. Chosen over NNCF's own post-training quantization so that an int8 difference between the
+  two stacks is a runtime difference, not a calibration difference (README: Stacks).
+
+The performance hint (``openvino_hint``, latency by default: one stream, what a loop of synchronous
+requests is fastest with), the stream count and the threads (the cell's) are recorded. Reading and
+compiling the model are phases of their own (read_s, compile_s)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from wattgap.backends import onnx_export
+from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
+from wattgap.measure.flops import count_flops
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from wattgap.cells import Cell
+    from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
+
+PACKAGES = ("openvino", "onnxruntime", "onnx", "onnxscript")  # onnxruntime: the int8 calibration
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+class OpenVino(Backend):
+    name = "openvino"
+    description = "OpenVINO's CPU plugin on the PyTorch model exported to ONNX"
+    capabilities = Capabilities(
+        device_kinds=frozenset({"cpu"}),
+        precisions=frozenset({"fp32", "bf16", "int8"}),
+        workloads=frozenset({"infer"}),
+        int8_activation_types=frozenset({"uint8", "int8"}),
+    )
+
+    def unavailable_reason(self) -> str:
+        return missing_packages(PACKAGES, "openvino")
+
+    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
+        reason = super().unsupported_reason(cell, hardware)
+        if not reason and cell.precision == "bf16" and not any(f in hardware.cpu_flags for f in BF16_FLAGS):
+            return "OpenVINO's bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither"
+        return reason
+
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+        import numpy as np
+        import openvino as ov
+        import torch
+
+        graph = onnx_export.prepare_graph(cell, config, phase, onnx_export.host_scheme(config))
+        clock = time.perf_counter
+        started = clock()
+        core = ov.Core()
+        model = core.read_model(str(graph.path))
+        model.reshape([cell.batch_size, *graph.input_shape])  # static shapes: the plugin's fastest kernels
+        graph.phase_s["read_s"] = clock() - started
+        started = clock()
+        properties: dict[str, Any] = {
+            "PERFORMANCE_HINT": config.openvino_hint.upper(),
+            "INFERENCE_PRECISION_HINT": "bf16" if cell.precision == "bf16" else "f32",
+        }
+        if cell.threads is not None:
+            properties["INFERENCE_NUM_THREADS"] = cell.threads
+        compiled = core.compile_model(model, "CPU", properties)
+        request = compiled.create_infer_request()
+        generator = torch.Generator().manual_seed(config.seed)
+        host_input = torch.randn((cell.batch_size, *graph.input_shape), generator=generator).numpy()
+        request.set_input_tensor(ov.Tensor(host_input, shared_memory=True))
+        request.infer()  # the first inference allocates its buffers
+        graph.phase_s["compile_s"] = clock() - started
+        if cell.precision == "bf16":
+            graph.settings["precision_applied"] = "bf16 inference precision hint, fp32 graph"
+        graph.settings.update(
+            openvino_version=ov.get_version(),
+            performance_hint=str(compiled.get_property("PERFORMANCE_HINT")),
+            inference_precision=compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+            num_streams=int(compiled.get_property("NUM_STREAMS")),
+            inference_threads=int(compiled.get_property("INFERENCE_NUM_THREADS")),
+            static_batch=cell.batch_size,
+        )
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            return np.array(request.infer({0: np.ascontiguousarray(batch)})[0], dtype=np.float32)
+
+        example = torch.from_numpy(host_input)
+        reference = graph.model
+        return Prepared(
+            step=request.infer,
+            samples_per_step=cell.batch_size,
+            count_flops=lambda: count_flops(lambda: reference(example)),  # the same graph, counted in PyTorch
+            parameters=graph.parameters,
+            input_shape=graph.input_shape,
+            settings=graph.settings,
+            predict=predict,
+            host_timer=True,
+            phase_s=graph.phase_s,
+        )

@@ -1,0 +1,156 @@
+"""PyTorch's own int8, through torchao (``pip install 'wattgap[torchao]'``), each device the way torchao
+documents as its fast path:
+
+- CPU: post-training static quantization in the PT2E flow. The model is captured by ``torch.export`` in
+  strict mode (TorchDynamo; the non-strict trace merges the calls of a module used twice, a ResNet's
+  ReLU, into one partition, which the quantizer refuses), annotated by the X86 Inductor quantizer (uint8
+  activations, per-channel int8 weights), calibrated on the same ``calibration_samples`` inputs as every
+  int8 path, converted, and compiled by Inductor with freezing, which lowers the quantize/dequantize pairs
+  into oneDNN int8 kernels. Export, calibration and compilation are timed phases.
+- CUDA: int8 dynamic-activation / int8-weight quantization (``Int8DynamicActivationInt8WeightConfig``)
+  of a bfloat16 model, then torch.compile. torchao quantizes linear layers only: convolutions stay in
+  bfloat16, and the cell's settings say how many layers are int8.
+
+The guardrail compares the outputs with the fp32 reference as for every stack."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from typing import TYPE_CHECKING, Any
+
+from wattgap.backends import torch_runtime as rt
+from wattgap.backends.base import Backend, Capabilities, Phase, Prepared
+from wattgap.backends.onnx_export import calibration_batches
+from wattgap.measure.flops import count_flops
+from wattgap.models.build import build_model, count_parameters
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from wattgap.cells import Cell
+    from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
+
+
+class TorchAo(Backend):
+    name = "torchao"
+    description = "PyTorch int8 through torchao: PT2E static quantization + Inductor on CPU, dynamic int8 on CUDA"
+    capabilities = Capabilities(
+        device_kinds=frozenset({"cpu", "cuda"}),
+        precisions=frozenset({"int8"}),
+        workloads=frozenset({"infer"}),
+    )
+
+    def unavailable_reason(self) -> str:
+        if importlib.util.find_spec("torch") is None:
+            return "PyTorch is not installed"
+        return "" if importlib.util.find_spec("torchao") else "torchao not installed (pip install 'wattgap[torchao]')"
+
+    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
+        return super().unsupported_reason(cell, hardware) or rt.compiler_reason(cell)
+
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+        import torch
+
+        phase("load")
+        device, settings = rt.setup_device(cell, config)
+        model, input_shape, _ = build_model(cell.model, config.model_options)
+        parameters = count_parameters(model)
+        model.eval()
+        phase("prepare")
+        generator = torch.Generator().manual_seed(config.seed)
+        host_input = torch.randn((cell.batch_size, *input_shape), generator=generator)
+        example = host_input.to(device)
+        phases: dict[str, float] = {}
+        with torch.no_grad():
+            flops = count_flops(lambda: model.to(device)(example))  # on the fp32 model: the same math
+        if device.type == "cuda":
+            runner, dtype = _dynamic_int8(model, settings), torch.bfloat16
+        else:
+            runner, dtype = _static_int8(model, tuple(input_shape), config, settings, phases), None
+        cast = (lambda x: x.to(dtype)) if dtype is not None else (lambda x: x)
+        feed = cast(example)
+        started = time.perf_counter()
+        with torch.no_grad():
+            runner(feed)  # compiles
+        rt.synchronizer(device)()
+        phases["compile_s"] = time.perf_counter() - started
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return runner(cast(torch.from_numpy(batch).to(device))).float().cpu().numpy()
+
+        return Prepared(
+            step=lambda: runner(feed),
+            samples_per_step=cell.batch_size,
+            context=torch.no_grad,
+            sync=rt.synchronizer(device),
+            count_flops=lambda: flops,
+            parameters=parameters,
+            input_shape=tuple(input_shape),
+            settings=settings,
+            predict=predict,
+            phase_s=phases,
+        )
+
+
+def _static_int8(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    config: SweepConfig,
+    settings: dict[str, Any],
+    phases: dict[str, float],
+) -> Any:
+    import torch
+    import torch._inductor.config as inductor
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    clock = time.perf_counter
+    started = clock()
+    example = torch.randn(2, *input_shape)  # batch 2: a batch of 1 would specialise the batch axis
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        graph = torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=True).module()
+    phases["export_s"] = clock() - started
+    started = clock()
+    quantizer = x86.X86InductorQuantizer()
+    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for samples in calibration_batches(config, input_shape):
+            prepared(torch.from_numpy(samples))
+    converted = convert_pt2e(prepared)
+    phases["calibration_s"] = clock() - started
+    inductor.freezing = True  # this cell's process only
+    settings.update(
+        precision_applied=(
+            "int8 PT2E static, X86InductorQuantizer (uint8 activations, per-channel int8 weights), "
+            f"{config.calibration_samples} {'dataset' if config.dataset else 'N(0,1)'} calibration samples"
+        ),
+        capture="torch.export strict",
+        inductor_freezing=True,
+        compile_mode="default",
+    )
+    return torch.compile(converted)
+
+
+def _dynamic_int8(model: nn.Module, settings: dict[str, Any]) -> Any:
+    import torch
+    from torch import nn
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    model.to(torch.bfloat16)
+    linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+    other = sum(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    settings.update(
+        precision_applied=(
+            f"int8 dynamic (torchao), int8 activations and weights in {linear} linear layer(s); "
+            f"{other} convolution(s) and the rest in bfloat16"
+        ),
+        compile_mode="max-autotune",
+    )
+    return torch.compile(model, mode="max-autotune")  # torchao's documented pairing
