@@ -26,7 +26,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/train_to_accuracy.py
-	$(BIN)/python bench/cross_stack.py
+	$(BIN)/python bench/peer_parity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
