@@ -286,6 +286,8 @@ def main() -> None:
             else:
                 theirs = hand(pair, model, batch, args.image_size, threads)
                 result = ours(pair, model, batch, args.image_size, threads, folder / "bench.db")
+            print(f"  {' '.join(str(k) for k in key)}: wattgap {result.throughput_sps or 0:.1f} sps, "
+                  f"hand {theirs or 0:.1f} sps", flush=True)  # fmt: skip
             if result.status != "ok" or result.throughput_sps is None:
                 print(f"  round {round_index + 1} {key}: wattgap {result.status} {result.reason[:120]}")
                 continue
@@ -295,7 +297,7 @@ def main() -> None:
                 hand_sps.setdefault(key, []).append(theirs)
                 ratios.setdefault(key, []).append(result.throughput_sps / theirs)
         print(f"round {round_index + 1} done, {time.perf_counter() - started:.0f} s", flush=True)
-    report(groups, pairs, ours_sps, hand_sps, ratios, last, args, threads)
+        report(groups, pairs, ours_sps, hand_sps, ratios, last, args, threads, round_index + 1)
 
 
 def report(
@@ -307,11 +309,13 @@ def report(
     last: dict[tuple[Any, ...], Any],
     args: argparse.Namespace,
     threads: int,
+    rounds: int,
 ) -> None:
+    """The table so far (printed after every round, so that a long run interrupted still says something)."""
     below = []
     for model, batch in groups:
         base = statistics.median(ours_sps.get((model, batch, "torch-eager", "fp32"), [float("nan")]))
-        print(f"\n{model}, batch {batch}, {args.image_size}x{args.image_size}, {threads} threads, {args.rounds} rounds")
+        print(f"\n{model}, batch {batch}, {args.image_size}x{args.image_size}, {threads} threads, {rounds} round(s)")
         print(f"  {'backend':14s} {'prec':5s} {'wattgap sps':>11s} {'hand sps':>9s} {'wattgap/hand':>12s} "
               f"{'range':>13s} {'vs eager fp32':>13s} {'top-1 agree':>11s} {'GOP/s':>7s}")  # fmt: skip
         for pair in pairs:
@@ -347,6 +351,7 @@ def report(
     print(f"\npairs below 0.95 of their hand-written twin: {len(below)}")
     for key, ratio in below:
         print(f"  {' '.join(str(k) for k in key)}: {ratio:.3f}")
+    print(flush=True)
 
 
 if __name__ == "__main__":
