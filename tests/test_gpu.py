@@ -102,3 +102,27 @@ def test_every_stack_on_cuda_with_the_guardrail(tmp_path: Path) -> None:
     built = [r for r in run.results if r.cell.backend == "tensorrt" and r.status == "ok"]
     for result in built:
         assert result.phases.build_s and "TensorrtExecutionProvider" in result.settings["providers"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="needs torchao")
+def test_torchao_int8_and_channels_last_on_cuda(tmp_path: Path) -> None:
+    """torchao's dynamic int8 on a bfloat16 model, and both PyTorch layouts, on the GPU, against fp16."""
+    config = fast_config(
+        models=["resnet18"],
+        devices=["cuda"],
+        backends=["torch-eager", "torchao"],
+        precisions=["fp16", "int8"],
+        memory_formats=["auto", "contiguous"],
+        batch_sizes=[8],
+        image_size=64,
+    )
+    run = wattgap.run(config, db=tmp_path / "w.db")
+    done = {(r.cell.backend, r.cell.precision, r.cell.memory_format): r for r in run.results if r.status == "ok"}
+    int8 = done[("torchao", "int8", "auto")]
+    assert "int8 dynamic (torchao)" in int8.settings["precision_applied"]
+    assert "1 linear layer(s)" in int8.settings["precision_applied"] and int8.phases.compile_s
+    assert int8.agreement is not None and int8.agreement.max_abs_diff > 0
+    assert done[("torch-eager", "fp16", "auto")].settings["memory_format"] == "channels_last (auto)"
+    assert done[("torch-eager", "fp16", "contiguous")].settings["memory_format"] == "contiguous"
+    skipped = {r.cell.label: r.reason for r in run.results if r.status == "skipped"}
+    assert any("PyTorch layout; torchao chooses its own" in reason for reason in skipped.values())

@@ -6,41 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from helpers import make_run, result
 
 from wattgap.analysis.speedup import compare
-from wattgap.cells import Cell
-from wattgap.config import parse_config
 from wattgap.errors import ConfigError
-from wattgap.measure.stats import summarize
-from wattgap.results import CellResult, Run
-
-
-def result(samples: np.ndarray, **fields: object) -> CellResult:
-    base: dict[str, object] = {
-        "model": "resnet18",
-        "workload": "infer",
-        "backend": "torch-eager",
-        "device": "cpu",
-        "precision": "fp32",
-        "batch_size": 8,
-        "threads": 2,
-    }
-    cell = Cell(**(base | fields))  # type: ignore[arg-type]
-    return CellResult(cell=cell, status="ok", latency=summarize(samples.tolist()), latencies_s=samples.tolist())
-
-
-def make_run(run_id: str, results: list[CellResult], **config: object) -> Run:
-    return Run(
-        run_id=run_id,
-        name="t",
-        created_at="2026-11-22T00:00:00+00:00",
-        status="complete",
-        config=parse_config({"models": ["resnet18"], **config}),
-        environment={},
-        cells=[r.cell for r in results],
-        results=results,
-    )
-
 
 RNG = np.random.default_rng(7)
 BASE = RNG.normal(0.010, 0.0002, 400)

@@ -13,8 +13,12 @@ from typing import Any
 
 from wattgap.analysis.efficiency import Efficiency, EfficiencyParams
 from wattgap.analysis.efficiency import efficiency as rank_cells
+from wattgap.analysis.recommend import Constraints, Recommendation
+from wattgap.analysis.recommend import recommend as recommend_of
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.speedup import compare as compare_runs
+from wattgap.analysis.tradeoff import Tradeoff
+from wattgap.analysis.tradeoff import tradeoff as tradeoff_of
 from wattgap.cells import Cell
 from wattgap.config import (
     Protocol,
@@ -273,6 +277,33 @@ def compare(db: str | Path, run_a: str, run_b: str, by: str = "device", baseline
     with Store.open_readonly(db) as store:
         first, second = store.load_run(run_a), store.load_run(run_b)
     return compare_runs(first, second, by=by, baseline=baseline)
+
+
+def tradeoff(
+    db: str | Path,
+    run_ids: list[str],
+    share: float = 0.9,
+    max_latency_s: float | None = None,
+    percentile: str = "p99",
+) -> Tradeoff:
+    """Throughput and latency against batch size per curve, the knee and the best batch under a latency
+    bound (see analysis.tradeoff)."""
+    with Store.open_readonly(db) as store:
+        runs = [store.load_run(run_id) for run_id in run_ids]
+    return tradeoff_of(runs, share=share, max_latency_s=max_latency_s, percentile=percentile)
+
+
+def recommend(
+    db: str | Path,
+    run_ids: list[str],
+    objective: str = "throughput",
+    constraints: Constraints | None = None,
+    params: EfficiencyParams | None = None,
+) -> Recommendation:
+    """The best stored cell for ``objective`` under ``constraints`` (see analysis.recommend)."""
+    with Store.open_readonly(db) as store:
+        runs = [store.load_run(run_id) for run_id in run_ids]
+    return recommend_of(runs, objective, constraints, params)
 
 
 def efficiency(

@@ -338,6 +338,71 @@ class Rank(str, Enum):
 
 
 @app.command()
+def tradeoff(
+    run_ids: Annotated[list[str], typer.Argument(help="Runs whose cells form the curves (ids, prefixes, 'latest').")],
+    share: Annotated[float, typer.Option(help="The knee: the smallest batch reaching this share of the best.")] = 0.9,
+    max_latency_ms: Annotated[
+        float | None, typer.Option(help="Also pick the best batch whose latency percentile is within this bound.")
+    ] = None,
+    percentile: Annotated[
+        str, typer.Option(help="The latency percentile the bound applies to: p50, p90, p95, p99.")
+    ] = "p99",
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """Throughput and latency against batch size, with intervals, and the best batch by a stated rule."""
+    from wattgap import api
+    from wattgap.report.data import tradeoff_data
+    from wattgap.report.terminal import tradeoff_view
+
+    bound = max_latency_ms / 1e3 if max_latency_ms is not None else None
+    result = api.tradeoff(db, run_ids, share=share, max_latency_s=bound, percentile=percentile)
+    if fmt is TableOrJson.json:
+        _print_json(tradeoff_data(result))
+        return
+    console.print(tradeoff_view(result))
+
+
+@app.command()
+def recommend(
+    run_ids: Annotated[list[str], typer.Argument(help="Runs whose cells are the candidates.")],
+    objective: Annotated[str, typer.Option(help="throughput, latency, energy or cost (per sample).")] = "throughput",
+    max_latency_ms: Annotated[float | None, typer.Option(help="Bound on the latency percentile, ms.")] = None,
+    percentile: Annotated[str, typer.Option(help="The latency percentile: p50, p90, p95, p99.")] = "p99",
+    min_agreement: Annotated[float | None, typer.Option(help="Minimum top-1 agreement with fp32, in (0, 1].")] = None,
+    max_memory_gb: Annotated[float | None, typer.Option(help="Bound on peak memory (device, else host), GiB.")] = None,
+    include_degraded: Annotated[bool, typer.Option("--include-degraded", help="Let degraded cells compete.")] = False,
+    price_per_kwh: Annotated[float, typer.Option(help="cost: electricity price per kWh.")] = 0.15,
+    price_per_device_hour: Annotated[float, typer.Option(help="cost: price of one device-hour.")] = 0.0,
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """The best cell for an objective under constraints, the runner-up, and why every other cell lost."""
+    from wattgap import api
+    from wattgap.analysis.efficiency import EfficiencyParams
+    from wattgap.analysis.recommend import Constraints
+    from wattgap.config import validate_flags
+    from wattgap.report.data import recommendation_data
+    from wattgap.report.terminal import recommendation_view
+
+    params = validate_flags(
+        EfficiencyParams, {"price_per_kwh": price_per_kwh, "price_per_device_hour": price_per_device_hour}
+    )
+    constraints = Constraints(
+        max_latency_s=max_latency_ms / 1e3 if max_latency_ms is not None else None,
+        percentile=percentile,
+        min_agreement=min_agreement,
+        max_memory_bytes=max_memory_gb * 2**30 if max_memory_gb is not None else None,
+        include_degraded=include_degraded,
+    )
+    answer = api.recommend(db, run_ids, objective, constraints, params)
+    if fmt is TableOrJson.json:
+        _print_json(recommendation_data(answer))
+        return
+    console.print(recommendation_view(answer))
+
+
+@app.command()
 def efficiency(
     run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
     rank: Annotated[

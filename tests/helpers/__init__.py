@@ -1,4 +1,4 @@
-"""Shared test helpers: a fast protocol, small sweeps, and the CLI in a subprocess."""
+"""Shared test helpers: a fast protocol, small sweeps, the CLI in a subprocess, results of known samples."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from wattgap.cells import Cell
+from wattgap.config import parse_config
+from wattgap.measure.stats import summarize
+from wattgap.results import CellResult, Run
 
 # A short protocol: correctness tests, not performance measurements.
 FAST_PROTOCOL: dict[str, Any] = {
@@ -79,3 +86,32 @@ def start_slow_sweep(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     assert stored >= 2, "the sweep stored nothing in time"
     (run_id,) = sqlite3.connect(db).execute("SELECT run_id FROM runs").fetchone()
     return process, run_id
+
+
+def result(samples: np.ndarray, **fields: object) -> CellResult:
+    """A finished cell with the given latency samples (ResNet18 inference on 2 CPU threads, batch 8,
+    unless ``fields`` say otherwise), for analyses of known results."""
+    base: dict[str, object] = {
+        "model": "resnet18",
+        "workload": "infer",
+        "backend": "torch-eager",
+        "device": "cpu",
+        "precision": "fp32",
+        "batch_size": 8,
+        "threads": 2,
+    }
+    cell = Cell(**(base | fields))  # type: ignore[arg-type]
+    return CellResult(cell=cell, status="ok", latency=summarize(samples.tolist()), latencies_s=samples.tolist())
+
+
+def make_run(run_id: str, results: list[CellResult], **config: object) -> Run:
+    return Run(
+        run_id=run_id,
+        name="t",
+        created_at="2026-11-22T00:00:00+00:00",
+        status="complete",
+        config=parse_config({"models": ["resnet18"], **config}),
+        environment={},
+        cells=[r.cell for r in results],
+        results=results,
+    )

@@ -37,18 +37,23 @@ class LatencyStats(BaseModel):
 
 
 def bootstrap_medians(samples: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
-    """Medians of ``resamples`` bootstrap resamples of ``samples`` (with replacement), in chunks so that
-    memory stays bounded whatever the sample count."""
+    """Medians of ``resamples`` bootstrap resamples of ``samples`` (with replacement)."""
+    return bootstrap_quantiles(samples, 0.5, resamples, seed)
+
+
+def bootstrap_quantiles(samples: np.ndarray, quantile: float, resamples: int, seed: int = 0) -> np.ndarray:
+    """The ``quantile`` (0.5: the median) of ``resamples`` bootstrap resamples of ``samples`` (with
+    replacement), in chunks so that memory stays bounded whatever the sample count."""
     if samples.size == 0:
         raise MeasurementError("cannot bootstrap an empty sample")
     rng = np.random.default_rng(seed)
     per_chunk = max(1, _CHUNK_ELEMENTS // samples.size)
-    medians = np.empty(resamples)
+    values = np.empty(resamples)
     for start in range(0, resamples, per_chunk):
         count = min(per_chunk, resamples - start)
         picks = rng.integers(0, samples.size, size=(count, samples.size))
-        medians[start : start + count] = np.median(samples[picks], axis=1)
-    return medians
+        values[start : start + count] = np.quantile(samples[picks], quantile, axis=1)
+    return values
 
 
 def median_ci(samples: np.ndarray, confidence: float, resamples: int, seed: int = 0) -> tuple[float, float]:

@@ -7,7 +7,9 @@ import dataclasses
 from typing import Any
 
 from wattgap.analysis.efficiency import Efficiency, EfficiencyParams
+from wattgap.analysis.recommend import Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
+from wattgap.analysis.tradeoff import Point, Tradeoff
 from wattgap.results import Run
 
 
@@ -51,4 +53,67 @@ def efficiency_data(run_id: str, metric: str, rows: list[Efficiency], params: Ef
         "gqi": params.formula(),
         "params": params.model_dump(),
         "cells": [dataclasses.asdict(row) for row in rows],
+    }
+
+
+def _point_data(point: Point) -> dict[str, Any]:
+    return {
+        "cell_id": point.result.cell_id,
+        "batch_size": point.batch_size,
+        "samples": point.samples,
+        "throughput_sps": dataclasses.asdict(point.throughput_sps),
+        "latency_s": {name: dataclasses.asdict(value) for name, value in point.latency_s.items()},
+    }
+
+
+def tradeoff_data(result: Tradeoff) -> dict[str, Any]:
+    return {
+        "run_ids": result.run_ids,
+        "rule": {
+            "knee_share": result.share,
+            "percentile": result.percentile,
+            "max_latency_s": result.max_latency_s,
+            "confidence": result.confidence,
+        },
+        "curves": [
+            {
+                "key": curve.key,
+                "points": [_point_data(p) for p in curve.points],
+                "knee_batch_size": curve.knee.batch_size,
+                "best_batch_size_under_bound": curve.bounded.batch_size if curve.bounded else None,
+                "notes": curve.notes,
+            }
+            for curve in result.curves
+        ],
+    }
+
+
+def _candidate_data(candidate: Candidate | None) -> dict[str, Any] | None:
+    if candidate is None:
+        return None
+    result = candidate.result
+    return {
+        "cell_id": result.cell_id,
+        "cell": result.cell.model_dump(),
+        "score": dataclasses.asdict(candidate.score) if candidate.score else None,
+        "latency_s": dataclasses.asdict(candidate.latency_s),
+        "throughput_sps": candidate.throughput_sps,
+        "j_per_sample": candidate.j_per_sample,
+        "memory_bytes": candidate.memory_bytes,
+        "broken": [{"constraint": name, "relative_excess": excess} for name, excess in candidate.broken],
+        "verdict": candidate.verdict,
+    }
+
+
+def recommendation_data(answer: Recommendation) -> dict[str, Any]:
+    return {
+        "objective": answer.objective,
+        "constraints": dataclasses.asdict(answer.constraints),
+        "best": _candidate_data(answer.best),
+        "runner_up": _candidate_data(answer.runner_up),
+        "statistically_tied": answer.tied,
+        "others": [_candidate_data(c) for c in answer.others],
+        "binding_constraint": answer.binding or None,
+        "closest": _candidate_data(answer.closest),
+        "pareto_front": [_candidate_data(c) for c in answer.pareto],
     }

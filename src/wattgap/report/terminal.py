@@ -13,7 +13,9 @@ from rich.text import Text
 
 from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams, default_rank
 from wattgap.analysis.plausibility import suspects
+from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
+from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.report.format import number, plain, quantity, seconds
 from wattgap.results import CellResult, Run
@@ -277,6 +279,129 @@ def comparison_table(comparison: Comparison) -> RenderableType:
             Text(plain(pair.note)),
         )
     return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table)
+
+
+def tradeoff_view(result: Tradeoff) -> RenderableType:
+    """One table per curve: throughput and latency percentiles against batch size with their intervals,
+    the knee and the best batch under the bound marked, and what the rule was."""
+    level = f"{result.confidence:.0%}"
+    bound = (
+        f"; best batch: highest throughput with {result.percentile} <= {seconds(result.max_latency_s)}"
+        if result.max_latency_s is not None
+        else ""
+    )
+    parts: list[RenderableType] = [
+        Text(
+            f"latency-throughput trade-off of run(s) {', '.join(result.run_ids)}: throughput = batch / median "
+            f"latency; [{level} bootstrap intervals from the raw samples]; knee: the smallest batch reaching "
+            f"{result.share:.0%} of the highest throughput{bound}"
+        )
+    ]
+    varying = [
+        name for name in CELL_FIELDS if name != "batch_size" and len({str(c.key.get(name)) for c in result.curves}) > 1
+    ]
+    fixed = {k: v for k, v in result.curves[0].key.items() if k not in varying} if result.curves else {}
+    parts.append(_shared_line(fixed, "every curve"))
+    for curve in result.curves:
+        head = ", ".join(f"{_HEADERS.get(k, k)} {curve.key[k]}" for k in varying)
+        if head:
+            parts.append(Text(plain(head), style="bold"))
+        table = _table()
+        table.add_column("batch", justify="right", no_wrap=True)
+        for column in ("sps b/med", f"[{level}]", "p50", f"[{level}]", result.percentile, f"[{level}]"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        for point in curve.points:
+            marks = [
+                *(["knee"] if point is curve.knee else []),
+                *(["best under bound"] if point is curve.bounded else []),
+            ]
+            tail = point.latency_s[result.percentile]
+            median = point.latency_s["p50"]
+            table.add_row(
+                str(point.batch_size),
+                number(point.throughput_sps.value),
+                f"{number(point.throughput_sps.low)}-{number(point.throughput_sps.high)}",
+                seconds(median.value),
+                f"{seconds(median.low)}-{seconds(median.high)}",
+                seconds(tail.value),
+                f"{seconds(tail.low)}-{seconds(tail.high)}",
+                ", ".join(marks),
+            )
+        parts.append(table)
+        parts += [Text(plain(f"  note: {note}"), style="dim") for note in curve.notes]
+    return Group(*parts)
+
+
+def _score_text(candidate: Candidate, objective: str) -> str:
+    score = candidate.score
+    if score is None:
+        return "-"
+    show = seconds if objective == "latency" else number
+    interval = f" [{show(score.low)}-{show(score.high)}]" if score.low != score.high else ""
+    unit = "" if objective == "latency" else f" {OBJECTIVES[objective]}"
+    return f"{show(score.value)}{unit}{interval}"
+
+
+def _constraint_text(answer: Recommendation) -> str:
+    bounds = answer.constraints
+    parts = [
+        *([f"{bounds.percentile} <= {seconds(bounds.max_latency_s)}"] if bounds.max_latency_s else []),
+        *([f"top-1 agreement >= {bounds.min_agreement:.1%}"] if bounds.min_agreement is not None else []),
+        *([f"peak memory <= {quantity(bounds.max_memory_bytes, 'B', 1024.0)}"] if bounds.max_memory_bytes else []),
+        "degraded cells " + ("allowed" if bounds.include_degraded else "excluded"),
+    ]
+    return ", ".join(parts)
+
+
+def recommendation_view(answer: Recommendation) -> RenderableType:
+    """The answer first (best, runner-up, whether they are tied), then why each other cell lost."""
+    objective = answer.objective
+    direction = "higher" if objective == "throughput" else "lower"
+    parts: list[RenderableType] = [
+        Text(plain(f"objective: {objective} ({direction} is better); constraints: {_constraint_text(answer)}"))
+    ]
+    if answer.best is None:
+        parts.append(Text("no cell satisfies every constraint", style="bold"))
+        parts.append(Text(plain(f"binding constraint: {answer.binding}")))
+        if answer.closest is not None:
+            parts.append(Text(plain(f"closest: {answer.closest.result.cell.label} ({_why_text(answer.closest)})")))
+    else:
+        parts.append(
+            Text(plain(f"best: {answer.best.result.cell.label}: {_score_text(answer.best, objective)}"), style="bold")
+        )
+        if answer.runner_up is not None:
+            tie = "statistically tied with the best (intervals overlap)" if answer.tied else answer.runner_up.verdict
+            parts.append(
+                Text(
+                    plain(
+                        f"runner-up: {answer.runner_up.result.cell.label}: "
+                        f"{_score_text(answer.runner_up, objective)}; {tie}"
+                    )
+                )
+            )
+    if answer.others:
+        table = _table()
+        _identity_column(table, "cell", (c.result.cell.label for c in answer.others))
+        table.add_column(objective, justify="right", no_wrap=True)
+        table.add_column("why not", overflow="fold", min_width=16)
+        for candidate in answer.others:
+            table.add_row(
+                Text(plain(candidate.result.cell.label)),
+                _score_text(candidate, objective),
+                Text(plain(candidate.verdict)),
+            )
+        parts.append(table)
+    parts.append(
+        Text(
+            f"Pareto front (p99 latency, throughput, J/sample): {len(answer.pareto)} cell(s); --format json lists them"
+        )
+    )
+    return Group(*parts)
+
+
+def _why_text(candidate: Candidate) -> str:
+    return ", ".join(f"{name} +{excess:.0%}" for name, excess in candidate.broken) or "satisfies every constraint"
 
 
 def plan_view(name: str, plan: Plan) -> RenderableType:

@@ -1,0 +1,145 @@
+"""The latency-throughput trade-off over batch size, and the best batch by a stated rule.
+
+Cells that differ only in batch size form a curve (one per model, workload, backend, device, precision,
+threads and memory format). Each point carries throughput per sample (batch / median latency) and
+latency percentiles, each with a percentile-bootstrap interval from the cell's raw samples. Two rules
+pick a batch:
+
+- the knee: the smallest batch whose throughput reaches ``share`` (90% by default) of the curve's
+  highest throughput: past it, a larger batch buys little throughput and costs latency;
+- under a latency bound: the batch of highest throughput whose latency percentile is within the bound.
+
+Pure: stored results in, typed results out; no formatting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wattgap.cells import CELL_FIELDS
+from wattgap.errors import ConfigError, field_error
+from wattgap.measure.stats import bootstrap_quantiles
+from wattgap.results import CellResult, Run
+
+PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Point:
+    result: CellResult
+    throughput_sps: Estimate  # batch / median latency
+    latency_s: dict[str, Estimate]  # by percentile name
+    samples: int
+
+    @property
+    def batch_size(self) -> int:
+        return self.result.cell.batch_size
+
+    def resolves(self, percentile: str) -> bool:
+        """Whether the cell has samples enough for the percentile to be more than its largest sample
+        (at least 1 / (1 - q) of them: 100 for p99)."""
+        return self.samples * (1 - PERCENTILES[percentile]) >= 1
+
+
+@dataclass(frozen=True)
+class Curve:
+    key: dict[str, object]  # the cell fields the points share (all but batch_size)
+    points: list[Point]  # by batch size
+    knee: Point
+    bounded: Point | None  # the best batch under the latency bound; None without a bound or within none
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    run_ids: list[str]
+    share: float
+    percentile: str
+    max_latency_s: float | None
+    confidence: float
+    curves: list[Curve]
+
+
+def tradeoff(
+    runs: list[Run],
+    share: float = 0.9,
+    max_latency_s: float | None = None,
+    percentile: str = "p99",
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> Tradeoff:
+    """The curves of the runs' finished cells. A cell held by several of the runs counts once, as the
+    last run given holds it."""
+    if not 0 < share <= 1:
+        raise field_error("--share", share, "a fraction in (0, 1]")
+    if max_latency_s is not None and not max_latency_s > 0:
+        raise field_error("--max-latency-ms", max_latency_s * 1e3, "a positive number of milliseconds")
+    if percentile not in PERCENTILES:
+        raise field_error("--percentile", percentile, PERCENTILES)
+    cells: dict[str, CellResult] = {}
+    for run in runs:
+        cells.update({r.cell_id: r for r in run.results if r.status == "ok" and r.latencies_s})
+    if not cells:
+        raise ConfigError(f"tradeoff: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells")
+    groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
+    for result in cells.values():
+        key = tuple((name, getattr(result.cell, name)) for name in CELL_FIELDS if name != "batch_size")
+        groups.setdefault(key, []).append(result)
+    rng = np.random.default_rng(seed)
+    curves = []
+    for key, results in groups.items():
+        points = [measure_point(r, confidence, resamples, int(rng.integers(2**31))) for r in results]
+        points.sort(key=lambda p: p.batch_size)
+        curves.append(_curve(dict(key), points, share, max_latency_s, percentile))
+    return Tradeoff([r.run_id for r in runs], share, percentile, max_latency_s, confidence, curves)
+
+
+def measure_point(result: CellResult, confidence: float, resamples: int, seed: int) -> Point:
+    """A cell's throughput and latency percentiles, each with its percentile-bootstrap interval."""
+    samples = np.asarray(result.latencies_s)
+    tail = (1 - confidence) / 2 * 100
+    latency: dict[str, Estimate] = {}
+    for offset, (name, quantile) in enumerate(PERCENTILES.items()):
+        boot = bootstrap_quantiles(samples, quantile, resamples, seed + offset)
+        low, high = np.percentile(boot, [tail, 100 - tail])
+        latency[name] = Estimate(float(np.quantile(samples, quantile)), float(low), float(high))
+    batch = result.cell.batch_size
+    median = latency["p50"]
+    throughput = Estimate(batch / median.value, batch / median.high, batch / median.low)
+    return Point(result, throughput, latency, int(samples.size))
+
+
+def _curve(
+    key: dict[str, object], points: list[Point], share: float, max_latency_s: float | None, percentile: str
+) -> Curve:
+    highest = max(p.throughput_sps.value for p in points)
+    knee = next(p for p in points if p.throughput_sps.value >= share * highest)
+    notes = []
+    if len(points) == 1:
+        notes.append("one batch size: no trade-off to read")
+    bounded = None
+    if max_latency_s is not None:
+        within = [p for p in points if p.latency_s[percentile].value <= max_latency_s]
+        bounded = max(within, key=lambda p: p.throughput_sps.value, default=None)
+        if bounded is None:
+            fastest = min(points, key=lambda p: p.latency_s[percentile].value)
+            notes.append(
+                f"no batch within the bound: the lowest {percentile} is batch {fastest.batch_size}'s, "
+                f"{fastest.latency_s[percentile].value * 1e3:.3g} ms"
+            )
+    unresolved = [p.batch_size for p in points if not p.resolves(percentile)]
+    if unresolved:
+        notes.append(
+            f"{percentile} of batch {', '.join(map(str, unresolved))} rests on fewer than "
+            f"{round(1 / (1 - PERCENTILES[percentile]))} samples (it is close to their maximum)"
+        )
+    return Curve(key, points, knee, bounded, notes)

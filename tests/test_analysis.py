@@ -1,0 +1,239 @@
+"""The studies' answers from stored results, on known results (exact answers) and end to end through the
+CLI: the latency-throughput trade-off with its knee and the best batch under a bound; the recommendation
+under constraints, with the runner-up, ties, why each other cell lost, the binding constraint and the
+Pareto front."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import fast_config, make_run, result, wattgap
+
+import wattgap as api
+from wattgap.analysis.recommend import Constraints, recommend
+from wattgap.analysis.tradeoff import tradeoff
+from wattgap.errors import ConfigError
+from wattgap.measure.energy import CellEnergy
+from wattgap.measure.guardrail import Agreement
+from wattgap.results import CellResult, Memory
+
+BATCHES = [1, 2, 4, 8, 16, 32]
+THROUGHPUT = [100.0, 180.0, 300.0, 380.0, 400.0, 410.0]  # samples/s at each batch
+SPREAD = np.linspace(0.99, 1.01, 201)  # 201 samples whose median is exactly the centre
+
+
+def curve_run(run_id: str = "r", precision: str = "fp32", scale: float = 1.0, samples: np.ndarray = SPREAD) -> api.Run:
+    results = [
+        result(batch / (rate * scale) * samples, batch_size=batch, precision=precision)
+        for batch, rate in zip(BATCHES, THROUGHPUT, strict=True)
+    ]
+    return make_run(run_id, results)
+
+
+@pytest.mark.parametrize(("share", "knee"), [(0.9, 8), (0.75, 8), (0.7, 4), (1.0, 32), (0.2, 1)])
+def test_the_knee_is_the_smallest_batch_reaching_the_share(share: float, knee: int) -> None:
+    (curve,) = tradeoff([curve_run()], share=share).curves
+    assert [p.batch_size for p in curve.points] == BATCHES
+    assert [p.throughput_sps.value for p in curve.points] == pytest.approx(THROUGHPUT)
+    assert curve.knee.batch_size == knee and curve.bounded is None
+
+
+def test_the_best_batch_under_a_latency_bound() -> None:
+    # p99 latencies: about 10.1, 11.2, 13.5, 21.3, 40.4, 78.8 ms
+    (curve,) = tradeoff([curve_run()], max_latency_s=0.025, percentile="p99").curves
+    assert curve.bounded is not None and curve.bounded.batch_size == 8
+    (curve,) = tradeoff([curve_run()], max_latency_s=0.0405, percentile="p50").curves
+    assert curve.bounded is not None and curve.bounded.batch_size == 16  # the median of batch 16 is 40 ms
+    (curve,) = tradeoff([curve_run()], max_latency_s=0.005).curves
+    assert curve.bounded is None
+    assert "no batch within the bound: the lowest p99 is batch 1's, 10.1 ms" in curve.notes
+
+
+def test_intervals_come_from_the_samples_and_contain_the_estimate() -> None:
+    rng = np.random.default_rng(3)
+    noisy = rng.lognormal(0, 0.05, 400)
+    (curve,) = tradeoff([curve_run(samples=noisy)]).curves
+    for point in curve.points:
+        throughput = point.throughput_sps
+        assert throughput.low < throughput.value < throughput.high
+        for estimate in point.latency_s.values():
+            assert estimate.low <= estimate.value <= estimate.high
+        assert point.latency_s["p50"].value < point.latency_s["p99"].value
+        assert point.latency_s["p99"].value == pytest.approx(np.quantile(point.result.latencies_s, 0.99))
+    assert tradeoff([curve_run(samples=noisy)]).curves[0].points[0] == curve.points[0]  # seeded
+
+
+def test_curves_are_per_configuration_and_a_cell_counts_once() -> None:
+    fp32, bf16 = curve_run("a"), curve_run("b", precision="bf16", scale=2.0)
+    again = curve_run("c", scale=4.0)  # the same cells as run a, measured again
+    result_ = tradeoff([fp32, bf16, again], share=0.9)
+    by_precision = {c.key["precision"]: c for c in result_.curves}
+    assert set(by_precision) == {"fp32", "bf16"}
+    assert by_precision["bf16"].points[0].throughput_sps.value == pytest.approx(200.0)
+    assert by_precision["fp32"].points[0].throughput_sps.value == pytest.approx(400.0)  # the last run's
+    few = tradeoff([curve_run(samples=SPREAD[:50])]).curves[0]
+    assert any("rests on fewer than 100 samples" in note for note in few.notes)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"share": 0.0}, "--share: got 0.0; allowed: a fraction in (0, 1]"),
+        ({"max_latency_s": -0.001}, "--max-latency-ms: got -1.0; allowed: a positive number of milliseconds"),
+        ({"percentile": "p42"}, "--percentile: got 'p42'; allowed: p50, p90, p95, p99"),
+    ],
+)
+def test_bad_rules_are_refused(arguments: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        tradeoff([curve_run()], **arguments)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Run]:
+    folder = tmp_path_factory.mktemp("analysis")
+    return folder, api.run(fast_config(batch_sizes=[1, 2, 4]), db=folder / "wattgap.db")
+
+
+def test_tradeoff_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
+    folder, run = stored
+    db = str(folder / "wattgap.db")
+    table = wattgap("tradeoff", run.run_id, "--max-latency-ms", "1000", "--db", db, cwd=folder)
+    assert table.returncode == 0, table.stderr
+    assert "knee" in table.stdout and "best under bound" in table.stdout and "every curve: model conv6" in table.stdout
+    data = json.loads(wattgap("tradeoff", "latest", "--format", "json", "--db", db, cwd=folder).stdout)
+    (curve,) = data["curves"]
+    assert [p["batch_size"] for p in curve["points"]] == [1, 2, 4] and curve["knee_batch_size"] in (1, 2, 4)
+    assert data["rule"] == {"knee_share": 0.9, "percentile": "p99", "max_latency_s": None, "confidence": 0.95}
+    bad = wattgap("tradeoff", run.run_id, "--max-latency-ms", "0", "--db", db, cwd=folder)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "wattgap: error: --max-latency-ms: got 0.0; allowed: a positive number of milliseconds"
+    ]
+
+
+def candidate(
+    rate: float,
+    p99_ms: float | None = None,
+    j_per_sample: float | None = None,
+    top1: float | None = None,
+    memory_gib: float | None = None,
+    samples: np.ndarray = SPREAD,
+    **fields: object,
+) -> CellResult:
+    """A cell at ``rate`` samples/s (batch 8); its p99 raised to ``p99_ms`` by a tail of slow samples (5%
+    of them, above the rest)."""
+    latencies = 8 / rate * samples
+    if p99_ms is not None:
+        latencies = np.concatenate([latencies, np.full(10, p99_ms / 1e3)])
+    cell = result(latencies, **fields)
+    agreement = (
+        Agreement(
+            samples=32,
+            reference="fp32",
+            max_abs_diff=0.1,
+            mean_rel_diff=0.01,
+            top1=top1,
+            threshold=0.99,
+            degraded=top1 < 0.99,
+        )
+        if top1 is not None
+        else None
+    )
+    energy = CellEnergy(label="estimated", j_per_sample=j_per_sample) if j_per_sample is not None else None
+    memory = Memory(host_peak_rss_bytes=int(memory_gib * 2**30)) if memory_gib is not None else Memory()
+    return cell.model_copy(update={"agreement": agreement, "energy": energy, "memory": memory})
+
+
+CANDIDATES = [
+    candidate(400, p99_ms=80, j_per_sample=0.02, top1=0.95, memory_gib=2, backend="onnxruntime", precision="int8"),
+    candidate(300, p99_ms=45, j_per_sample=0.03, top1=1.0, memory_gib=1, backend="openvino"),
+    candidate(200, p99_ms=42, j_per_sample=0.05, memory_gib=0.5),
+    candidate(100, p99_ms=90, j_per_sample=0.10, memory_gib=0.5, backend="tf-eager"),  # dominated by every other
+]
+
+
+def _label(answer_cell: object) -> str:
+    return answer_cell.result.cell.backend  # type: ignore[attr-defined]
+
+
+def test_the_best_cell_under_constraints_and_why_the_others_lost() -> None:
+    answer = recommend([make_run("r", CANDIDATES)])  # the int8 cell is degraded: excluded
+    assert answer.best is not None and answer.runner_up is not None
+    assert (_label(answer.best), _label(answer.runner_up)) == ("openvino", "torch-eager")
+    assert answer.runner_up.verdict == "33.3% behind on throughput" and not answer.tied
+    why = {_label(c): c.verdict for c in answer.others}
+    assert why == {"onnxruntime": "degraded against fp32", "tf-eager": "66.7% behind on throughput"}
+    bounded = recommend([make_run("r", CANDIDATES)], constraints=Constraints(max_latency_s=0.043))
+    assert bounded.best is not None and _label(bounded.best) == "torch-eager" and bounded.runner_up is None
+    why = {_label(c): c.verdict for c in bounded.others}
+    assert why["openvino"] == "p99 45 ms > bound (+5%)"
+    assert (
+        recommend([make_run("r", CANDIDATES)], constraints=Constraints(include_degraded=True)).best.result.cell.backend
+        == "onnxruntime"
+    )  # type: ignore[union-attr]
+
+
+def test_objectives_energy_latency_and_memory() -> None:
+    run = make_run("r", [*CANDIDATES, candidate(500, backend="torch-compile")])  # no energy reading
+    assert _label(recommend([run], "energy").best) == "openvino"  # the degraded int8 cell is excluded
+    no_energy = next(c for c in recommend([run], "energy").others if _label(c) == "torch-compile")
+    assert no_energy.verdict == "no energy value (no energy reading)"
+    assert _label(recommend([run], "latency", Constraints(percentile="p50")).best) == "torch-compile"
+    small = recommend([run], constraints=Constraints(max_memory_bytes=0.75 * 2**30, include_degraded=True))
+    assert _label(small.best) == "torch-compile" and _label(small.runner_up) == "torch-eager"
+
+
+def test_overlapping_intervals_are_a_statistical_tie() -> None:
+    rng = np.random.default_rng(5)
+    close = [
+        candidate(300, samples=rng.lognormal(0, 0.2, 60)),
+        candidate(301, samples=rng.lognormal(0, 0.2, 60), backend="openvino"),
+    ]
+    answer = recommend([make_run("r", close)])
+    assert answer.tied
+    apart = recommend([make_run("r", [candidate(300), candidate(600, backend="openvino")])])
+    assert not apart.tied
+
+
+def test_an_unsatisfiable_constraint_names_the_binding_constraint_and_the_closest_cell() -> None:
+    answer = recommend([make_run("r", CANDIDATES)], constraints=Constraints(max_latency_s=0.02))
+    assert answer.best is None and answer.runner_up is None
+    assert answer.binding == "max-latency" and answer.closest is not None and _label(answer.closest) == "torch-eager"
+
+
+def test_the_pareto_front() -> None:
+    front = recommend([make_run("r", CANDIDATES)]).pareto
+    assert sorted(_label(c) for c in front) == ["onnxruntime", "openvino", "torch-eager"]
+
+
+@pytest.mark.parametrize(
+    ("objective", "constraints", "message"),
+    [
+        ("speed", Constraints(), "--objective: got 'speed'; allowed: throughput, latency, energy, cost"),
+        ("throughput", Constraints(percentile="p1"), "--percentile: got 'p1'"),
+        ("throughput", Constraints(max_latency_s=-1.0), "--max-latency-ms: got -1000.0"),
+        ("throughput", Constraints(min_agreement=1.5), "--min-agreement: got 1.5; allowed: a fraction in"),
+        ("throughput", Constraints(max_memory_bytes=0.0), "--max-memory-gb: got 0.0"),
+    ],
+)
+def test_bad_recommendation_input_is_refused(objective: str, constraints: Constraints, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        recommend([make_run("r", CANDIDATES)], objective, constraints)
+
+
+def test_recommend_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
+    folder, run = stored
+    db = str(folder / "wattgap.db")
+    table = wattgap("recommend", run.run_id, "--objective", "latency", "--db", db, cwd=folder)
+    assert table.returncode == 0, table.stderr
+    assert "best: conv6/infer/torch-eager/cpu/fp32/b1/t1" in table.stdout and "Pareto front" in table.stdout
+    data = json.loads(wattgap("recommend", run.run_id, "--format", "json", "--db", db, cwd=folder).stdout)
+    assert data["best"]["cell"]["batch_size"] == max(c.batch_size for c in run.cells) or data["best"]
+    assert data["pareto_front"] and data["binding_constraint"] is None
+    none = wattgap("recommend", run.run_id, "--max-latency-ms", "0.000001", "--db", db, cwd=folder)
+    assert none.returncode == 0 and "no cell satisfies every constraint" in none.stdout
+    assert "binding constraint: max-latency" in none.stdout
+    bad = wattgap("recommend", run.run_id, "--objective", "speed", "--db", db, cwd=folder)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
