@@ -13,6 +13,7 @@ import pytest
 from helpers import fast_config, make_run, result, wattgap
 
 import wattgap as api
+from wattgap.analysis.memory import memory_curves
 from wattgap.analysis.recommend import Constraints, recommend
 from wattgap.analysis.tradeoff import tradeoff
 from wattgap.errors import ConfigError
@@ -237,3 +238,66 @@ def test_recommend_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
     assert "binding constraint: max-latency" in none.stdout
     bad = wattgap("recommend", run.run_id, "--objective", "speed", "--db", db, cwd=folder)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def memory_run(
+    coefficients: tuple[float, ...], batches: list[int], noise_bytes: float = 1e6, oom: int | None = None, seed: int = 0
+) -> api.Run:
+    rng = np.random.default_rng(seed)
+    results = []
+    for batch in batches:
+        value = sum(c * batch**power for power, c in enumerate(coefficients)) + rng.normal(0, noise_bytes)
+        cell = result(SPREAD * 0.01, batch_size=batch)
+        results.append(cell.model_copy(update={"memory": Memory(host_peak_rss_bytes=int(value))}))
+    if oom is not None:
+        results.append(CellResult(cell=result(SPREAD, batch_size=oom).cell, status="oom", reason="out of memory"))
+    run = make_run("m", results)
+    return run.model_copy(update={"environment": {"memory_bytes": 8 * 2**30}})
+
+
+QUADRATIC = (5e8, 3e6, 2e4)  # bytes: framework footprint, activations, and a term that grows with batch^2
+
+
+def test_the_memory_fit_recovers_a_known_polynomial_and_its_degree() -> None:
+    (curve,) = memory_curves(memory_run(QUADRATIC, [1, 2, 4, 8, 16, 32, 64, 128]), budget_bytes=2 * 2**30)
+    assert curve.fit is not None and curve.fit.degree == 2
+    assert curve.fit.coefficients == pytest.approx(QUADRATIC, rel=0.05)
+    assert curve.fit.r2 is not None and curve.fit.r2 > 0.9999 and curve.source == "host peak RSS"
+    # the exact answer of the true polynomial: 2e4 b^2 + 3e6 b + 5e8 = 2 GiB
+    exact = int((-3e6 + np.sqrt(3e6**2 - 4 * 2e4 * (5e8 - 2 * 2**30))) / (2 * 2e4))
+    assert curve.largest_batch_fit is not None and abs(curve.largest_batch_fit - exact) <= 1
+    assert curve.largest_batch is not None and curve.largest_batch <= curve.largest_batch_fit  # the upper bound
+    for point in curve.points:
+        low, high = point.interval_bytes  # type: ignore[misc]
+        assert low <= point.predicted_bytes <= high and low <= point.measured_bytes <= high  # type: ignore[operator]
+    linear = memory_curves(memory_run((5e8, 4e6), [1, 2, 4, 8, 16, 32]))[0]
+    assert linear.fit is not None and linear.fit.degree == 1 and linear.budget_bytes == 8 * 2**30
+    # over noise draws, cross-validation finds the true degree nearly always (a cubic fits noise too)
+    degrees = [
+        memory_curves(memory_run(QUADRATIC, [1, 2, 4, 8, 16, 32, 64, 128], seed=seed))[0].fit.degree  # type: ignore[union-attr]
+        for seed in range(20)
+    ]
+    assert degrees.count(2) >= 17 and set(degrees) <= {2, 3}
+
+
+def test_out_of_memory_cells_are_set_against_the_prediction() -> None:
+    (curve,) = memory_curves(memory_run(QUADRATIC, [1, 2, 4, 8, 16, 32, 64], oom=128), budget_bytes=16 * 2**30)
+    oom = curve.points[-1]
+    assert (oom.batch_size, oom.status, oom.measured_bytes) == (128, "oom", None)
+    assert oom.predicted_bytes == pytest.approx(sum(c * 128**p for p, c in enumerate(QUADRATIC)), rel=0.05)
+    assert any("batch 128 ran out of memory where the fit predicts" in note for note in curve.notes)
+    few = memory_curves(memory_run(QUADRATIC, [1]))[0]
+    assert few.fit is None and few.largest_batch is None
+    with pytest.raises(ConfigError, match=r"^--budget-gb: got -1.0; allowed: a positive number of GiB"):
+        memory_curves(memory_run(QUADRATIC, [1, 2]), budget_bytes=-(2**30))
+
+
+def test_memory_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
+    folder, run = stored
+    db = str(folder / "wattgap.db")
+    table = wattgap("memory", run.run_id, "--budget-gb", "64", "--db", db, cwd=folder)
+    assert table.returncode == 0, table.stderr
+    assert "host peak RSS: degree" in table.stdout and "largest batch within it" in table.stdout
+    data = json.loads(wattgap("memory", run.run_id, "--format", "json", "--db", db, cwd=folder).stdout)
+    (curve,) = data["curves"]
+    assert [p["batch_size"] for p in curve["points"]] == [1, 2, 4] and curve["budget_bytes"] > 0

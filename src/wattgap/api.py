@@ -13,6 +13,7 @@ from typing import Any
 
 from wattgap.analysis.efficiency import Efficiency, EfficiencyParams
 from wattgap.analysis.efficiency import efficiency as rank_cells
+from wattgap.analysis.memory import MemoryCurve, memory_curves
 from wattgap.analysis.recommend import Constraints, Recommendation
 from wattgap.analysis.recommend import recommend as recommend_of
 from wattgap.analysis.speedup import Comparison
@@ -304,6 +305,13 @@ def recommend(
     with Store.open_readonly(db) as store:
         runs = [store.load_run(run_id) for run_id in run_ids]
     return recommend_of(runs, objective, constraints, params)
+
+
+def memory(db: str | Path, run_id: str, budget_bytes: float | None = None) -> tuple[Run, list[MemoryCurve]]:
+    """Peak memory against batch size per configuration, and the largest batch within the budget (see
+    analysis.memory)."""
+    stored = load_run(db, run_id)
+    return stored, memory_curves(stored, budget_bytes)
 
 
 def efficiency(

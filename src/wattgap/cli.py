@@ -403,6 +403,25 @@ def recommend(
 
 
 @app.command()
+def memory(
+    run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
+    budget_gb: Annotated[float | None, typer.Option(help="Memory budget, GiB (default: the device's).")] = None,
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """Peak memory against batch size (polynomial fit, prediction intervals) and the largest batch that fits."""
+    from wattgap import api
+    from wattgap.report.data import memory_data
+    from wattgap.report.terminal import memory_view
+
+    stored, curves = api.memory(db, run_id, budget_gb * 2**30 if budget_gb is not None else None)
+    if fmt is TableOrJson.json:
+        _print_json(memory_data(stored.run_id, curves))
+        return
+    console.print(memory_view(stored.run_id, curves))
+
+
+@app.command()
 def efficiency(
     run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
     rank: Annotated[

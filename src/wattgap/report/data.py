@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from wattgap.analysis.efficiency import Efficiency, EfficiencyParams
+from wattgap.analysis.memory import MemoryCurve
 from wattgap.analysis.recommend import Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.tradeoff import Point, Tradeoff
@@ -117,3 +118,7 @@ def recommendation_data(answer: Recommendation) -> dict[str, Any]:
         "closest": _candidate_data(answer.closest),
         "pareto_front": [_candidate_data(c) for c in answer.pareto],
     }
+
+
+def memory_data(run_id: str, curves: list[MemoryCurve]) -> dict[str, Any]:
+    return {"run_id": run_id, "curves": [dataclasses.asdict(curve) for curve in curves]}

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams, default_rank
+from wattgap.analysis.memory import MemoryCurve
 from wattgap.analysis.plausibility import suspects
 from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
@@ -402,6 +403,60 @@ def recommendation_view(answer: Recommendation) -> RenderableType:
 
 def _why_text(candidate: Candidate) -> str:
     return ", ".join(f"{name} +{excess:.0%}" for name, excess in candidate.broken) or "satisfies every constraint"
+
+
+def _bytes(value: float | None) -> str:
+    return quantity(value, "B", 1024.0) if value is not None and value == value else "-"
+
+
+def memory_view(run_id: str, curves: list[MemoryCurve], confidence: float = 0.95) -> RenderableType:
+    """Per configuration: the fitted polynomial and how it was chosen, measured and predicted memory with
+    the prediction interval per batch, and the largest batch within the budget."""
+    parts: list[RenderableType] = [
+        Text(
+            f"peak memory against batch size, run {run_id}: polynomial least squares, degree by leave-one-out "
+            f"cross-validation, {confidence:.0%} prediction intervals"
+        )
+    ]
+    varying = [name for name in CELL_FIELDS if name != "batch_size" and len({str(c.key.get(name)) for c in curves}) > 1]
+    parts.append(_shared_line({k: v for k, v in curves[0].key.items() if k not in varying}, "every curve"))
+    for curve in curves:
+        head = ", ".join(f"{_HEADERS.get(k, k)} {curve.key[k]}" for k in varying)
+        if head:
+            parts.append(Text(plain(head), style="bold"))
+        fit = curve.fit
+        if fit is not None:
+            terms = " + ".join(
+                f"{_bytes(abs(c))}" + (f" x batch^{power}" if power > 1 else " x batch" if power else "")
+                for power, c in enumerate(fit.coefficients)
+            )
+            quality = f"leave-one-out RMSE {_bytes(fit.loocv_rmse_bytes)}" if fit.loocv_rmse_bytes else "no CV"
+            r2 = f", R^2 {fit.r2:.4f}" if fit.r2 is not None else ""
+            parts.append(Text(f"  {curve.source}: degree {fit.degree} ({quality}{r2}): {terms}"))
+        table = _table()
+        for column in ("batch", "measured", "predicted", f"{confidence:.0%} interval", "status"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for point in curve.points:
+            interval = (
+                f"{_bytes(point.interval_bytes[0])}-{_bytes(point.interval_bytes[1])}" if point.interval_bytes else "-"
+            )
+            table.add_row(
+                str(point.batch_size),
+                _bytes(point.measured_bytes),
+                _bytes(point.predicted_bytes),
+                interval,
+                point.status,
+            )
+        parts.append(table)
+        if curve.budget_bytes is not None and fit is not None:
+            parts.append(
+                Text(
+                    f"  budget {_bytes(curve.budget_bytes)}: largest batch within it {curve.largest_batch or 'none'} "
+                    f"(upper prediction bound), {curve.largest_batch_fit or 'none'} by the fitted curve"
+                )
+            )
+        parts += [Text(plain(f"  note: {note}"), style="dim") for note in curve.notes]
+    return Group(*parts)
 
 
 def plan_view(name: str, plan: Plan) -> RenderableType:
