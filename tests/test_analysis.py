@@ -1,11 +1,12 @@
 """The studies' answers from stored results, on known results (exact answers) and end to end through the
 CLI: the latency-throughput trade-off with its knee and the best batch under a bound; the recommendation
 under constraints, with the runner-up, ties, why each other cell lost, the binding constraint and the
-Pareto front."""
+Pareto front; memory against batch size; the projection of memory needs by year."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from helpers import fast_config, make_run, result, wattgap
 
 import wattgap as api
 from wattgap.analysis.memory import memory_curves
+from wattgap.analysis.projection import load_entries, project
 from wattgap.analysis.recommend import Constraints, recommend
 from wattgap.analysis.tradeoff import tradeoff
 from wattgap.errors import ConfigError
@@ -301,3 +303,53 @@ def test_memory_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
     data = json.loads(wattgap("memory", run.run_id, "--format", "json", "--db", db, cwd=folder).stdout)
     (curve,) = data["curves"]
     assert [p["batch_size"] for p in curve["points"]] == [1, 2, 4] and curve["budget_bytes"] > 0
+
+
+def test_the_shipped_memory_projection_is_reproducible() -> None:
+    entries, source = load_entries()
+    assert all(e.source for e in entries) and {e.kind for e in entries} == {"accelerator", "model"}
+    projection = project(entries, source, until=2030)
+    assert project(entries, source, until=2030) == projection
+    accelerators, weights, training = projection.series
+    assert [s.fit.degree for s in projection.series] == [1, 1, 1]
+    assert 10 ** accelerators.fit.coefficients[1] == pytest.approx(1.313, abs=0.001)  # x1.31 a year
+    assert 10 ** weights.fit.coefficients[1] == pytest.approx(2.358, abs=0.001)
+    assert training.projected[-1][1] == pytest.approx(8 * weights.projected[-1][1])  # 16 bytes against 2
+    assert projection.outgrows == {"model weights": 2021, "model training": 2018}
+    for _, value, low, high in accelerators.projected:
+        assert low is not None and high is not None and low < value < high
+
+
+def test_a_users_csv_in_the_same_columns(tmp_path: Path) -> None:
+    rows = ["kind,name,year,memory_bytes,parameters,source"]
+    rows += [f"accelerator,a{y},{y},{2**30 * 2 ** ((y - 2010) / 2)},,sheet {y}" for y in range(2010, 2021)]
+    rows += [f"model,m{y},{y},,{1e8 * 10 ** ((y - 2010) / 4)},paper {y}" for y in range(2010, 2021)]
+    data = tmp_path / "mine.csv"
+    data.write_text("\n".join(rows) + "\n")
+    entries, source = load_entries(data)
+    projection = project(entries, source, until=2040, weight_bytes=2)
+    accelerators = projection.series[0]
+    assert accelerators.fit.degree == 1 and accelerators.fit.r2 == pytest.approx(1.0)
+    assert 10 ** accelerators.fit.coefficients[1] == pytest.approx(2**0.5)  # doubling every two years
+    # weights 2e8 x 10^((y-2010)/4) bytes meet 2^30 x 2^((y-2010)/2): solved for y, the first whole year after
+    crossing = 2010 + np.log10(2**30 / 2e8) / (0.25 - np.log10(2) / 2)
+    assert projection.outgrows["model weights"] == int(np.ceil(crossing))
+    result_ = wattgap("project", "memory", "--data", str(data), "--until", "2040", "--format", "json", cwd=tmp_path)
+    assert result_.returncode == 0 and json.loads(result_.stdout)["outgrows"]["model weights"] == int(np.ceil(crossing))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind,name,year\nmodel,x,2020\n", "lacks column(s) memory_bytes, parameters, source"),
+        ("kind,name,year,memory_bytes,parameters,source\nmodel,x,20x0,,5,me\n", "line 2: year: got '20x0'"),
+        ("kind,name,year,memory_bytes,parameters,source\nmodel,x,2020,,5,\n", "line 2: source: got ''"),
+        ("kind,name,year,memory_bytes,parameters,source\nchip,x,2020,5,,me\n", "line 2: kind: got 'chip'"),
+        ("kind,name,year,memory_bytes,parameters,source\nmodel,x,2020,,-5,me\n", "line 2: parameters: got '-5'"),
+    ],
+)
+def test_a_bad_csv_is_one_line_and_exit_2(tmp_path: Path, text: str, message: str) -> None:
+    data = tmp_path / "bad.csv"
+    data.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_entries(data)

@@ -14,6 +14,8 @@ from typing import Any
 from wattgap.analysis.efficiency import Efficiency, EfficiencyParams
 from wattgap.analysis.efficiency import efficiency as rank_cells
 from wattgap.analysis.memory import MemoryCurve, memory_curves
+from wattgap.analysis.projection import Projection, load_entries
+from wattgap.analysis.projection import project as project_of
 from wattgap.analysis.recommend import Constraints, Recommendation
 from wattgap.analysis.recommend import recommend as recommend_of
 from wattgap.analysis.speedup import Comparison
@@ -312,6 +314,15 @@ def memory(db: str | Path, run_id: str, budget_bytes: float | None = None) -> tu
     analysis.memory)."""
     stored = load_run(db, run_id)
     return stored, memory_curves(stored, budget_bytes)
+
+
+def project_memory(
+    data: str | Path | None = None, until: int = 2030, weight_bytes: float = 2.0, training_bytes: float = 16.0
+) -> Projection:
+    """Accelerator memory and models' memory needs by year, fitted and projected (see analysis.projection);
+    ``data``: a CSV in the shipped dataset's columns, or None for the shipped one."""
+    entries, source = load_entries(data)
+    return project_of(entries, source, until, weight_bytes, training_bytes)
 
 
 def efficiency(

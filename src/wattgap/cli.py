@@ -421,6 +421,32 @@ def memory(
     console.print(memory_view(stored.run_id, curves))
 
 
+project_app = typer.Typer(help="Projections from public data.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+
+
+@project_app.command("memory")
+def project_memory(
+    until: Annotated[int, typer.Option(help="Project up to this year.")] = 2030,
+    data: Annotated[
+        Path | None, typer.Option(help="A CSV in the shipped dataset's columns (default: shipped).")
+    ] = None,
+    weight_bytes: Annotated[float, typer.Option(help="Bytes per parameter for the weights (2: fp16/bf16).")] = 2.0,
+    training_bytes: Annotated[float, typer.Option(help="Bytes per parameter to train (16: Adam, mixed).")] = 16.0,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """Accelerator memory and models' needs by year: polynomial fits, intervals, when models outgrow one device."""
+    from wattgap import api
+    from wattgap.report.data import projection_data
+    from wattgap.report.terminal import projection_view
+
+    projection = api.project_memory(data, until, weight_bytes, training_bytes)
+    if fmt is TableOrJson.json:
+        _print_json(projection_data(projection))
+        return
+    console.print(projection_view(projection))
+
+
 @app.command()
 def efficiency(
     run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],

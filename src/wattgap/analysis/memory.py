@@ -13,24 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wattgap.analysis.regression import Fit, fit_polynomial, prediction_interval
 from wattgap.cells import CELL_FIELDS
 from wattgap.errors import ConfigError, field_error
 from wattgap.results import CellResult, Run
 
-MAX_DEGREE = 3
 SEARCH_LIMIT = 65_536  # the largest batch a sweep may ask for (config.MAX_BATCH_SIZE)
-
-
-@dataclass(frozen=True)
-class Fit:
-    degree: int
-    coefficients: list[float]  # bytes, constant term first
-    loocv_rmse_bytes: float | None  # None with too few points to leave one out
-    r2: float | None
-    residual_dof: int
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.polynomial.polynomial.polyval(batch, self.coefficients)
 
 
 @dataclass(frozen=True)
@@ -59,65 +47,6 @@ def memory_of(result: CellResult) -> tuple[float | None, str]:
         return float(result.memory.device_peak_allocated_bytes), "device peak allocated"
     rss = result.memory.host_peak_rss_bytes
     return (float(rss) if rss else None), "host peak RSS"
-
-
-def _design(batch: np.ndarray, degree: int) -> np.ndarray:
-    return np.vander(batch.astype(float), degree + 1, increasing=True)
-
-
-def _loocv(batch: np.ndarray, memory: np.ndarray, degree: int) -> np.ndarray | None:
-    """Squared errors of the leave-one-out predictions; None when a fold would be underdetermined."""
-    if len(batch) - 1 < degree + 1:
-        return None
-    errors = []
-    for left in range(len(batch)):
-        keep = np.arange(len(batch)) != left
-        coefficients, *_ = np.linalg.lstsq(_design(batch[keep], degree), memory[keep], rcond=None)
-        errors.append(float((_design(batch[left : left + 1], degree) @ coefficients)[0] - memory[left]) ** 2)
-    return np.asarray(errors)
-
-
-def fit_memory(batch: np.ndarray, memory: np.ndarray) -> Fit:
-    """A polynomial of degree 0 to 3 (at most points - 1), chosen by leave-one-out cross-validation with
-    the one-standard-error rule: the lowest degree whose mean squared error is within one standard error
-    of the lowest (a higher degree must earn its coefficient; noise alone often favours it by a little).
-    With points enough for no fold, degree 1 (a line through two points)."""
-    distinct = len(np.unique(batch))
-    scored = {d: _loocv(batch, memory, d) for d in range(0, min(MAX_DEGREE, distinct - 1) + 1)}
-    valid = {d: e for d, e in scored.items() if e is not None}
-    if valid:
-        best = min(valid, key=lambda d: float(valid[d].mean()))
-        limit = valid[best].mean() + valid[best].std(ddof=1) / np.sqrt(len(valid[best]))
-        degree = min(d for d, e in valid.items() if e.mean() <= limit)
-    else:
-        degree = min(1, distinct - 1)
-    errors = valid.get(degree)
-    rmse = float(np.sqrt(errors.mean())) if errors is not None else None
-    coefficients, *_ = np.linalg.lstsq(_design(batch, degree), memory, rcond=None)
-    residuals = memory - _design(batch, degree) @ coefficients
-    total = float(np.sum(np.square(memory - memory.mean())))
-    r2 = 1 - float(np.sum(np.square(residuals))) / total if total > 0 else None
-    return Fit(degree, [float(c) for c in coefficients], rmse, r2, len(batch) - degree - 1)
-
-
-def prediction_interval(
-    fit: Fit, batch: np.ndarray, memory: np.ndarray, at: np.ndarray, confidence: float
-) -> np.ndarray | None:
-    """Lower and upper bounds (2 x len(at)) of the ordinary least-squares prediction interval; None
-    without residual degrees of freedom."""
-    from scipy import stats
-
-    if fit.residual_dof < 1:
-        return None
-    design = _design(batch, fit.degree)
-    residuals = memory - design @ np.asarray(fit.coefficients)
-    sigma2 = float(np.sum(np.square(residuals))) / fit.residual_dof
-    inverse = np.linalg.pinv(design.T @ design)
-    points = _design(at, fit.degree)
-    spread = np.sqrt(sigma2 * (1 + np.einsum("ij,jk,ik->i", points, inverse, points)))
-    t = float(stats.t.ppf(0.5 + confidence / 2, fit.residual_dof))
-    centre = points @ np.asarray(fit.coefficients)
-    return np.vstack([centre - t * spread, centre + t * spread])
 
 
 def _largest(values: np.ndarray, budget: float) -> int | None:
@@ -169,7 +98,7 @@ def _curve(
         notes.append("fewer than two batch sizes with a memory reading: no fit")
         points = [MemoryPoint(r.cell.batch_size, memory_of(r)[0], float("nan"), None, r.status) for r in results]
         return MemoryCurve(key, source, None, points, budget, None, None, notes)
-    fit = fit_memory(batch, memory)
+    fit = fit_polynomial(batch, memory)
     at = np.array(sorted({r.cell.batch_size for r in results}), dtype=float)
     bounds = prediction_interval(fit, batch, memory, at, confidence)
     if bounds is None:

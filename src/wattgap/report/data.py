@@ -8,6 +8,7 @@ from typing import Any
 
 from wattgap.analysis.efficiency import Efficiency, EfficiencyParams
 from wattgap.analysis.memory import MemoryCurve
+from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.tradeoff import Point, Tradeoff
@@ -122,3 +123,15 @@ def recommendation_data(answer: Recommendation) -> dict[str, Any]:
 
 def memory_data(run_id: str, curves: list[MemoryCurve]) -> dict[str, Any]:
     return {"run_id": run_id, "curves": [dataclasses.asdict(curve) for curve in curves]}
+
+
+def projection_data(projection: Projection) -> dict[str, Any]:
+    data = dataclasses.asdict(projection)
+    for series in data["series"]:
+        series["bytes"] = series.pop("bytes_")
+        series["fit"]["on"] = "log10(bytes) against (year - offset)"
+        series["projected"] = [
+            {"year": year, "bytes": value, "interval_bytes": [low, high]}
+            for year, value, low, high in series["projected"]
+        ]
+    return data

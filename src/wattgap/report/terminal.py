@@ -14,6 +14,7 @@ from rich.text import Text
 from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams, default_rank
 from wattgap.analysis.memory import MemoryCurve
 from wattgap.analysis.plausibility import suspects
+from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.tradeoff import Tradeoff
@@ -430,7 +431,7 @@ def memory_view(run_id: str, curves: list[MemoryCurve], confidence: float = 0.95
                 f"{_bytes(abs(c))}" + (f" x batch^{power}" if power > 1 else " x batch" if power else "")
                 for power, c in enumerate(fit.coefficients)
             )
-            quality = f"leave-one-out RMSE {_bytes(fit.loocv_rmse_bytes)}" if fit.loocv_rmse_bytes else "no CV"
+            quality = f"leave-one-out RMSE {_bytes(fit.loocv_rmse)}" if fit.loocv_rmse else "no CV"
             r2 = f", R^2 {fit.r2:.4f}" if fit.r2 is not None else ""
             parts.append(Text(f"  {curve.source}: degree {fit.degree} ({quality}{r2}): {terms}"))
         table = _table()
@@ -456,6 +457,47 @@ def memory_view(run_id: str, curves: list[MemoryCurve], confidence: float = 0.95
                 )
             )
         parts += [Text(plain(f"  note: {note}"), style="dim") for note in curve.notes]
+    return Group(*parts)
+
+
+def projection_view(projection: Projection) -> RenderableType:
+    """The fits (growth per year, degree, quality), the projected memory per year with intervals, and the
+    year each model curve outgrows one accelerator."""
+    level = f"{projection.confidence:.0%}"
+    parts: list[RenderableType] = [
+        Text(
+            plain(
+                f"memory by year from {projection.source}: polynomial fits of log10(bytes) on the year, degree by "
+                f"leave-one-out cross-validation (at most 2), {level} prediction intervals; a model needs "
+                f"{projection.weight_bytes:g} B/parameter for its weights, {projection.training_bytes:g} to train "
+                "with Adam in mixed precision"
+            )
+        )
+    ]
+    for series in projection.series:
+        fit = series.fit
+        growth = f", x{10 ** fit.coefficients[1]:.3g} a year at {fit.offset:.0f}" if fit.degree >= 1 else ""
+        quality = (
+            f"leave-one-out RMSE x{10**fit.loocv_rmse:.3g}" if fit.loocv_rmse is not None else "no cross-validation"
+        )
+        r2 = f", R^2 {fit.r2:.3f}" if fit.r2 is not None else ""
+        parts.append(Text(f"  {series.name}: {len(series.years)} points, degree {fit.degree}{growth} ({quality}{r2})"))
+    table = _table()
+    table.add_column("year", justify="right", no_wrap=True)
+    for series in projection.series:
+        table.add_column(series.name, justify="right", no_wrap=True)
+        table.add_column(f"[{level}]", justify="right", no_wrap=True)
+    for row, year in enumerate(y for y, *_ in projection.series[0].projected):
+        cells = [str(year)]
+        for series in projection.series:
+            _, value, low, high = series.projected[row]
+            cells += [_bytes(value), f"{_bytes(low)}-{_bytes(high)}" if low is not None else "-"]
+        table.add_row(*cells)
+    parts.append(table)
+    for name, crossing in projection.outgrows.items():
+        when = f"from {crossing}" if crossing is not None else f"not before {projection.until}"
+        parts.append(Text(f"{name} outgrow one accelerator's memory (the fitted curves): {when}"))
+    parts += [Text(plain(f"note: {note}"), style="dim") for note in projection.notes]
     return Group(*parts)
 
 
