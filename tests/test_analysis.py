@@ -233,7 +233,8 @@ def test_recommend_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
     assert table.returncode == 0, table.stderr
     assert "best: conv6/infer/torch-eager/cpu/fp32/b1/t1" in table.stdout and "Pareto front" in table.stdout
     data = json.loads(wattgap("recommend", run.run_id, "--format", "json", "--db", db, cwd=folder).stdout)
-    assert data["best"]["cell"]["batch_size"] == max(c.batch_size for c in run.cells) or data["best"]
+    fastest = max(run.results, key=lambda r: r.throughput_median_sps or 0)  # batch / median: the objective
+    assert data["best"]["cell_id"] == fastest.cell_id and data["objective"] == "throughput"
     assert data["pareto_front"] and data["binding_constraint"] is None
     none = wattgap("recommend", run.run_id, "--max-latency-ms", "0.000001", "--db", db, cwd=folder)
     assert none.returncode == 0 and "no cell satisfies every constraint" in none.stdout

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,6 +68,14 @@ def _ints(flag: str, value: str | None, allowed: str) -> list[int] | None:
 
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _emit(fmt: TableOrJson, data: Callable[[], Any], view: Callable[[], Any]) -> None:
+    """What a reading command prints: ``data()`` as JSON with --format json, else ``view()`` for people."""
+    if fmt is TableOrJson.json:
+        _print_json(data())
+    else:
+        console.print(view())
 
 
 @app.command()
@@ -226,10 +235,7 @@ def show(
     from wattgap.report.terminal import run_view
 
     stored = load_run(db, run_id)
-    if fmt is TableOrJson.json:
-        _print_json(results_data(stored))
-        return
-    console.print(run_view(stored))
+    _emit(fmt, lambda: results_data(stored), lambda: run_view(stored))
 
 
 @app.command()
@@ -357,10 +363,7 @@ def tradeoff(
 
     bound = max_latency_ms / 1e3 if max_latency_ms is not None else None
     result = api.tradeoff(db, run_ids, share=share, max_latency_s=bound, percentile=percentile)
-    if fmt is TableOrJson.json:
-        _print_json(tradeoff_data(result))
-        return
-    console.print(tradeoff_view(result))
+    _emit(fmt, lambda: tradeoff_data(result), lambda: tradeoff_view(result))
 
 
 @app.command()
@@ -396,10 +399,7 @@ def recommend(
         include_degraded=include_degraded,
     )
     answer = api.recommend(db, run_ids, objective, constraints, params)
-    if fmt is TableOrJson.json:
-        _print_json(recommendation_data(answer))
-        return
-    console.print(recommendation_view(answer))
+    _emit(fmt, lambda: recommendation_data(answer), lambda: recommendation_view(answer))
 
 
 @app.command()
@@ -415,10 +415,7 @@ def memory(
     from wattgap.report.terminal import memory_view
 
     stored, curves = api.memory(db, run_id, budget_gb * 2**30 if budget_gb is not None else None)
-    if fmt is TableOrJson.json:
-        _print_json(memory_data(stored.run_id, curves))
-        return
-    console.print(memory_view(stored.run_id, curves))
+    _emit(fmt, lambda: memory_data(stored.run_id, curves), lambda: memory_view(stored.run_id, curves))
 
 
 project_app = typer.Typer(help="Projections from public data.", no_args_is_help=True)
@@ -441,10 +438,7 @@ def project_memory(
     from wattgap.report.terminal import projection_view
 
     projection = api.project_memory(data, until, weight_bytes, training_bytes)
-    if fmt is TableOrJson.json:
-        _print_json(projection_data(projection))
-        return
-    console.print(projection_view(projection))
+    _emit(fmt, lambda: projection_data(projection), lambda: projection_view(projection))
 
 
 @app.command()
@@ -490,10 +484,11 @@ def efficiency(
         },
     )
     stored, metric, rows = api.efficiency(db, run_id, params, rank.value if rank else None)
-    if fmt is TableOrJson.json:
-        _print_json(efficiency_data(stored.run_id, metric, rows, params))
-        return
-    console.print(efficiency_table(stored, metric, rows, params, defaulted=rank is None))
+    _emit(
+        fmt,
+        lambda: efficiency_data(stored.run_id, metric, rows, params),
+        lambda: efficiency_table(stored, metric, rows, params, defaulted=rank is None),
+    )
 
 
 MAX_MESSAGE = 1000
