@@ -24,7 +24,6 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/train_to_accuracy.py
 	$(BIN)/python bench/peer_parity.py

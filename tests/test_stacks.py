@@ -95,7 +95,9 @@ def test_settings_a_backend_does_not_have_are_skipped_before_running() -> None:
     assert reasons["conv6/infer/openvino/cpu/bf16/b2/t1"] == (
         "OpenVINO's bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither"
     )
-    assert reasons["conv6/infer/openvino/cpu/int8/b2/t1"] == ""
+    assert reasons["conv6/infer/openvino/cpu/int8/b2/t1"] == (
+        "int8_activation_type applies to openvino_int8: qdq; NNCF chooses its own activation types"
+    )
 
 
 def test_openvino_runs_on_cpus_only() -> None:
@@ -130,3 +132,19 @@ def test_memory_format_is_an_axis_applied_to_model_and_inputs(tmp_path: Path) ->
     assert by_label[model].settings["memory_format"] == "contiguous (auto)"
     failed = by_label[f"{model}/channels_last"]
     assert failed.status == "failed" and "channels_last needs 4-D inputs" in failed.reason
+
+
+def test_openvino_can_run_the_graph_onnxruntime_runs(tmp_path: Path) -> None:
+    """openvino_int8: qdq, the QDQ graph calibrated for ONNX Runtime, in the activation type asked for."""
+    config = fast_config(
+        backends=["openvino", "onnxruntime"],
+        precisions=["int8"],
+        openvino_int8="qdq",
+        int8_activation_type="int8",
+        calibration_samples=8,
+    )
+    openvino, onnxruntime = api.run(config, db=tmp_path / "w.db").results
+    assert openvino.status == "ok" and onnxruntime.status == "ok", (openvino.reason, onnxruntime.reason)
+    assert openvino.settings["openvino_int8"] == "qdq"
+    assert openvino.settings["precision_applied"] == onnxruntime.settings["precision_applied"]
+    assert openvino.settings["int8_activation_type"] == "int8 (int8_activation_type)"

@@ -66,6 +66,7 @@ class SweepConfig(BaseModel):
     compile_freezing: bool = True  # torch-compile inference: Inductor folds the weights in as constants
     int8_activation_type: Literal["auto", "uint8", "int8"] = "auto"  # auto: what the runtime is fastest with here
     openvino_hint: Literal["latency", "throughput"] = "latency"  # OpenVINO's performance hint
+    openvino_int8: Literal["nncf", "qdq"] = "nncf"  # NNCF's quantization, or the QDQ graph onnxruntime runs
     calibration_samples: int = Field(64, ge=1, le=100_000)  # int8: N(0,1) inputs, or the dataset's when set
     calibration_method: Literal["minmax", "entropy", "percentile"] = "entropy"
     guardrail_samples: int = Field(32, ge=1, le=4096)  # the fixed seeded batch compared with fp32

@@ -5,10 +5,12 @@ ONNX (same seed, same weights), read by OpenVINO, reshaped to the cell's static 
   which would make "fp32" cells silently bf16).
 - bf16: inference precision hint bf16, on CPUs with AVX-512 BF16 or AMX only (elsewhere the plugin
   would quietly run f32).
-- int8: the QDQ graph wattgap calibrates for ONNX Runtime (same calibration data and method, same
-  activation scheme); OpenVINO's low-precision transformations turn its quantize/dequantize pairs into
-  int8 kernels. Chosen over NNCF's own post-training quantization so that an int8 difference between the
-  two stacks is a runtime difference, not a calibration difference (README: Stacks).
+- int8 (``openvino_int8``): by default NNCF's post-training quantization of the fp32 graph, OpenVINO's
+  documented route, on the same ``calibration_samples`` inputs as every int8 path (NNCF's own range
+  estimators and bias correction); or ``qdq``, the graph wattgap calibrates for ONNX Runtime (same
+  calibration, same activation scheme), whose quantize/dequantize pairs OpenVINO turns into int8 kernels,
+  so that an int8 difference between the two runtimes is a runtime difference. At batch 1 NNCF's graph
+  was 10-25% faster here (README: Benchmarks), hence the default.
 
 The performance hint (``openvino_hint``, latency by default: one stream, what a loop of synchronous
 requests is fastest with), the stream count and the threads (the cell's) are recorded. Reading and
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
 
-PACKAGES = ("openvino", "onnxruntime", "onnx", "onnxscript")  # onnxruntime: the int8 calibration
+PACKAGES = ("openvino", "onnxruntime", "onnx", "onnxscript")  # onnxruntime: the QDQ int8 calibration
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -53,18 +55,38 @@ class OpenVino(Backend):
             return "OpenVINO's bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither"
         return reason
 
+    def settings_reason(self, cell: Cell, config: SweepConfig) -> str:
+        if cell.precision == "int8" and config.openvino_int8 == "nncf":
+            if config.int8_activation_type != "auto":
+                return "int8_activation_type applies to openvino_int8: qdq; NNCF chooses its own activation types"
+            missing = missing_packages(("nncf",), "openvino")
+            if missing:
+                return f"{missing}, or set openvino_int8: qdq"
+        return super().settings_reason(cell, config)
+
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
         import numpy as np
         import openvino as ov
         import torch
 
-        graph = onnx_export.prepare_graph(cell, config, phase, onnx_export.host_scheme(config))
+        nncf = cell.precision == "int8" and config.openvino_int8 == "nncf"
+        exported = cell.model_copy(update={"precision": "fp32"}) if nncf else cell  # NNCF quantizes fp32
+        graph = onnx_export.prepare_graph(exported, config, phase, onnx_export.host_scheme(config))
         clock = time.perf_counter
         started = clock()
         core = ov.Core()
         model = core.read_model(str(graph.path))
-        model.reshape([cell.batch_size, *graph.input_shape])  # static shapes: the plugin's fastest kernels
         graph.phase_s["read_s"] = clock() - started
+        if nncf:
+            started = clock()
+            model = _nncf_int8(model, config, graph.input_shape)
+            graph.phase_s["calibration_s"] = clock() - started
+            graph.settings["precision_applied"] = (
+                f"int8 NNCF post-training quantization (performance preset), on {config.calibration_samples} "
+                f"{'dataset' if config.dataset else 'N(0,1)'} samples"
+            )
+        graph.settings["openvino_int8"] = config.openvino_int8 if cell.precision == "int8" else None
+        model.reshape([cell.batch_size, *graph.input_shape])  # static shapes: the plugin's fastest kernels
         started = clock()
         properties: dict[str, Any] = {
             "PERFORMANCE_HINT": config.openvino_hint.upper(),
@@ -106,3 +128,12 @@ class OpenVino(Backend):
             host_timer=True,
             phase_s=graph.phase_s,
         )
+
+
+def _nncf_int8(model: Any, config: SweepConfig, input_shape: tuple[int, ...]) -> Any:
+    """NNCF's post-training quantization of the OpenVINO model, on the calibration batches every int8
+    path uses (the model's batch axis is still dynamic here)."""
+    import nncf
+
+    batches = onnx_export.calibration_batches(config, input_shape)
+    return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
