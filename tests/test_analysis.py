@@ -354,3 +354,16 @@ def test_a_bad_csv_is_one_line_and_exit_2(tmp_path: Path, text: str, message: st
     data.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_entries(data)
+
+
+def test_the_memory_formula_keeps_its_signs() -> None:
+    from rich.console import Console
+
+    from wattgap.analysis.memory import MemoryCurve
+    from wattgap.analysis.regression import Fit
+    from wattgap.report.terminal import memory_view
+
+    curve = MemoryCurve({"model": "m"}, "host peak RSS", Fit(2, [5e8, -3e6, 2e4], 1e6, 0.99, 3), [], None, None, None)
+    console = Console(width=200, record=True)
+    console.print(memory_view("r", [curve]))
+    assert "477 MiB - 2.86 MiB x batch + 19.5 KiB x batch^2" in console.export_text()

@@ -427,13 +427,14 @@ def memory_view(run_id: str, curves: list[MemoryCurve], confidence: float = 0.95
             parts.append(Text(plain(head), style="bold"))
         fit = curve.fit
         if fit is not None:
-            terms = " + ".join(
-                f"{_bytes(abs(c))}" + (f" x batch^{power}" if power > 1 else " x batch" if power else "")
-                for power, c in enumerate(fit.coefficients)
-            )
+            terms = []
+            for power, c in enumerate(fit.coefficients):
+                sign = "-" if c < 0 else "+" if power else ""
+                unit = f" x batch^{power}" if power > 1 else " x batch" if power else ""
+                terms.append(f"{sign} {_bytes(abs(c))}{unit}".strip())
             quality = f"leave-one-out RMSE {_bytes(fit.loocv_rmse)}" if fit.loocv_rmse else "no CV"
             r2 = f", R^2 {fit.r2:.4f}" if fit.r2 is not None else ""
-            parts.append(Text(f"  {curve.source}: degree {fit.degree} ({quality}{r2}): {terms}"))
+            parts.append(Text(f"  {curve.source}: degree {fit.degree} ({quality}{r2}): {' '.join(terms)}"))
         table = _table()
         for column in ("batch", "measured", "predicted", f"{confidence:.0%} interval", "status"):
             table.add_column(column, justify="right", no_wrap=True)
