@@ -18,7 +18,7 @@ The hand-written twins, each as its documentation describes the fast path on an 
   uint8 activations (U8S8, reduce_range without VNNI), as ONNX Runtime recommends on x86.
 - openvino: ov.convert_model on the PyTorch model, static shape, latency hint, f32 or bf16 inference
   precision; int8 by NNCF's post-training quantization (nncf.quantize) when NNCF is installed
-  (`make bench` installs it), else ONNX Runtime's QDQ graph as above.
+  (in the openvino and test extras), else ONNX Runtime's QDQ graph as above.
 - torchao: PT2E with the X86 Inductor quantizer (torch.export strict), then torch.compile with freezing.
 
     python bench/peer_parity.py [--models resnet18,resnet50] [--batches 1,32] [--rounds 3] [--pairs a:p,...]
