@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wattgap.analysis.regression import Fit, fit_polynomial, prediction_interval
-from wattgap.cells import CELL_FIELDS
+from wattgap.analysis.tradeoff import curve_key
 from wattgap.errors import ConfigError, field_error
 from wattgap.results import CellResult, Run
 
@@ -67,8 +67,7 @@ def memory_curves(run: Run, budget_bytes: float | None = None, confidence: float
     groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
     for result in run.results:
         if result.status in ("ok", "oom"):
-            key = tuple((name, getattr(result.cell, name)) for name in CELL_FIELDS if name != "batch_size")
-            groups.setdefault(key, []).append(result)
+            groups.setdefault(curve_key(result), []).append(result)
     if not groups:
         raise ConfigError(f"memory: run {run.run_id} holds no finished or out-of-memory cells")
     return [_curve(dict(key), results, run, budget_bytes, confidence) for key, results in groups.items()]

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from wattgap.analysis.efficiency import EfficiencyParams, cell_efficiency
-from wattgap.analysis.tradeoff import PERCENTILES, Estimate, measure_point
-from wattgap.errors import ConfigError, field_error
+from wattgap.analysis.tradeoff import PERCENTILES, Estimate, finished_cells, measure_point
+from wattgap.errors import field_error
 from wattgap.results import CellResult, Run
 
 OBJECTIVES = {"throughput": "samples/s", "latency": "s", "energy": "J/sample", "cost": "per 1000 samples"}
@@ -174,14 +174,9 @@ def recommend(
     constraints = constraints or Constraints()
     constraints.check()
     params = params or EfficiencyParams()
-    cells: dict[str, CellResult] = {}
-    for run in runs:
-        cells.update({r.cell_id: r for r in run.results if r.status == "ok" and r.latencies_s})
-    if not cells:
-        raise ConfigError(f"recommend: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells")
     rng = np.random.default_rng(seed)
     candidates = []
-    for result in cells.values():
+    for result in finished_cells(runs, "recommend"):
         point = measure_point(result, confidence, resamples, int(rng.integers(2**31)))
         latency = point.latency_s[constraints.percentile]
         energy = result.energy.j_per_sample if result.energy else None

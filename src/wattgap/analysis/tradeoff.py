@@ -85,15 +85,9 @@ def tradeoff(
         raise field_error("--max-latency-ms", max_latency_s * 1e3, "a positive number of milliseconds")
     if percentile not in PERCENTILES:
         raise field_error("--percentile", percentile, PERCENTILES)
-    cells: dict[str, CellResult] = {}
-    for run in runs:
-        cells.update({r.cell_id: r for r in run.results if r.status == "ok" and r.latencies_s})
-    if not cells:
-        raise ConfigError(f"tradeoff: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells")
     groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
-    for result in cells.values():
-        key = tuple((name, getattr(result.cell, name)) for name in CELL_FIELDS if name != "batch_size")
-        groups.setdefault(key, []).append(result)
+    for result in finished_cells(runs, "tradeoff"):
+        groups.setdefault(curve_key(result), []).append(result)
     rng = np.random.default_rng(seed)
     curves = []
     for key, results in groups.items():
@@ -101,6 +95,22 @@ def tradeoff(
         points.sort(key=lambda p: p.batch_size)
         curves.append(_curve(dict(key), points, share, max_latency_s, percentile))
     return Tradeoff([r.run_id for r in runs], share, percentile, max_latency_s, confidence, curves)
+
+
+def finished_cells(runs: list[Run], command: str) -> list[CellResult]:
+    """The finished timed cells of ``runs``; a cell held by several runs counts once, as the last run
+    given holds it. None at all is a one-line error naming ``command``."""
+    cells: dict[str, CellResult] = {}
+    for run in runs:
+        cells.update({r.cell_id: r for r in run.results if r.status == "ok" and r.latencies_s})
+    if not cells:
+        raise ConfigError(f"{command}: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells")
+    return list(cells.values())
+
+
+def curve_key(result: CellResult) -> tuple[tuple[str, object], ...]:
+    """The cell fields a curve over batch size shares: every field but batch_size."""
+    return tuple((name, getattr(result.cell, name)) for name in CELL_FIELDS if name != "batch_size")
 
 
 def measure_point(result: CellResult, confidence: float, resamples: int, seed: int) -> Point:
