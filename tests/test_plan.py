@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import create_model
 
-from wattgap.cells import Cell
+from wattgap.cells import Cell, curve_key
 from wattgap.config import parse_config
 from wattgap.devices import GpuInfo, Hardware
 from wattgap.errors import ConfigError
-from wattgap.plan import expand
+from wattgap.plan import expand, next_probe
 
 CPU_ONLY = Hardware(physical_cores=4, logical_cores=8, cuda_reason="no CUDA here", mps_reason="not a Mac")
 AMPERE = Hardware(
@@ -141,3 +143,54 @@ def test_default_batch_size_depends_on_the_workload() -> None:
     ]
     swept = expand(config.model_copy(update={"batch_sizes": [4]}), CPU_ONLY)
     assert {c.batch_size for c in swept.cells} == {4}
+
+
+def _search(limit: int, largest_allowed: int = 65_536) -> list[int]:
+    """The probes of a search whose batches up to ``limit`` run and larger ones run out of memory."""
+    probes: dict[int, str] = {}
+    while (batch := next_probe(probes, largest_allowed)) is not None:
+        probes[batch] = "ok" if batch <= limit else "oom"
+    return list(probes)
+
+
+@pytest.mark.parametrize(
+    ("limit", "probes"),
+    [
+        (1, [1, 2]),
+        (6, [1, 2, 4, 8, 6, 7]),
+        (8, [1, 2, 4, 8, 16, 12, 10, 9]),
+        (100, [1, 2, 4, 8, 16, 32, 64, 128, 96, 112, 104, 100, 102, 101]),
+        (0, [1]),
+    ],
+)
+def test_the_batch_search_doubles_then_bisects_to_neighbours(limit: int, probes: list[int]) -> None:
+    assert _search(limit) == probes
+
+
+def test_the_batch_search_stops_at_the_largest_batch_allowed_and_on_other_failures() -> None:
+    assert _search(10_000, largest_allowed=48) == [1, 2, 4, 8, 16, 32, 48]
+    assert next_probe({1: "ok", 2: "failed"}) is None  # not memory: a larger batch proves nothing
+    assert next_probe({1: "skipped"}) is None
+    assert next_probe({1: "ok", 2: "ok", 4: "oom", 3: "ok"}) is None
+
+
+def test_a_batch_search_expands_to_the_first_probe_of_each_configuration() -> None:
+    config = parse_config({"models": ["conv6"], "batch_sizes": "max", "devices": ["cpu"], "threads": [1, 2]})
+    assert config.batch_search
+    assert [(c.batch_size, c.threads) for c in expand(config, CPU_ONLY).cells] == [(1, 1), (1, 2)]
+    first, second = expand(config, CPU_ONLY).cells
+    assert curve_key(first) == curve_key(first.model_copy(update={"batch_size": 8})) != curve_key(second)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"batch_sizes": "maximum"}, "batch_sizes: got 'maximum'; allowed: a list of integers from 1 to 65536, or max"),
+        ({"batch_sizes": [1, "max"]}, "batch_sizes[1]: got 'max'; allowed: integers from 1 to 65536"),
+        ({"batch_sizes": "max", "workloads": ["train-to-accuracy"], "dataset": "digits"}, "batch_sizes: got 'max'"),
+        ({"max_host_memory_gb": 0}, "max_host_memory_gb: got 0"),
+    ],
+)
+def test_bad_batch_search_settings_are_one_line(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"models": ["conv6"], **fields})

@@ -7,11 +7,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from helpers import fast_config
+from helpers import wattgap as wattgap_cli
 
 import wattgap
 import wattgap.api
+from wattgap.analysis.memory import batch_limits
 from wattgap.analysis.speedup import compare
+from wattgap.plan import next_probe
+from wattgap.report.progress import SilentProgress
 from wattgap.results import CellResult
 from wattgap.runner.cell import run_cell
 from wattgap.runner.executors import CellJob, Executor
@@ -160,3 +165,60 @@ def test_any_executor_behind_the_seam_runs_a_sweep_the_driver_stores(tmp_path: P
         "counted",
         "reused from an earlier cell of this model and workload",
     ]
+
+
+class _StopAfter(SilentProgress):
+    """Ctrl-C once ``count`` cells have finished (the interruption a user makes, at a known moment)."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+
+    def cell_finished(self, result: CellResult) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+
+
+def test_batch_search_finds_the_largest_batch_under_a_host_memory_cap_and_resumes(tmp_path: Path) -> None:
+    db, cap_gib = tmp_path / "w.db", 1.0
+    config = fast_config(models=["helpers.usermodels:grows_with_batch"], batch_sizes="max", max_host_memory_gb=cap_gib)
+    with pytest.raises(KeyboardInterrupt):
+        wattgap.api.run(config, db=db, progress=_StopAfter(2))
+    (summary,) = wattgap.api.list_runs(db)
+    interrupted = wattgap.load_run(db, summary["run_id"])
+    assert [r.cell.batch_size for r in interrupted.results] == [1, 2] and interrupted.status == "interrupted"
+    assert "interrupted" in batch_limits(interrupted)[0].ended
+
+    run = wattgap.api.resume(db, summary["run_id"])
+    assert run.status == "complete" and not run.pending
+    (limit,) = batch_limits(run)
+    replayed: dict[int, str] = {}
+    for batch, status in limit.probes:  # every probe is the one the search plans from those before it
+        assert next_probe(replayed) == batch
+        replayed[batch] = status
+    assert next_probe(replayed) is None
+    assert limit.exact and limit.largest_batch is not None and limit.smallest_failed == limit.largest_batch + 1
+    cap = cap_gib * 2**30
+    for result in run.results:
+        peak = result.memory.host_peak_rss_bytes
+        assert peak is not None and (peak <= cap) == (result.status == "ok"), result.reason
+        if result.status == "oom":
+            assert "over max_host_memory_gb=1 GiB" in result.reason
+    (curve,) = wattgap.api.memory(db, run.run_id)[1]
+    assert curve.search == limit and curve.budget_bytes == cap
+    again = wattgap_cli("run", "--resume", run.run_id, "--db", str(db), "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr  # oom probes are how a search ends, not failures
+    assert f"largest batch that ran: {limit.largest_batch} (the limit); probes 1 ok, 2 ok" in again.stdout
+
+
+def test_batch_search_settings_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    for args, message in [
+        (
+            ["--batch-size", "most"],
+            "--batch-size: got 'most'; allowed: comma-separated integers from 1 to 65536, or max",
+        ),
+        (["--max-host-memory-gb", "-1"], "max_host_memory_gb: got -1.0; input should be greater than 0"),
+    ]:
+        done = wattgap_cli("run", "--model", "conv6", *args, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.strip().endswith(message), done.stderr
+    assert not (tmp_path / "wattgap.db").exists()

@@ -22,7 +22,7 @@ from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.speedup import compare as compare_runs
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.tradeoff import tradeoff as tradeoff_of
-from wattgap.cells import Cell
+from wattgap.cells import Cell, curve_key
 from wattgap.config import (
     Protocol,
     SweepConfig,
@@ -37,9 +37,9 @@ from wattgap.devices import detect
 from wattgap.errors import ConfigError, StoreError
 from wattgap.measure.energy import measure_idle
 from wattgap.models import is_custom
-from wattgap.plan import Plan, expand
+from wattgap.plan import Plan, expand, next_probe
 from wattgap.report.progress import ProgressSink, SilentProgress
-from wattgap.results import Run
+from wattgap.results import CellResult, Run
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.runner.probe import declares_input_shape
@@ -153,7 +153,7 @@ def run(
         store.create_run(run_id, sweep, environment, list(planned.cells), planned.skipped, __version__, labels)
         if on_created is not None:
             on_created(run_id, planned)
-        _drive(store, run_id, sweep, list(planned.runnable), progress or SilentProgress(), idle, executor)
+        _drive(store, store.load_run(run_id), progress or SilentProgress(), idle, executor)
         return store.load_run(run_id)
 
 
@@ -183,31 +183,35 @@ def resume(
         if on_created is not None:
             on_created(previous.run_id, None)
         idle = previous.environment.get("idle_power") or {}
-        _drive(store, previous.run_id, previous.config, previous.pending, progress or SilentProgress(), idle, executor)
+        _drive(store, previous, progress or SilentProgress(), idle, executor)
         return store.load_run(previous.run_id)
 
 
 def _drive(
     store: Store,
-    run_id: str,
-    config: SweepConfig,
-    pending: list[Cell],
+    stored: Run,
     progress: ProgressSink,
     idle_power: dict[str, Any],
     executor: Executor | None,
 ) -> None:
-    """Feed ``pending`` to the executor and store each result as it arrives. The run is marked complete
-    only when every cell has a result; an interruption marks it interrupted (``wattgap run --resume``
-    finishes it) and is re-raised. FLOPs per sample do not depend on batch, device, precision or threads,
-    so a count from one cell is handed to the later cells of its model, workload and backend."""
+    """Run the cells of ``stored`` that have no result yet (or, when its batch is searched, its searches
+    from where they stand) and store each result as it arrives. The run is marked complete only when
+    every cell has a result; an interruption marks it interrupted (``wattgap run --resume`` finishes it)
+    and is re-raised. FLOPs per sample do not depend on batch, device, precision or threads, so a count
+    from one cell is handed to the later cells of its model, workload and backend."""
+    run_id, config = stored.run_id, stored.config
     flops: dict[tuple[str, str, str], float] = {}
+    results = {result.cell_id: result for result in stored.results}
+    cells, total = (
+        (_search(store, stored, results), None) if config.batch_search else (iter(stored.pending), len(stored.pending))
+    )
 
     def key(cell: Cell) -> tuple[str, str, str]:
         return cell.model, cell.workload, cell.backend
 
     def jobs() -> Iterator[CellJob]:
-        for index, cell in enumerate(pending):
-            progress.cell_started(cell, index, len(pending))
+        for index, cell in enumerate(cells):
+            progress.cell_started(cell, index, total)
             yield CellJob(cell, config, flops.get(key(cell)), idle_power)
 
     try:
@@ -223,12 +227,36 @@ def _drive(
                     f"{error}; the cells finished before it are stored, {where}and `wattgap run --resume {run_id}` "
                     "stores it and runs the rest once the database can be written"
                 ) from None
+            results[result.cell_id] = result
             progress.cell_finished(result)
     except BaseException:
         with contextlib.suppress(StoreError):  # the database may be what failed: keep the first error
             store.set_run_status(run_id, "interrupted")
         raise
     store.set_run_status(run_id, "complete")
+
+
+def _search(store: Store, stored: Run, results: dict[str, CellResult]) -> Iterator[Cell]:
+    """The probes of each batch search of ``stored``, one configuration after another, each planned from
+    the results so far (``results``, which the driver fills in as they arrive); a probe not yet among
+    the run's cells is added to it before it runs, so that every probe is a stored cell."""
+    known = {cell.cell_id for cell in stored.cells}
+    firsts: dict[tuple[tuple[str, object], ...], Cell] = {}
+    for cell in stored.cells:
+        firsts.setdefault(curve_key(cell), cell)
+    for group, first in firsts.items():
+        while True:
+            probes = {r.cell.batch_size: r.status for r in results.values() if curve_key(r.cell) == group}
+            batch = next_probe(probes)
+            if batch is None:
+                break
+            probe = first.model_copy(update={"batch_size": batch})
+            if probe.cell_id not in known:
+                store.add_cell(stored.run_id, probe)
+                known.add(probe.cell_id)
+            yield probe
+            if probe.cell_id not in results:
+                raise RuntimeError("a batch search plans each probe from the last result; this executor ran ahead")
 
 
 def load_run(db: str | Path, run_id: str) -> Run:

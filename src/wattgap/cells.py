@@ -55,3 +55,8 @@ class Cell(BaseModel):
 
 
 CELL_FIELDS: tuple[str, ...] = tuple(Cell.model_fields)
+
+
+def curve_key(cell: Cell) -> tuple[tuple[str, object], ...]:
+    """What cells that differ only in batch size share: a curve over batch size, a batch search."""
+    return tuple((name, getattr(cell, name)) for name in CELL_FIELDS if name != "batch_size")

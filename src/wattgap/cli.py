@@ -90,13 +90,18 @@ def run(
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32,tf32,bf16,fp16,int8")] = None,
-    batch_size: Annotated[str | None, typer.Option(help="Batch sizes, e.g. 1,8,32")] = None,
+    batch_size: Annotated[
+        str | None, typer.Option(help="Batch sizes, e.g. 1,8,32; or max: search the largest batch that runs")
+    ] = None,
     threads: Annotated[str | None, typer.Option(help="CPU intra-op thread counts, e.g. 1,2")] = None,
     memory_format: Annotated[
         str | None, typer.Option(help="PyTorch layouts: auto (channels_last for 4-D inputs), contiguous, channels_last")
     ] = None,
     image_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Cap on each cell's measured window, s.")] = None,
+    max_host_memory_gb: Annotated[
+        float | None, typer.Option(help="Host memory a cell may hold, GiB; over it, the cell is out of memory.")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-cell subprocess timeout, s.")] = None,
     dataset: Annotated[
         str | None, typer.Option(help="digits, cifar10 or folder: train-to-accuracy data; top-1 for infer.")
@@ -117,13 +122,15 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Run a sweep (the quick suite when nothing is named); store each cell's result as it finishes.
-    Exit status 0: every cell that can run here ran; 1: some cell failed, ran out of memory, timed out or
-    crashed, or none ran (all skipped); 2: bad input, nothing run; 130: interrupted."""
+    Exit status 0: every cell that can run here ran; 1: some cell failed, ran out of memory (but for the
+    probes of --batch-size max), timed out or crashed, or none ran (all skipped); 2: bad input, nothing run;
+    130: interrupted."""
     from wattgap import api
 
     sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads, image_size)
     data_options = (
         memory_format,
+        max_host_memory_gb,
         dataset,
         dataset_path,
         target_accuracy,
@@ -145,11 +152,14 @@ def run(
         "backends": _split(backend),
         "devices": _split(device),
         "precisions": _split(precision),
-        "batch_sizes": _ints("--batch-size", batch_size, "comma-separated integers from 1 to 65536"),
+        "batch_sizes": "max"
+        if batch_size == "max"
+        else _ints("--batch-size", batch_size, "comma-separated integers from 1 to 65536, or max"),
         "threads": _ints("--threads", threads, "comma-separated integers from 1 to 1024"),
         "memory_formats": _split(memory_format),
         "image_size": image_size,
         "cell_timeout_s": timeout,
+        "max_host_memory_gb": max_host_memory_gb,
         "dataset": dataset,
         "dataset_path": dataset_path,
         "target_accuracy": target_accuracy,
@@ -190,7 +200,10 @@ def _execute(start: Any, quiet: bool) -> None:
     console.print(run_view(finished))
     console.print(f"run id: {finished.run_id}")
     counts = finished.counts()
-    not_run = counts["pending"] + sum(counts[status] for status in ("failed", "oom", "timeout", "crashed"))
+    expected = ("oom",) if finished.config.batch_search else ()  # a search ends on them: they are its answer
+    not_run = counts["pending"] + sum(
+        counts[status] for status in ("failed", "oom", "timeout", "crashed") if status not in expected
+    )
     if not_run or not counts["ok"]:
         raise typer.Exit(EXIT_NOT_ALL_RAN)
 

@@ -50,7 +50,8 @@ class SweepConfig(BaseModel):
     backends: list[str] = Field(default_factory=lambda: ["torch-eager"], min_length=1)  # names checked by plan.check
     devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
-    batch_sizes: list[int] | None = Field(None, min_length=1)  # default: 32 for train-to-accuracy, else 1
+    # default: 32 for train-to-accuracy, else 1; "max": search the largest batch that runs (plan.next_probe)
+    batch_sizes: list[int] | Literal["max"] | None = Field(None, min_length=1)
     threads: list[int] | None = None
     image_size: int | None = Field(None, ge=8, le=4096)
     num_classes: int | None = Field(None, ge=1, le=1_000_000)
@@ -74,6 +75,7 @@ class SweepConfig(BaseModel):
     end_to_end: bool = False
     seed: int = 0
     cell_timeout_s: float = Field(900.0, gt=0)
+    max_host_memory_gb: float | None = Field(None, gt=0)  # GiB; a cell whose processes hold more is out of memory
     protocol: Protocol = Field(default_factory=Protocol)
     energy: EnergySettings = Field(default_factory=EnergySettings)
     dataset: DatasetName | None = None  # real data: train-to-accuracy, and top-1 of infer cells
@@ -82,10 +84,22 @@ class SweepConfig(BaseModel):
     target_accuracy: float | None = Field(None, gt=0, le=1)  # validation top-1 that ends train-to-accuracy
     max_epochs: int = Field(10, ge=1, le=100_000)
 
+    @property
+    def batch_search(self) -> bool:
+        """The batch is searched (``batch_sizes: max``): each configuration's first probe is batch 1."""
+        return self.batch_sizes == "max"
+
     def batch_sizes_for(self, workload: str) -> list[int]:
-        """The swept batch sizes, or the default: 1 for latency cells, 32 for training to accuracy (one
-        sample per step would make an epoch of digits 1,437 optimiser steps)."""
+        """The swept batch sizes (the first probe, 1, when searching), or the default: 1 for latency cells,
+        32 for training to accuracy (one sample per step would make an epoch of digits 1,437 optimiser
+        steps)."""
+        if self.batch_sizes == "max":
+            return [1]
         return self.batch_sizes or ([32] if workload == "train-to-accuracy" else [1])
+
+    @property
+    def max_host_memory_bytes(self) -> int | None:
+        return None if self.max_host_memory_gb is None else int(self.max_host_memory_gb * 2**30)
 
     @property
     def model_options(self) -> ModelOptions:
@@ -112,6 +126,14 @@ class SweepConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _search_runs_cells(self) -> SweepConfig:
+        if self.batch_search and "train-to-accuracy" in self.workloads:
+            raise field_error(
+                "batch_sizes", "max", "a list of batch sizes", "each probe of train-to-accuracy would train a model"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _dataset_consistent(self) -> SweepConfig:
         if "train-to-accuracy" in self.workloads and self.dataset is None:
             raise field_error("dataset", None, "digits, cifar10, folder (train-to-accuracy needs real data)")
@@ -133,13 +155,19 @@ class SweepConfig(BaseModel):
     def _devices_valid(cls, value: list[str]) -> list[str]:
         return _each("devices", value, lambda name: bool(DEVICE_PATTERN.match(name)), DEVICES_ALLOWED)
 
-    @field_validator("batch_sizes")
+    @field_validator("batch_sizes", mode="before")
     @classmethod
-    def _batches_sane(cls, value: list[int] | None) -> list[int] | None:
-        if value is None:
-            return None
+    def _batches_sane(cls, value: object) -> object:
+        allowed = f"a list of integers from 1 to {MAX_BATCH_SIZE}, or max"
+        if value is None or value == "max":
+            return value
+        if not isinstance(value, list):
+            raise field_error("batch_sizes", value, allowed)
         return _each(
-            "batch_sizes", value, lambda size: 1 <= size <= MAX_BATCH_SIZE, f"integers from 1 to {MAX_BATCH_SIZE}"
+            "batch_sizes",
+            value,
+            lambda size: type(size) is int and 1 <= size <= MAX_BATCH_SIZE,
+            f"integers from 1 to {MAX_BATCH_SIZE}",
         )
 
     @field_validator("threads")

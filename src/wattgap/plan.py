@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from wattgap.backends import BACKENDS
 from wattgap.cells import Cell
-from wattgap.config import SweepConfig
+from wattgap.config import MAX_BATCH_SIZE, SweepConfig
 from wattgap.devices import Hardware
 from wattgap.errors import field_error
 from wattgap.workloads import WORKLOADS
@@ -83,3 +83,22 @@ def expand(config: SweepConfig, hardware: Hardware) -> Plan:
             if reason:
                 skipped[cell.cell_id] = reason
     return Plan(tuple(cells), skipped)
+
+
+def next_probe(probes: Mapping[int, str], limit: int = MAX_BATCH_SIZE) -> int | None:
+    """The next batch size to try in a search for the largest batch that runs, given the statuses of the
+    probes so far (batch -> status), or None when the search is over. The batch doubles from 1 until a
+    probe runs out of memory (or ``limit`` is reached), then the gap between the largest batch that ran and
+    the smallest that did not is bisected down to neighbours. Any other outcome (a failure, a timeout, a
+    crash, a skip) ends the search: memory is not what stopped it, so a larger batch proves nothing."""
+    if not probes:
+        return 1
+    if any(status not in ("ok", "oom") for status in probes.values()):
+        return None
+    ran = max((batch for batch, status in probes.items() if status == "ok"), default=0)
+    failed = min((batch for batch, status in probes.items() if status == "oom"), default=None)
+    if failed is None:
+        return None if ran >= limit else min(2 * ran, limit)
+    if failed - ran <= 1:  # neighbours (or batch 1 does not fit, or a larger batch ran than one that did not)
+        return None
+    return (ran + failed) // 2

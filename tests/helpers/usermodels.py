@@ -71,6 +71,23 @@ def chatty() -> nn.Module:
     return _Chatty()
 
 
+class _Grows(_Linear4):
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        import torch
+
+        held = torch.ones(x.shape[0] * GROWTH_BYTES_PER_SAMPLE // 4)  # float32, every page touched
+        return self.linear(x) + held[-1]
+
+
+GROWTH_BYTES_PER_SAMPLE = 128 * 2**20
+
+
+def grows_with_batch() -> nn.Module:
+    """Holds 128 MiB per sample of its batch during each forward pass: its limit under a host memory cap
+    is a few samples."""
+    return _Grows()
+
+
 class _DataDependent(nn.Module):
     """Control flow on a tensor's value: torch.export (hence the ONNX exporter) cannot trace it."""
 

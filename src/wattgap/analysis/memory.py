@@ -5,7 +5,9 @@ predicted to fit a budget.
 Memory is the device's peak allocation on GPUs and the cell process's peak RSS elsewhere (which includes
 the framework's own footprint: the fit's constant term). The largest batch within the budget is read off
 the upper prediction bound (the conservative answer) and off the fitted curve. Out-of-memory cells of
-the run are set against the prediction. Pure: stored results in, typed results out."""
+the run are set against the prediction. A run whose batch was searched (``batch_sizes: max``) also says
+per configuration the largest batch that ran, and why the search ended. Pure: stored results in, typed
+results out."""
 
 from __future__ import annotations
 
@@ -14,11 +16,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wattgap.analysis.regression import Fit, fit_polynomial, prediction_interval
-from wattgap.analysis.tradeoff import curve_key
+from wattgap.cells import curve_key
+from wattgap.config import MAX_BATCH_SIZE
 from wattgap.errors import ConfigError, field_error
+from wattgap.plan import next_probe
 from wattgap.results import CellResult, Run
 
-SEARCH_LIMIT = 65_536  # the largest batch a sweep may ask for (config.MAX_BATCH_SIZE)
+SEARCH_LIMIT = MAX_BATCH_SIZE  # the largest batch a sweep may ask for
+
+
+@dataclass(frozen=True)
+class BatchLimit:
+    """What a batch search found for one configuration."""
+
+    key: dict[str, object]
+    largest_batch: int | None  # the largest probe that ran; None when batch 1 did not
+    smallest_failed: int | None  # the smallest probe that ran out of memory
+    exact: bool  # largest_batch is the limit: the next batch ran out of memory, or the sweep's maximum ran
+    probes: list[tuple[int, str]]  # (batch, status) in the order they ran
+    ended: str  # why the search ended, in words
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class MemoryCurve:
     largest_batch: int | None  # by the upper prediction bound (or the fit when there is no interval)
     largest_batch_fit: int | None  # by the fitted curve
     notes: list[str] = field(default_factory=list)
+    search: BatchLimit | None = None  # the batch search's outcome, in a run that searched
 
 
 def memory_of(result: CellResult) -> tuple[float | None, str]:
@@ -67,24 +84,73 @@ def memory_curves(run: Run, budget_bytes: float | None = None, confidence: float
     groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
     for result in run.results:
         if result.status in ("ok", "oom"):
-            groups.setdefault(curve_key(result), []).append(result)
+            groups.setdefault(curve_key(result.cell), []).append(result)
     if not groups:
         raise ConfigError(f"memory: run {run.run_id} holds no finished or out-of-memory cells")
-    return [_curve(dict(key), results, run, budget_bytes, confidence) for key, results in groups.items()]
+    searches = {tuple(limit.key.items()): limit for limit in batch_limits(run)}
+    return [
+        _curve(dict(key), results, run, budget_bytes, confidence, searches.get(key)) for key, results in groups.items()
+    ]
+
+
+def batch_limits(run: Run) -> list[BatchLimit]:
+    """Per configuration of a run that searched its batch (``batch_sizes: max``), the largest batch that
+    ran and why the search ended; nothing for a run with a fixed list of batch sizes."""
+    if not run.config.batch_search:
+        return []
+    groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
+    for cell in run.cells:  # a configuration whose first probe has no result yet is one too
+        groups.setdefault(curve_key(cell), [])
+    for result in run.results:
+        groups[curve_key(result.cell)].append(result)
+    return [_limit(dict(key), results) for key, results in groups.items()]
+
+
+def _limit(key: dict[str, object], results: list[CellResult]) -> BatchLimit:
+    probes: list[tuple[int, str]] = [(r.cell.batch_size, r.status) for r in results]
+    unfinished = next_probe(dict(probes)) is not None
+    ran = max((b for b, status in probes if status == "ok"), default=None)
+    failed = min((b for b, status in probes if status == "oom"), default=None)
+    other = next((r for r in results if r.status not in ("ok", "oom")), None)
+    exact = False
+    if other is not None:
+        at_least = f"; the limit is at least {ran}" if ran else ""
+        ended = f"batch {other.cell.batch_size} {other.status}: {other.reason}{at_least}"
+    elif unfinished:
+        ended = "interrupted before its end: `wattgap run --resume RUN_ID` goes on with it"
+    elif failed is None:
+        exact = ran == SEARCH_LIMIT
+        ended = f"batch {ran} ran, the largest a sweep takes"
+    elif ran is None:
+        ended = f"batch {failed} ran out of memory: nothing fits"
+    elif ran > failed:
+        ended = f"batch {ran} ran though batch {failed} ran out of memory: memory use is not monotonic here"
+    else:
+        exact = failed == ran + 1
+        ended = f"batch {ran} ran and batch {failed} ran out of memory"
+    return BatchLimit(key, ran, failed, exact, probes, ended)
 
 
 def _device_memory(run: Run, device: str) -> float | None:
+    """The memory a cell on ``device`` may use: the GPU's, or the host cap of the run, or the host's."""
     environment = run.environment
     if device.startswith("cuda"):
         index = int(device.partition(":")[2] or 0)
         gpus = environment.get("gpus", [])
         return float(gpus[index]["memory_bytes"]) if index < len(gpus) else None
+    if run.config.max_host_memory_bytes is not None:
+        return float(run.config.max_host_memory_bytes)
     total = environment.get("memory_bytes")
     return float(total) if total else None
 
 
 def _curve(
-    key: dict[str, object], results: list[CellResult], run: Run, budget: float | None, confidence: float
+    key: dict[str, object],
+    results: list[CellResult],
+    run: Run,
+    budget: float | None,
+    confidence: float,
+    search: BatchLimit | None,
 ) -> MemoryCurve:
     measured = [(r.cell.batch_size, *memory_of(r)) for r in results if r.status == "ok"]
     measured = [(b, m, s) for b, m, s in measured if m is not None]
@@ -96,7 +162,7 @@ def _curve(
     if len(np.unique(batch)) < 2:
         notes.append("fewer than two batch sizes with a memory reading: no fit")
         points = [MemoryPoint(r.cell.batch_size, memory_of(r)[0], float("nan"), None, r.status) for r in results]
-        return MemoryCurve(key, source, None, points, budget, None, None, notes)
+        return MemoryCurve(key, source, None, points, budget, None, None, notes, search)
     fit = fit_polynomial(batch, memory)
     at = np.array(sorted({r.cell.batch_size for r in results}), dtype=float)
     bounds = prediction_interval(fit, batch, memory, at, confidence)
@@ -135,4 +201,4 @@ def _curve(
                 f"{point.predicted_bytes / 2**30:.3g} GiB, within the budget: the allocator's fragmentation or "
                 "other processes take the rest"
             )
-    return MemoryCurve(key, source, fit, points, budget, largest, largest_fit, notes)
+    return MemoryCurve(key, source, fit, points, budget, largest, largest_fit, notes, search)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wattgap.cells import CELL_FIELDS
+from wattgap.cells import curve_key
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import bootstrap_quantiles
 from wattgap.results import CellResult, Run
@@ -87,7 +87,7 @@ def tradeoff(
         raise field_error("--percentile", percentile, PERCENTILES)
     groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
     for result in finished_cells(runs, "tradeoff"):
-        groups.setdefault(curve_key(result), []).append(result)
+        groups.setdefault(curve_key(result.cell), []).append(result)
     rng = np.random.default_rng(seed)
     curves = []
     for key, results in groups.items():
@@ -106,11 +106,6 @@ def finished_cells(runs: list[Run], command: str) -> list[CellResult]:
     if not cells:
         raise ConfigError(f"{command}: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells")
     return list(cells.values())
-
-
-def curve_key(result: CellResult) -> tuple[tuple[str, object], ...]:
-    """The cell fields a curve over batch size shares: every field but batch_size."""
-    return tuple((name, getattr(result.cell, name)) for name in CELL_FIELDS if name != "batch_size")
 
 
 def measure_point(result: CellResult, confidence: float, resamples: int, seed: int) -> Point:

@@ -53,7 +53,7 @@ class TensorRT(OnnxRuntime):
 
     def providers(self, cell: Cell, config: SweepConfig, input_shape: tuple[int, ...]) -> list[Any]:
         device_id = int(cell.device.partition(":")[2] or 0)
-        batches = config.batch_sizes_for(cell.workload)
+        batches = [*config.batch_sizes_for(cell.workload), cell.batch_size]  # a batch search's probes too
         shape = "x".join(str(v) for v in input_shape)
         options = {
             "device_id": device_id,

@@ -20,7 +20,8 @@ from wattgap.results import CellResult
 class ProgressSink(Protocol):
     """What a front end implements to follow a sweep (the CLI draws progress bars with it)."""
 
-    def cell_started(self, cell: Cell, index: int, total: int) -> None: ...
+    def cell_started(self, cell: Cell, index: int, total: int | None) -> None:
+        """``total``: None when the sweep's length is not known ahead (a batch search)."""
 
     def cell_event(self, event: dict[str, Any]) -> None: ...
 
@@ -28,7 +29,7 @@ class ProgressSink(Protocol):
 
 
 class SilentProgress:
-    def cell_started(self, cell: Cell, index: int, total: int) -> None:
+    def cell_started(self, cell: Cell, index: int, total: int | None) -> None:
         pass
 
     def cell_event(self, event: dict[str, Any]) -> None:
@@ -89,13 +90,13 @@ class RichProgress(LineProgress):
         if self.sweep is not None:
             self.progress.__exit__(kind, value, tb)
 
-    def cell_started(self, cell: Cell, index: int, total: int) -> None:
+    def cell_started(self, cell: Cell, index: int, total: int | None) -> None:
         if self.sweep is None:  # the bars appear with the first cell, not before an early error
             self.progress.__enter__()
             self.sweep = self.progress.add_task("sweep", total=total, phase="")
         if self.cell is not None:
             self.progress.remove_task(self.cell)
-        self.progress.update(self.sweep, description=f"sweep {index + 1}/{total}")
+        self.progress.update(self.sweep, description=f"sweep {index + 1}/{total or '?'}")
         self.cell = self.progress.add_task(escape(plain(cell.label)), total=1.0, phase="start")
 
     def cell_event(self, event: dict[str, Any]) -> None:

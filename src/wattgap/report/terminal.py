@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams, default_rank
-from wattgap.analysis.memory import MemoryCurve
+from wattgap.analysis.memory import BatchLimit, MemoryCurve, batch_limits
 from wattgap.analysis.plausibility import suspects
 from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
@@ -149,6 +149,7 @@ def run_view(run: Run) -> RenderableType:
             row.append(f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-")
         table.add_row(*row, Text(plain(_notes(result, flagged.get(cell.cell_id, "")))))
     parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(results, varying, flagged)]
+    parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
     parts += [Text(summary_line(run)), Text(plain(idle_line(run)))]
     return Group(*parts)
@@ -173,6 +174,18 @@ def _best_lines(results: list[CellResult], varying: list[str], flagged: dict[str
             Text(plain(f"highest throughput, {workload}: {name or result.cell.label}: {rate} (batch / median)"))
         )
     return lines
+
+
+def _search_line(limit: BatchLimit, varying: Sequence[str]) -> Text:
+    """A batch search's answer: the largest batch that ran (the limit, or a lower bound), the probes in the
+    order they ran, and why the search ended."""
+    name = ", ".join(f"{_HEADERS.get(k, k)} {limit.key[k]}" for k in varying if k in limit.key)
+    found = "none" if limit.largest_batch is None else f"{limit.largest_batch}"
+    if limit.largest_batch is not None:
+        found += " (the limit)" if limit.exact else " (a lower bound)"
+    probes = ", ".join(f"{batch} {status}" for batch, status in limit.probes)
+    head = f"largest batch that ran{', ' + name if name else ''}: {found}"
+    return Text(plain(f"{head}; probes {probes}; {limit.ended}"))
 
 
 def summary_line(run: Run) -> str:
@@ -457,6 +470,8 @@ def memory_view(run_id: str, curves: list[MemoryCurve], confidence: float = 0.95
                     f"(upper prediction bound), {curve.largest_batch_fit or 'none'} by the fitted curve"
                 )
             )
+        if curve.search is not None:
+            parts.append(Text("  ").append(_search_line(curve.search, [])))
         parts += [Text(plain(f"  note: {note}"), style="dim") for note in curve.notes]
     return Group(*parts)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
-from wattgap.results import CellResult, Phases
-from wattgap.runner.processes import descendants, die_with_parent, end_new_descendants
+from wattgap.results import CellResult, Memory, Phases
+from wattgap.runner.processes import descendants, die_with_parent, end_new_descendants, tree_rss_bytes
 
 OnEvent = Callable[[dict[str, Any]], None]
 
@@ -79,6 +79,9 @@ def run_isolated(
         final: dict[str, Any] | None = None
         arrived = 0.0  # when the final event came
         timed_out = False
+        cap = config.max_host_memory_bytes
+        over = 0  # the cell's host memory when it went over the cap
+        next_look = 0.0
         with selectors.DefaultSelector() as selector:
             selector.register(process.stdout, selectors.EVENT_READ)
             buffer = b""
@@ -87,7 +90,13 @@ def run_isolated(
                 if remaining <= 0:
                     timed_out = True
                     break
-                if not selector.select(timeout=min(remaining, 1.0)):
+                if cap is not None and time.monotonic() >= next_look:
+                    next_look = time.monotonic() + MEMORY_LOOK_S
+                    held = tree_rss_bytes(process.pid)
+                    if held > cap:
+                        over = held
+                        break
+                if not selector.select(timeout=min(remaining, MEMORY_LOOK_S if cap is not None else 1.0)):
                     continue
                 chunk = os.read(process.stdout.fileno(), 65536)
                 if not chunk:
@@ -105,7 +114,7 @@ def run_isolated(
                         on_event(event)
                 if final is not None:
                     break  # taken when it arrives: a child of the cell holding the pipe cannot hold the sweep
-        if timed_out:
+        if timed_out or over:
             _kill(process)
         try:
             returncode = process.wait(timeout=EXIT_GRACE_S)
@@ -118,8 +127,14 @@ def run_isolated(
         if final is not None and final["event"] == "result":
             result = CellResult.model_validate(final["result"])
             result.phases.close(total_s, exit_s=ended - arrived)
+            peak = result.memory.host_peak_rss_bytes
+            if cap is not None and peak is not None and peak > cap and result.status == "ok":
+                result.status = "oom"
+                result.reason = f"its peak host memory, {peak / 2**30:.3g} GiB, is over {_cap_text(config)}"
             return result
-        if timed_out:
+        if over:
+            status, reason = "oom", f"killed at {over / 2**30:.3g} GiB of host memory, over {_cap_text(config)}"
+        elif timed_out:
             status, reason = "timeout", f"no result within cell_timeout_s={config.cell_timeout_s:g}"
         elif final is not None:
             status, reason = final["status"], final["reason"]
@@ -137,7 +152,15 @@ def run_isolated(
         started_at=started_at,
         finished_at=_now(),
         phases=Phases(total_s=total_s),
+        memory=Memory(host_peak_rss_bytes=over or None),
     )
+
+
+MEMORY_LOOK_S = 0.1  # how often the cell's host memory is read when a cap is set
+
+
+def _cap_text(config: SweepConfig) -> str:
+    return f"max_host_memory_gb={config.max_host_memory_gb:g} GiB"
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -60,3 +60,20 @@ def end_new_descendants(before: set[int]) -> None:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(leftovers, timeout=5)
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its descendants (0 once it is gone). Pages shared between them
+    count once per process: an upper bound, which is what a memory cap needs."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    held = 0
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            held += process.memory_info().rss
+    return held

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from wattgap.cells import Cell
+from wattgap.cells import ID_FIELDS, Cell
 from wattgap.config import SweepConfig
 from wattgap.errors import StoreError
 from wattgap.results import CellResult, Run
@@ -41,6 +41,14 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 30.0  # how long one statement waits for another writer's lock
 WRITE_RETRY_PAUSES_S = (1.0, 2.0, 4.0, 8.0)  # then, between further tries of a write that met a lock
 RECOVER = "the sqlite3 shell's .recover command saves what can still be read"
+
+
+_INSERT_CELL = "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _cell_row(run_id: str, position: int, cell: Cell) -> tuple[Any, ...]:
+    later = json.dumps(cell.later_fields(), sort_keys=True)
+    return (run_id, cell.cell_id, position, *(getattr(cell, name) for name in ID_FIELDS), later)
 
 
 def _identity(connection: sqlite3.Connection) -> tuple[int, int]:
@@ -187,25 +195,7 @@ class Store:
                     json.dumps(tags or []),
                 ),
             )
-            self.connection.executemany(
-                "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_id,
-                        c.cell_id,
-                        i,
-                        c.model,
-                        c.workload,
-                        c.backend,
-                        c.device,
-                        c.precision,
-                        c.batch_size,
-                        c.threads,
-                        json.dumps(c.later_fields(), sort_keys=True),
-                    )
-                    for i, c in enumerate(cells)
-                ],
-            )
+            self.connection.executemany(_INSERT_CELL, [_cell_row(run_id, i, c) for i, c in enumerate(cells)])
             self.connection.executemany(
                 _INSERT_RESULT,
                 [
@@ -214,6 +204,13 @@ class Store:
                     if c.cell_id in skipped
                 ],
             )
+
+    def add_cell(self, run_id: str, cell: Cell) -> None:
+        """Append a cell to a stored run (a batch search plans its next probe from the last one's result)."""
+        (position,) = self.connection.execute(
+            "SELECT COALESCE(MAX(position) + 1, 0) FROM cells WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        self._write(f"cell {cell.label}", _INSERT_CELL, _cell_row(run_id, position, cell))
 
     def store_result(self, run_id: str, result: CellResult) -> None:
         """Commit one cell's result at once: a killed sweep keeps every finished cell. A stored result is
