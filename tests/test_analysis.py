@@ -17,6 +17,7 @@ import wattgap as api
 from wattgap.analysis.memory import memory_curves
 from wattgap.analysis.projection import load_entries, project
 from wattgap.analysis.recommend import Constraints, recommend
+from wattgap.analysis.studies import study
 from wattgap.analysis.tradeoff import tradeoff
 from wattgap.errors import ConfigError
 from wattgap.measure.energy import CellEnergy
@@ -114,6 +115,21 @@ def test_tradeoff_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "wattgap: error: --max-latency-ms: got 0.0; allowed: a positive number of milliseconds"
     ]
+
+
+def test_studies_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
+    folder, run = stored
+    db = str(folder / "wattgap.db")
+    table = wattgap("study", "precisions", run.run_id, "--db", db, cwd=folder)
+    assert table.returncode == 0, table.stderr
+    assert "inference throughput per precision and batch" in table.stdout and "no int8 cell" in table.stdout
+    data = json.loads(wattgap("study", "precisions", "latest", "--format", "json", "--db", db, cwd=folder).stdout)
+    assert [row["key"]["batch_size"] for row in data["rows"]] == [1, 2, 4]
+    fp32 = data["rows"][0]["values"]["fp32"]["estimate"]
+    assert fp32["low"] <= fp32["value"] <= fp32["high"]
+    missing = wattgap("study", "gpu-vs-cpu", run.run_id, "--db", db, cwd=folder)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "no accelerator cell has a CPU cell" in missing.stderr
 
 
 def candidate(
@@ -368,3 +384,79 @@ def test_the_memory_formula_keeps_its_signs() -> None:
     console = Console(width=200, record=True)
     console.print(memory_view("r", [curve]))
     assert "477 MiB - 2.86 MiB x batch + 19.5 KiB x batch^2" in console.export_text()
+
+
+def test_gpu_vs_cpu_table_sets_each_accelerator_cell_against_the_fastest_cpu_cell() -> None:
+    cpu = make_run(
+        "cpu",
+        [
+            result(SPREAD * 0.2, threads=1),
+            result(SPREAD * 0.1, threads=2),
+            result(SPREAD * 0.5, threads=2, workload="train"),
+        ],
+    )
+    gpu = make_run(
+        "gpu",
+        [
+            result(SPREAD * 0.01, device="cuda", threads=None),
+            result(SPREAD * 0.005, device="cuda", threads=None, workload="train"),
+        ],
+    )
+    table = study("gpu-vs-cpu", [cpu, gpu])
+    rows = {row.key["workload"]: row for row in table.rows}
+    infer, train = rows["infer"], rows["train"]
+    speedup = infer.values["speedup"]
+    assert speedup is not None and speedup.estimate.value == pytest.approx(10.0)
+    assert speedup.estimate.low < 10.0 < speedup.estimate.high
+    assert infer.note == "CPU at 2 threads" and train.note == ""  # the CPU at its best, said so
+    assert train.values["speedup"].estimate.value == pytest.approx(100.0)  # type: ignore[union-attr]
+    cpu_time = infer.values["CPU time"]
+    assert cpu_time is not None and cpu_time.estimate.value == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match=r"^study gpu-vs-cpu: no accelerator cell"):
+        study("gpu-vs-cpu", [cpu])
+
+
+def test_framework_table_gives_tensorflow_latency_change_against_its_pytorch_twin() -> None:
+    run = make_run(
+        "f",
+        [
+            result(SPREAD * 0.1),
+            result(SPREAD * 0.085, backend="tf-eager"),
+            result(SPREAD * 0.2, model="vgg16"),
+            result(SPREAD * 0.17, model="vgg16", backend="tf-eager"),
+            result(SPREAD * 0.05, backend="tf-xla"),  # no torch-compile twin: no row
+        ],
+    )
+    table = study("frameworks", [run])
+    assert [row.key["model"] for row in table.rows] == ["resnet18", "vgg16"]
+    for row in table.rows:
+        change = row.values["TensorFlow latency change"]
+        assert change is not None and change.estimate.value == pytest.approx(-0.15)
+        assert row.key["stacks"] == "tf-eager vs torch-eager"
+    assert "geometric mean TensorFlow latency change over 2 pairs: -15.0%" in table.notes[0]
+
+
+def test_precision_table_gives_throughput_per_precision_and_int8_over_the_cpu() -> None:
+    run = make_run(
+        "p",
+        [
+            result(SPREAD * 0.4, device="cpu"),  # batch 8: 20 samples/s
+            result(SPREAD * 0.01, device="cuda", threads=None),
+            result(SPREAD * 0.005, device="cuda", threads=None, precision="fp16"),
+            result(SPREAD * 0.004, device="cuda", threads=None, precision="int8", backend="onnxruntime"),
+            result(SPREAD * 0.0025, device="cuda", threads=None, precision="int8", backend="tensorrt"),
+            result(SPREAD * 0.02, device="cuda", threads=None, batch_size=32),
+        ],
+    )
+    table = study("precisions", [run])
+    assert table.value_columns == ["fp32", "fp16", "int8", "int8 / CPU fp32"]
+    rows = {(row.key["device"], row.key["batch_size"]): row for row in table.rows}
+    gpu = rows[("cuda", 8)]
+    assert {name: v.estimate.value for name, v in gpu.values.items() if v} == pytest.approx(
+        {"fp32": 800.0, "fp16": 1600.0, "int8": 3200.0, "int8 / CPU fp32": 160.0}
+    )
+    assert "int8 tensorrt" in gpu.note  # the fastest backend of each precision, named
+    assert rows[("cuda", 32)].values["int8"] is None and rows[("cuda", 32)].values["int8 / CPU fp32"] is None
+    assert "160x the CPU's fp32" in table.notes[-1]
+    with pytest.raises(ConfigError, match="study: got 'mlperf'; allowed: gpu-vs-cpu, frameworks, precisions"):
+        study("mlperf", [run])

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from helpers import make_run, result
 
-from wattgap.analysis.speedup import compare
+from wattgap.analysis.speedup import compare, regressions
 from wattgap.errors import ConfigError
+from wattgap.results import Run
 
 RNG = np.random.default_rng(7)
 BASE = RNG.normal(0.010, 0.0002, 400)
@@ -63,3 +64,37 @@ def test_runs_that_measure_different_work_are_refused() -> None:
         compare(a, b, by="device")
     same_work = make_run("c", [result(BASE / 2, device="cuda", threads=None)], image_size=64, seed=3)
     assert compare(a, same_work, by="device").pairs[0].speedup == pytest.approx(2.0)
+
+
+def _on(run: Run, gpu: str) -> Run:
+    return run.model_copy(update={"environment": {"gpus": [{"name": gpu}], "cpu": {"model": "Xeon"}}})
+
+
+def test_latency_metric_is_latency_per_iteration_b_over_a() -> None:
+    a = make_run("a", [result(BASE, batch_size=1), result(BASE * 2, model="vgg16", batch_size=1)])
+    b = make_run("b", [result(BASE * 3, batch_size=4), result(BASE * 2 / 2, model="vgg16", batch_size=1)])
+    by_batch = compare(a, b, by="batch_size", metric="latency")
+    (pair,) = [p for p in by_batch.pairs if p.key["model"] == "resnet18"]
+    assert pair.speedup == pytest.approx(4 / 3)  # 4x the samples in 3x the time
+    assert pair.latency_change[0] == pytest.approx(2.0)  # each iteration takes 3x as long
+    same_batch = compare(a, b, by="device", metric="latency")
+    assert same_batch.geomean == pytest.approx(0.5)  # vgg16: half the latency at the same batch
+    assert same_batch.geomean_ci_low < 0.5 < same_batch.geomean_ci_high  # type: ignore[operator]
+    assert compare(a, b, by="device").geomean == pytest.approx(2.0)
+    assert regressions(by_batch, 150) == [pair] and regressions(by_batch, 250) == []
+    with pytest.raises(ConfigError, match="--metric: got 'energy'; allowed: throughput, latency"):
+        compare(a, b, metric="energy")
+
+
+def test_runs_from_two_machines_compare_by_device_with_each_gpu_named() -> None:
+    t4 = _on(make_run("t4", [result(BASE, device="cuda", threads=None)]), "Tesla T4")
+    l4 = _on(make_run("l4", [result(BASE / 4.4, device="cuda", threads=None)]), "NVIDIA L4")
+    comparison = compare(t4, l4, by="device")
+    assert comparison.pairs[0].speedup == pytest.approx(4.4)
+    assert comparison.device_label("A", "cuda") == "cuda (Tesla T4)"
+    assert comparison.device_label("B", "cuda") == "cuda (NVIDIA L4)"
+    assert comparison.notes == []
+    by_precision = compare(t4, l4, by="precision")
+    assert "different hardware" in by_precision.notes[0]  # a precision change confounded with a machine change
+    other_t4 = _on(make_run("t4b", [result(BASE / 1.01, device="cuda", threads=None)]), "Tesla T4")
+    assert compare(t4, other_t4, by="device").device_names == {}  # one kind of machine: devices keep their names

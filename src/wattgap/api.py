@@ -20,6 +20,8 @@ from wattgap.analysis.recommend import Constraints, Recommendation
 from wattgap.analysis.recommend import recommend as recommend_of
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.speedup import compare as compare_runs
+from wattgap.analysis.studies import StudyTable
+from wattgap.analysis.studies import study as study_of
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.tradeoff import tradeoff as tradeoff_of
 from wattgap.cells import Cell, curve_key
@@ -303,11 +305,18 @@ def environment() -> dict[str, Any]:
     return fingerprint(detect())
 
 
-def compare(db: str | Path, run_a: str, run_b: str, by: str = "device", baseline: str | None = None) -> Comparison:
-    """Speedups of B over A for cells that differ only in ``by`` (see analysis.speedup.compare)."""
+def compare(
+    db: str | Path,
+    run_a: str,
+    run_b: str,
+    by: str = "device",
+    baseline: str | None = None,
+    metric: str = "throughput",
+) -> Comparison:
+    """B against A for cells that differ only in ``by``: throughput or latency (see analysis.speedup)."""
     with Store.open_readonly(db) as store:
         first, second = store.load_run(run_a), store.load_run(run_b)
-    return compare_runs(first, second, by=by, baseline=baseline)
+    return compare_runs(first, second, by=by, baseline=baseline, metric=metric)
 
 
 def tradeoff(
@@ -335,6 +344,14 @@ def recommend(
     with Store.open_readonly(db) as store:
         runs = [store.load_run(run_id) for run_id in run_ids]
     return recommend_of(runs, objective, constraints, params)
+
+
+def study(db: str | Path, name: str, run_ids: list[str]) -> StudyTable:
+    """A study's table in its shape from stored runs: gpu-vs-cpu, frameworks or precisions (see
+    analysis.studies)."""
+    with Store.open_readonly(db) as store:
+        runs = [store.load_run(run_id) for run_id in run_ids]
+    return study_of(name, runs)
 
 
 def memory(db: str | Path, run_id: str, budget_bytes: float | None = None) -> tuple[Run, list[MemoryCurve]]:

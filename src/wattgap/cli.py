@@ -309,16 +309,18 @@ def compare(
     run_b: Annotated[str, typer.Argument(help="Run B (may be the same run as A).")],
     by: Annotated[str, typer.Option(help="The cell field that differs between matched cells.")] = "device",
     baseline: Annotated[str | None, typer.Option(help="With one run: the value of --by that is A.")] = None,
+    metric: Annotated[
+        str, typer.Option(help="throughput (per sample, B over A) or latency (per iteration, B over A).")
+    ] = "throughput",
     fail_above: Annotated[
         float | None,
-        typer.Option(
-            help="Exit 1 when B's throughput is below A's by more than this percent, CI included (a CI gate)."
-        ),
+        typer.Option(help="Exit 1 when B is worse than A in --metric by more than this percent, CI included."),
     ] = None,
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
 ) -> None:
-    """Speedup of B over A (throughput per sample) for cells that differ only in one field, with 95% CIs."""
+    """B against A for cells that differ only in one field (throughput or latency), with 95% CIs; runs from
+    two machines compare by device with each GPU named."""
     from wattgap import api
     from wattgap.analysis.speedup import regressions
     from wattgap.report.data import comparison_data
@@ -326,7 +328,7 @@ def compare(
 
     if fail_above is not None and not 0 <= fail_above < 100:
         raise field_error("--fail-above", fail_above, "a percentage from 0 to below 100")
-    comparison = api.compare(db, run_a, run_b, by=by, baseline=baseline)
+    comparison = api.compare(db, run_a, run_b, by=by, baseline=baseline, metric=metric)
     slower = regressions(comparison, fail_above) if fail_above is not None else []
     if fmt is TableOrJson.json:
         _print_json(comparison_data(comparison) | {"fail_above_pct": fail_above, "regressions": len(slower)})
@@ -337,10 +339,17 @@ def compare(
         )
     print_comparison(console, comparison)
     for pair in slower:
+        if metric == "latency":
+            change, best, _ = pair.latency_change
+            what = f"{change:+.1%} latency per iteration ({best:+.1%} at best)"
+        else:
+            what = f"{pair.speedup - 1:+.1%} throughput per sample ({pair.ci_high - 1:+.1%} at best)"
         console.print(
             Text(
-                f"REGRESSION: B {pair.b.cell.label} has {pair.speedup - 1:+.1%} throughput per sample against "
-                f"A {pair.a.cell.label} ({pair.ci_high - 1:+.1%} at best), beyond --fail-above {fail_above:g}%"
+                plain(
+                    f"REGRESSION: B {pair.b.cell.label} has {what} against A {pair.a.cell.label}, "
+                    f"beyond --fail-above {fail_above:g}%"
+                )
             ),
             soft_wrap=True,  # one line per regression, for logs and grep
         )
@@ -413,6 +422,29 @@ def recommend(
     )
     answer = api.recommend(db, run_ids, objective, constraints, params)
     _emit(fmt, lambda: recommendation_data(answer), lambda: recommendation_view(answer))
+
+
+class Study(str, Enum):
+    gpu_vs_cpu = "gpu-vs-cpu"
+    frameworks = "frameworks"
+    precisions = "precisions"
+
+
+@app.command()
+def study(
+    name: Annotated[Study, typer.Argument(help="gpu-vs-cpu, frameworks or precisions")],
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (a CPU run and a GPU run may come from two machines).")],
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """A study's table in its shape: GPU vs CPU time and speedup (Democratizing AI), TensorFlow vs PyTorch
+    latency (its framework table), or throughput per precision and batch with int8 over the CPU (DEEP-GAP)."""
+    from wattgap import api
+    from wattgap.report.data import study_data
+    from wattgap.report.terminal import study_view
+
+    table = api.study(db, name.value, run_ids)
+    _emit(fmt, lambda: study_data(table), lambda: study_view(table))
 
 
 @app.command()

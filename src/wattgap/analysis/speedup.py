@@ -4,7 +4,7 @@ percentile-bootstrap confidence intervals from the raw samples, and their geomet
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class Pair:
     ci_low: float
     ci_high: float
     note: str = ""
+    log_draws: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)  # of speedup
 
     @property
     def work_ratio(self) -> float:
@@ -48,7 +49,15 @@ class Comparison:
     geomean_ci_high: float | None
     confidence: float
     unmatched: int
+    metric: str = "throughput"  # what geomean is a ratio of: throughput per sample, or latency per iteration
+    device_names: dict[str, str] = field(default_factory=dict)  # across machines: "A cuda" -> "cuda (NVIDIA T4)"
+    notes: list[str] = field(default_factory=list)
 
+    def device_label(self, side: str, device: str) -> str:
+        return self.device_names.get(f"{side} {device}", device)
+
+
+METRICS = ("throughput", "latency")
 
 # Run-wide settings that change the work a cell does: runs that differ in them do not measure the same
 # thing, whatever their cells' fields say.
@@ -69,7 +78,7 @@ WORK_SETTINGS = (
 )
 
 
-def _check_same_work(run_a: Run, run_b: Run) -> None:
+def check_same_work(run_a: Run, run_b: Run) -> None:
     differ = [
         f"{name} ({getattr(run_a.config, name)!r} vs {getattr(run_b.config, name)!r})"
         for name in WORK_SETTINGS
@@ -93,17 +102,21 @@ def compare(
     by: str = "device",
     baseline: str | None = None,
     confidence: float = 0.95,
-    resamples: int = 2000,
     seed: int = 0,
+    metric: str = "throughput",
 ) -> Comparison:
     """Match each successful cell of ``run_a`` with the cells of ``run_b`` that differ from it at most in
     ``by`` (and in threads when comparing devices); where ``run_b`` holds the very same cell, that one
     alone. Runs whose settings change the work (WORK_SETTINGS) are refused. With one run on both sides,
     the A side is the cells whose ``by`` equals ``baseline`` (by default the first value of ``by`` in the
-    run's cell order)."""
+    run's cell order). ``metric``: the geometric mean is of throughput per sample, B over A, or of latency
+    per iteration, B over A. Runs from different hardware are compared by device with each device named
+    (a T4 run against an L4 run)."""
     if by not in CELL_FIELDS:
         raise field_error("--by", by, CELL_FIELDS)
-    _check_same_work(run_a, run_b)
+    if metric not in METRICS:
+        raise field_error("--metric", metric, METRICS)
+    check_same_work(run_a, run_b)
     ok_a = [r for r in run_a.results if r.status == "ok" and r.latencies_s]
     ok_b = [r for r in run_b.results if r.status == "ok" and r.latencies_s]
     if run_a.run_id == run_b.run_id:
@@ -122,7 +135,6 @@ def compare(
         candidates.setdefault(_key(result.cell, by), []).append(result)
     rng = np.random.default_rng(seed)
     pairs: list[Pair] = []
-    log_boot: list[np.ndarray] = []
     unmatched = 0
     for a in ok_a:
         matches = candidates.get(_key(a.cell, by), [])
@@ -133,28 +145,85 @@ def compare(
             unmatched += 1
             continue
         for b in matches:
-            work = b.cell.batch_size / a.cell.batch_size
-            ratios = _bootstrap_ratio(a, b, resamples, int(rng.integers(2**31))) * work
-            speedup = _median(a) / _median(b) * work
-            tail = (1 - confidence) / 2 * 100
-            low, high = np.percentile(ratios, [tail, 100 - tail])
             threads = [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
-            notes = list(threads) if by in ("device", "threads") else []
-            notes += [
-                f"{side} degraded vs fp32" for side, r in (("A", a), ("B", b)) if r.agreement and r.agreement.degraded
-            ]
-            note = ", ".join(notes)
-            pairs.append(Pair(dict(_key(a.cell, by)), a, b, speedup, float(low), float(high), note))
-            log_boot.append(np.log(ratios))
-    geomean = low_g = high_g = None
-    if pairs:
-        geomean = float(np.exp(np.mean([np.log(p.speedup) for p in pairs])))
-        boot = np.exp(np.mean(np.vstack(log_boot), axis=0))
-        tail = (1 - confidence) / 2 * 100
-        low_g, high_g = (float(v) for v in np.percentile(boot, [tail, 100 - tail]))
+            pairs.append(
+                pair(
+                    a,
+                    b,
+                    dict(_key(a.cell, by)),
+                    int(rng.integers(2**31)),
+                    threads if by in ("device", "threads") else [],
+                )
+            )
+    geomean = geomean_of(pairs, metric, confidence)
+    names = device_names(run_a, run_b) if by == "device" else {}
+    notes = _machine_notes(run_a, run_b, by)
     return Comparison(
-        by, run_a.run_id, run_b.run_id, baseline or "", pairs, geomean, low_g, high_g, confidence, unmatched
+        by, run_a.run_id, run_b.run_id, baseline or "", pairs, *geomean, confidence, unmatched, metric, names, notes
     )
+
+
+def pair(
+    a: CellResult,
+    b: CellResult,
+    key: dict[str, object],
+    seed: int,
+    notes: list[str] | None = None,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+) -> Pair:
+    """B against A: the ratio of their throughputs per sample with its percentile-bootstrap interval from
+    the raw samples (each side resampled on its own)."""
+    work = b.cell.batch_size / a.cell.batch_size
+    ratios = _bootstrap_ratio(a, b, resamples, seed) * work
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    flagged = [f"{side} degraded vs fp32" for side, r in (("A", a), ("B", b)) if r.agreement and r.agreement.degraded]
+    note = ", ".join([*(notes or []), *flagged])
+    return Pair(key, a, b, _median(a) / _median(b) * work, float(low), float(high), note, np.log(ratios))
+
+
+def geomean_of(pairs: list[Pair], metric: str, confidence: float) -> tuple[float | None, float | None, float | None]:
+    """The geometric mean of the pairs' ratios of ``metric`` (throughput: B over A, latency per iteration:
+    B over A) with its interval, the bootstrap draws of every pair averaged in log space draw by draw."""
+    if not pairs:
+        return None, None, None
+    sign = 1.0 if metric == "throughput" else -1.0
+    shifts = [0.0 if metric == "throughput" else np.log(p.work_ratio) for p in pairs]
+    central = np.mean([sign * np.log(p.speedup) + shift for p, shift in zip(pairs, shifts, strict=True)])
+    boot = np.mean(np.vstack([sign * p.log_draws + shift for p, shift in zip(pairs, shifts, strict=True)]), axis=0)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.exp(np.percentile(boot, [tail, 100 - tail]))
+    return float(np.exp(central)), float(low), float(high)
+
+
+def device_names(run_a: Run, run_b: Run) -> dict[str, str]:
+    """For runs made on different hardware, each side's devices named by what they are (a T4 run and an
+    L4 run both call theirs cuda): side and device -> "cuda (NVIDIA L4)". Empty for one machine."""
+    named = {side: _hardware(run) for side, run in (("A", run_a), ("B", run_b))}
+    if named["A"] == named["B"]:
+        return {}
+    return {
+        f"{side} {device}": f"{device} ({name})" for side, devices in named.items() for device, name in devices.items()
+    }
+
+
+def _hardware(run: Run) -> dict[str, str]:
+    environment = run.environment
+    devices = {f"cuda:{index}": str(gpu.get("name")) for index, gpu in enumerate(environment.get("gpus", []))}
+    if "cuda:0" in devices:
+        devices["cuda"] = devices["cuda:0"]
+    devices["cpu"] = str(environment.get("cpu", {}).get("model") or "unknown CPU")
+    return devices
+
+
+def _machine_notes(run_a: Run, run_b: Run, by: str) -> list[str]:
+    if by == "device" or _hardware(run_a) == _hardware(run_b):
+        return []
+    return [
+        f"runs {run_a.run_id} and {run_b.run_id} were made on different hardware: every pair's difference in {by} "
+        "comes with a difference in machine"
+    ]
 
 
 def _median(result: CellResult) -> float:
@@ -170,6 +239,8 @@ def _bootstrap_ratio(a: CellResult, b: CellResult, resamples: int, seed: int) ->
 
 
 def regressions(comparison: Comparison, threshold_pct: float) -> list[Pair]:
-    """The pairs in which B's throughput per sample is below A's by more than ``threshold_pct`` percent
-    even at the upper end of its interval (the whole interval beyond the threshold)."""
-    return [pair for pair in comparison.pairs if pair.ci_high < 1 - threshold_pct / 100]
+    """The pairs in which B is worse than A by more than ``threshold_pct`` percent with the whole interval
+    beyond it: throughput per sample lower, or (metric latency) latency per iteration higher."""
+    if comparison.metric == "latency":
+        return [p for p in comparison.pairs if p.latency_change[1] > threshold_pct / 100]
+    return [p for p in comparison.pairs if p.ci_high < 1 - threshold_pct / 100]

@@ -11,6 +11,7 @@ from wattgap.analysis.memory import MemoryCurve
 from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
+from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.tradeoff import Point, Tradeoff
 from wattgap.results import Run
 
@@ -34,14 +35,23 @@ def comparison_data(comparison: Comparison) -> dict[str, Any]:
                 "matched_on": p.key,
                 "a": str(getattr(p.a.cell, by)),
                 "b": str(getattr(p.b.cell, by)),
+                **(
+                    {"a_hardware": comparison.device_label("A", p.a.cell.device)}
+                    | {"b_hardware": comparison.device_label("B", p.b.cell.device)}
+                    if comparison.device_names
+                    else {}
+                ),
                 "speedup": p.speedup,
                 "ci_low": p.ci_low,
                 "ci_high": p.ci_high,
-                "latency_change": 1 / p.speedup - 1,
+                "latency_change": p.latency_change[0],
+                "latency_change_ci": list(p.latency_change[1:]),
                 "note": p.note,
             }
             for p in comparison.pairs
         ],
+        "metric": comparison.metric,
+        "notes": comparison.notes,
         "geomean": comparison.geomean,
         "geomean_ci": [comparison.geomean_ci_low, comparison.geomean_ci_high],
         "confidence": comparison.confidence,
@@ -135,3 +145,7 @@ def projection_data(projection: Projection) -> dict[str, Any]:
             for year, value, low, high in series["projected"]
         ]
     return data
+
+
+def study_data(table: StudyTable) -> dict[str, Any]:
+    return dataclasses.asdict(table)

@@ -17,6 +17,7 @@ from wattgap.analysis.plausibility import suspects
 from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
+from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.report.format import number, plain, quantity, seconds
@@ -256,17 +257,20 @@ def _maybe(value: float | None) -> str:
 
 def comparison_table(comparison: Comparison) -> RenderableType:
     """The pairs: the fields every pair shares said once, those that vary as unbroken columns; A's and B's
-    value of the compared field, medians, the speedup with its CI, and B's latency per iteration against
-    A's (with its CI)."""
+    value of the compared field (devices named by their hardware when the runs come from two machines),
+    medians, the compared metric's ratio with its CI, and the other metric beside it."""
     level = f"{comparison.confidence:.0%}"
     if comparison.run_a == comparison.run_b:
         sides = f"run {comparison.run_a}: A = {comparison.by} {comparison.baseline}, B = the other values"
     else:
         sides = f"A = run {comparison.run_a}, B = run {comparison.run_b}"
-    title = Text(
-        f"speedup of B over A by {comparison.by} ({sides}): throughput per sample (batch / median latency) "
-        f"of B over A, {level} bootstrap CI"
+    latency = comparison.metric == "latency"
+    what = (
+        "median latency per iteration of B over A"
+        if latency
+        else "speedup of B over A: throughput per sample (batch / median latency) of B over A"
     )
+    title = Text(f"{comparison.by} ({sides}): {what}, {level} bootstrap CI")
     keys = [
         name for name in CELL_FIELDS if name != comparison.by and comparison.pairs and name in comparison.pairs[0].key
     ]
@@ -276,24 +280,36 @@ def comparison_table(comparison: Comparison) -> RenderableType:
     for name in varying:
         _identity_column(table, name, (p.key.get(name) for p in comparison.pairs))
     by = _HEADERS.get(comparison.by, comparison.by)
-    for column in (f"A {by}", f"B {by}", "A median", "B median", "speedup", f"{level} CI", "B latency vs A"):
+    ratio_columns = (
+        ("B/A latency", f"{level} CI", "speedup") if latency else ("speedup", f"{level} CI", "B latency vs A")
+    )
+    for column in (f"A {by}", f"B {by}", "A median", "B median", *ratio_columns):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("note", overflow="fold", min_width=8)
     for pair in comparison.pairs:
         assert pair.a.latency is not None and pair.b.latency is not None
         change, low, high = pair.latency_change
+        if latency:
+            ratios = [f"{number(change + 1)}x", f"{number(low + 1)}-{number(high + 1)}", f"{number(pair.speedup)}x"]
+        else:
+            ratios = [
+                f"{number(pair.speedup)}x",
+                f"{number(pair.ci_low)}-{number(pair.ci_high)}",
+                f"{change:+.0%} ({low:+.0%}..{high:+.0%})",
+            ]
+        sides_values = [str(getattr(p.cell, comparison.by)) for p in (pair.a, pair.b)]
+        if comparison.by == "device":
+            sides_values = [comparison.device_label(side, v) for side, v in zip("AB", sides_values, strict=True)]
         table.add_row(
             *(Text(plain(pair.key.get(name))) for name in varying),
-            Text(plain(getattr(pair.a.cell, comparison.by))),
-            Text(plain(getattr(pair.b.cell, comparison.by))),
+            *(Text(plain(value)) for value in sides_values),
             seconds(pair.a.latency.median_s),
             seconds(pair.b.latency.median_s),
-            f"{number(pair.speedup)}x",
-            f"{number(pair.ci_low)}-{number(pair.ci_high)}",
-            f"{change:+.0%} ({low:+.0%}..{high:+.0%})",
+            *ratios,
             Text(plain(pair.note)),
         )
-    return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table)
+    notes = [Text(plain(f"note: {note}"), style="dim") for note in comparison.notes]
+    return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table, *notes)
 
 
 def tradeoff_view(result: Tradeoff) -> RenderableType:
@@ -543,11 +559,49 @@ def _skipped_lines(reasons: Counter[str]) -> list[RenderableType]:
     return lines + [Text(plain(f"  {count} x {reason}")) for reason, count in reasons.most_common()]
 
 
+def _value_text(value: Value | None) -> str:
+    """A study's value and its interval, compactly: the half-width of the wider side in percent, or for a
+    change its interval in points."""
+    if value is None:
+        return "-"
+    estimate = value.estimate
+    if value.unit == "change":
+        return f"{estimate.value:+.1%} ({estimate.low * 100:+.0f}..{estimate.high * 100:+.0f})"
+    shown = {"s": seconds, "sps": lambda v: quantity(v, "").strip(), "x": lambda v: f"{number(v)}x"}[value.unit]
+    spread = max(estimate.high - estimate.value, estimate.value - estimate.low) / estimate.value
+    return f"{shown(estimate.value)} ±{spread:.0%}" if spread >= 0.005 else f"{shown(estimate.value)} ±<1%"
+
+
+def study_view(table: StudyTable) -> RenderableType:
+    """A study's table in its shape: the identifying columns, then each value with its interval (the wider
+    side's half-width; the JSON holds both ends), a note per row, and the study's notes below."""
+    level = f"{table.confidence:.0%}"
+    out = _table()
+    keys = [k for k in table.key_columns if len({str(row.key.get(k)) for row in table.rows}) > 1]
+    fixed = {k: table.rows[0].key.get(k) for k in table.key_columns if k not in keys}
+    for name in keys:
+        _identity_column(out, name, (row.key.get(name) for row in table.rows))
+    for column in table.value_columns:
+        out.add_column(column, justify="right", no_wrap=True)
+    with_notes = any(row.note for row in table.rows)
+    if with_notes:
+        out.add_column("note", overflow="fold", min_width=10)
+    for row in table.rows:
+        cells = [Text(plain(row.key.get(name))) for name in keys]
+        cells += [Text(_value_text(row.values.get(column))) for column in table.value_columns]
+        out.add_row(*cells, *([Text(plain(row.note))] if with_notes else []))
+    title = Text(plain(f"{table.title}; {level} bootstrap intervals from the raw samples"), style="bold")
+    notes = [Text(plain(f"note: {note}"), style="dim") for note in table.notes]
+    shared = [_shared_line(fixed, "every row")] if fixed else []
+    return Group(title, *shared, out, *notes)
+
+
 def print_comparison(console: Console, comparison: Comparison) -> None:
     console.print(comparison_table(comparison))
     if comparison.geomean is not None:
+        what = "latency per iteration, B over A," if comparison.metric == "latency" else "speedup"
         console.print(
-            f"geometric mean speedup over {len(comparison.pairs)} pairs: {comparison.geomean:.3g}x "
+            f"geometric mean {what} over {len(comparison.pairs)} pairs: {comparison.geomean:.3g}x "
             f"({comparison.confidence:.0%} CI {comparison.geomean_ci_low:.3g}-{comparison.geomean_ci_high:.3g})"
         )
     if comparison.unmatched:
