@@ -111,15 +111,21 @@ def test_compare_by_threads_within_one_run(tmp_path: Path) -> None:
     assert comparison.geomean is not None and math.isclose(comparison.geomean, pair.speedup)
 
 
-def test_flops_per_sample_do_not_depend_on_batch_or_precision() -> None:
-    """What lets a sweep count FLOPs once per model and workload."""
+def test_flops_and_traffic_per_sample_do_not_depend_on_batch_or_precision() -> None:
+    """What lets a sweep count FLOPs and traffic once per model and workload."""
     from wattgap.backends.torch_eager import TorchEager
     from wattgap.cells import Cell
     from wattgap.config import parse_config
 
     config = parse_config(fast_config(models=["resnet18"]))
     per_sample = set()
-    for workload, batch, precision in (("train", 2, "fp32"), ("train", 4, "bf16"), ("infer", 3, "fp32")):
+    traffic = set()
+    for workload, batch, precision in (
+        ("train", 2, "fp32"),
+        ("train", 4, "bf16"),
+        ("infer", 3, "fp32"),
+        ("infer", 5, "fp32"),
+    ):
         cell = Cell(
             model="resnet18",
             workload=workload,
@@ -130,10 +136,17 @@ def test_flops_per_sample_do_not_depend_on_batch_or_precision() -> None:
             threads=1,
         )
         prepared = TorchEager().prepare(cell, config, lambda phase: None)
-        assert prepared.count_flops is not None
+        assert prepared.count_step is not None
         with prepared.context():
-            per_sample.add((workload, prepared.count_flops() / batch))
+            counted = prepared.count_step()
+        per_sample.add((workload, counted.flops / batch))
+        if workload == "infer":
+            traffic.add((counted.weight_elements, counted.activation_elements / batch))
     assert len(per_sample) == 2
+    ((weights, activations),) = traffic  # the weights once per step, the rest in proportion to the batch
+    assert prepared.parameters is not None
+    assert prepared.parameters <= weights < 1.01 * prepared.parameters  # and the batch norms' running statistics
+    assert activations > 0
     (_, infer), (_, train) = sorted(per_sample)
     # Backward costs about twice the forward, less the input gradient of the first convolution.
     assert 2.5 * infer < train < 3 * infer
@@ -149,7 +162,7 @@ class InProcessExecutor(Executor):
     def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator[CellResult]:
         for job in jobs:
             self.jobs.append(job)
-            yield run_cell(job.cell, job.config, on_event, job.flops_per_sample, job.idle_power)
+            yield run_cell(job.cell, job.config, on_event, job.work, job.idle_power)
 
 
 def test_any_executor_behind_the_seam_runs_a_sweep_the_driver_stores(tmp_path: Path) -> None:
@@ -160,7 +173,7 @@ def test_any_executor_behind_the_seam_runs_a_sweep_the_driver_stores(tmp_path: P
     assert [r.status for r in run.results] == ["ok", "ok"] and run.status == "complete"
     assert wattgap.load_run(tmp_path / "w.db", run.run_id).results == run.results
     first, second = executor.jobs
-    assert first.flops_per_sample is None and second.flops_per_sample == run.results[0].flops_per_sample
+    assert first.work is None and second.work == run.results[0].work
     assert [r.settings["flops_source"] for r in run.results] == [
         "counted",
         "reused from an earlier cell of this model and workload",

@@ -38,6 +38,7 @@ from wattgap.datasets import check
 from wattgap.devices import detect
 from wattgap.errors import ConfigError, StoreError
 from wattgap.measure.energy import measure_idle
+from wattgap.measure.flops import Work
 from wattgap.models import is_custom
 from wattgap.plan import Plan, expand, next_probe
 from wattgap.report.progress import ProgressSink, SilentProgress
@@ -199,10 +200,10 @@ def _drive(
     """Run the cells of ``stored`` that have no result yet (or, when its batch is searched, its searches
     from where they stand) and store each result as it arrives. The run is marked complete only when
     every cell has a result; an interruption marks it interrupted (``wattgap run --resume`` finishes it)
-    and is re-raised. FLOPs per sample do not depend on batch, device, precision or threads, so a count
-    from one cell is handed to the later cells of its model, workload and backend."""
+    and is re-raised. FLOPs and traffic per sample do not depend on batch, device, precision or threads,
+    so a count from one cell is handed to the later cells of its model, workload and backend."""
     run_id, config = stored.run_id, stored.config
-    flops: dict[tuple[str, str, str], float] = {}
+    counted: dict[tuple[str, str, str], Work] = {}
     results = {result.cell_id: result for result in stored.results}
     cells, total = (
         (_search(store, stored, results), None) if config.batch_search else (iter(stored.pending), len(stored.pending))
@@ -214,12 +215,12 @@ def _drive(
     def jobs() -> Iterator[CellJob]:
         for index, cell in enumerate(cells):
             progress.cell_started(cell, index, total)
-            yield CellJob(cell, config, flops.get(key(cell)), idle_power)
+            yield CellJob(cell, config, counted.get(key(cell)), idle_power)
 
     try:
         for result in (executor or LocalExecutor()).submit(jobs(), progress.cell_event):
-            if result.flops_per_sample:
-                flops.setdefault(key(result.cell), result.flops_per_sample)
+            if result.work is not None:
+                counted.setdefault(key(result.cell), result.work)
             try:
                 store.store_result(run_id, result)
             except StoreError as error:  # the database cannot be written: keep the result, say how to go on

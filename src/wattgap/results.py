@@ -9,13 +9,14 @@ from pydantic import BaseModel, Field
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.measure.energy import CellEnergy
+from wattgap.measure.flops import Work
 from wattgap.measure.guardrail import Agreement
 from wattgap.measure.stats import LatencyStats
 
 if TYPE_CHECKING:
     import pandas
 
-RESULT_SCHEMA_VERSION = 2  # 2: energy, accuracy_top1, training, agreement; version 1 reads with them unset
+RESULT_SCHEMA_VERSION = 3  # 2: energy, accuracy_top1, training, agreement; 3: the traffic counts. Older read with them unset
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 
@@ -105,6 +106,8 @@ class CellResult(BaseModel):
     throughput_sps: float | None = None  # samples processed / measured wall time
     throughput_median_sps: float | None = None  # batch / median latency (GDEV-AI, DEEP-GAP)
     flops_per_sample: float | None = None
+    weight_traffic_elements: float | None = None  # per step: elements of weights read and written (measure/flops.py)
+    activation_traffic_elements_per_sample: float | None = None  # every other element read and written
     achieved_flops_per_s: float | None = None
     peak_flops_per_s: float | None = None
     flop_utilisation: float | None = None
@@ -121,6 +124,17 @@ class CellResult(BaseModel):
     @property
     def cell_id(self) -> str:
         return self.cell.cell_id
+
+    @property
+    def work(self) -> Work | None:
+        """What was counted of the step (for the next cells of its model, workload and backend)."""
+        if self.flops_per_sample is None:
+            return None
+        return Work(
+            flops_per_sample=self.flops_per_sample,
+            weight_traffic_elements=self.weight_traffic_elements,
+            activation_traffic_elements_per_sample=self.activation_traffic_elements_per_sample,
+        )
 
     def flat(self) -> dict[str, Any]:
         """One flat row: cell fields, status and headline metrics (no raw samples)."""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
+    from wattgap.measure.flops import StepCount
 
 Phase = Callable[[str], None]  # called with each phase's name as it starts ("load", "prepare")
 
@@ -54,7 +55,7 @@ class Prepared:
     evaluate: Callable[[], float] | None = None
     sync: Callable[[], None] = _nothing
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
-    count_flops: Callable[[], int] | None = None  # FLOPs of one step, counted by running it once
+    count_step: Callable[[], StepCount] | None = None  # FLOPs and traffic of one step, counted by running it once
     parameters: int | None = None
     input_shape: tuple[int, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)

@@ -20,7 +20,7 @@ from wattgap.backends import onnx_export
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
 from wattgap.backends.onnx_export import INPUT, OUTPUT
 from wattgap.devices import synchronize
-from wattgap.measure.flops import count_flops
+from wattgap.measure.flops import count_step
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,7 +97,7 @@ class OnnxRuntime(Backend):
             step=step,
             samples_per_step=cell.batch_size,
             sync=lambda: synchronize(cell.device),
-            count_flops=lambda: count_flops(lambda: model(example)),  # the same graph, counted in PyTorch
+            count_step=lambda: count_step(lambda: model(example), model),  # the same graph, counted in PyTorch
             parameters=graph.parameters,
             input_shape=tuple(input_shape),
             settings=settings,

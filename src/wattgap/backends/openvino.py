@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
-from wattgap.measure.flops import count_flops
+from wattgap.measure.flops import count_step
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,7 +120,7 @@ class OpenVino(Backend):
         return Prepared(
             step=request.infer,
             samples_per_step=cell.batch_size,
-            count_flops=lambda: count_flops(lambda: reference(example)),  # the same graph, counted in PyTorch
+            count_step=lambda: count_step(lambda: reference(example), reference),  # the same graph, in PyTorch
             parameters=graph.parameters,
             input_shape=graph.input_shape,
             settings=graph.settings,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
 from wattgap.devices import synchronize
-from wattgap.measure.flops import count_flops
+from wattgap.measure.flops import count_step
 from wattgap.models import MODELS, is_custom
 from wattgap.models.build import reference_model
 
@@ -122,7 +122,7 @@ class TfEager(Backend):
             step=(lambda: (step(), sync())) if kind == "cuda" and sync else step,
             samples_per_step=cell.batch_size,
             sync=lambda: synchronize(cell.device),
-            count_flops=lambda: count_flops(lambda: reference(example)),  # the same network, in PyTorch
+            count_step=lambda: count_step(lambda: reference(example), reference),  # the same network, in PyTorch
             parameters=sum(int(np.prod(w.shape)) for w in model.trainable_weights),
             input_shape=tuple(input_shape),
             settings=settings,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import torch_runtime as rt
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared
-from wattgap.measure.flops import count_flops
+from wattgap.measure.flops import count_step
 from wattgap.models import is_custom
 from wattgap.models.build import build_model, count_parameters
 
@@ -105,7 +105,7 @@ class TorchEager(Backend):
         flop_step = prepared.step
         if runner is not model:  # count the eager model's step: the same math, without the compiler
             flop_step = _train_step(model, dataclasses.replace(parts, optimizer=_optimizer(config, cell, {})))
-        prepared.count_flops = lambda: count_flops(flop_step)
+        prepared.count_step = lambda: count_step(flop_step, model)
         return prepared
 
 
@@ -175,7 +175,7 @@ def _infer(
     prepared.step = lambda: runner(fetch())
     prepared.context = context
     prepared.predict = predict
-    prepared.count_flops = lambda: count_flops(lambda: model(fetch()))
+    prepared.count_step = lambda: count_step(lambda: model(fetch()), model)
     if data is not None:
         from wattgap.datasets import model_splits
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from wattgap.backends import torch_runtime as rt
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared
 from wattgap.backends.onnx_export import calibration_batches
-from wattgap.measure.flops import count_flops
+from wattgap.measure.flops import count_step
 from wattgap.models.build import build_model, count_parameters
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class TorchAo(Backend):
         example = host_input.to(device)
         phases: dict[str, float] = {}
         with torch.no_grad():
-            flops = count_flops(lambda: model.to(device)(example))  # on the fp32 model: the same math
+            counted = count_step(lambda: model.to(device)(example), model)  # on the fp32 model: the same math
         if device.type == "cuda":
             runner, dtype = _dynamic_int8(model, settings), torch.bfloat16
         else:
@@ -87,7 +87,7 @@ class TorchAo(Backend):
             samples_per_step=cell.batch_size,
             context=torch.no_grad,
             sync=rt.synchronizer(device),
-            count_flops=lambda: flops,
+            count_step=lambda: counted,
             parameters=parameters,
             input_shape=tuple(input_shape),
             settings=settings,

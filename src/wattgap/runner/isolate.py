@@ -18,6 +18,7 @@ from typing import Any
 
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
+from wattgap.measure.flops import Work
 from wattgap.results import CellResult, Memory, Phases
 from wattgap.runner.processes import descendants, die_with_parent, end_new_descendants, tree_rss_bytes
 
@@ -49,14 +50,14 @@ def run_isolated(
     cell: Cell,
     config: SweepConfig,
     on_event: OnEvent | None = None,
-    flops_per_sample: float | None = None,
+    work: Work | None = None,
     idle_power: dict[str, Any] | None = None,
 ) -> CellResult:
     job = json.dumps(
         {
             "cell": cell.model_dump(),
             "config": config.model_dump(mode="json"),
-            "flops_per_sample": flops_per_sample,
+            "work": work.model_dump() if work else None,
             "idle_power": idle_power or {},
         }
     )

@@ -45,6 +45,7 @@ def main() -> int:
         torch.set_num_interop_threads(1)
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
+    from wattgap.measure.flops import Work
     from wattgap.runner.cell import run_cell
 
     cell = Cell.model_validate(job["cell"])
@@ -52,7 +53,8 @@ def main() -> int:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     startup_s = time.perf_counter() - started
     try:
-        result = run_cell(cell, config, emit, job.get("flops_per_sample"), job.get("idle_power"))
+        work = Work.model_validate(job["work"]) if job.get("work") else None
+        result = run_cell(cell, config, emit, work, job.get("idle_power"))
     except BaseException as error:  # every failure of the cell is reported, then the process ends
         status, reason = _classify(error)
         emit({"event": "error", "status": status, "reason": reason, "traceback": traceback.format_exc()})

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from wattgap.backends.base import Backend
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
+    from wattgap.measure.flops import Work
     from wattgap.results import CellResult
 
 Emit = Callable[[dict[str, Any]], None]
@@ -53,11 +54,11 @@ class Events:
 
 @dataclass(frozen=True)
 class Known:
-    """What the sweep already knows when a cell starts: FLOPs per sample from an earlier cell of the same
-    model, workload and backend (they depend on neither batch, device, precision nor threads), and the
-    run's idle power by energy domain (for net energy)."""
+    """What the sweep already knows when a cell starts: the work per sample (FLOPs, traffic) from an
+    earlier cell of the same model, workload and backend (it depends on neither batch, device, precision
+    nor threads), and the run's idle power by energy domain (for net energy)."""
 
-    flops_per_sample: float | None = None
+    work: Work | None = None
     idle_power: dict[str, Any] = field(default_factory=dict)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from wattgap.measure import timing
 from wattgap.measure.energy import CellEnergy, EnergyWindow, meters_for
+from wattgap.measure.flops import Work
 from wattgap.measure.hardware import peak_flops_per_s
 from wattgap.measure.memory import DeviceMemory, peak_rss_bytes
 from wattgap.results import Memory
@@ -33,13 +34,16 @@ class Timed(Workload):
         step = prepared.step
         if step is None:
             raise TypeError(f"{backend.name} prepared no step for {cell.workload}")
-        flops_per_sample = known.flops_per_sample
-        if flops_per_sample is not None:
+        work = known.work
+        if work is not None:
             prepared.settings["flops_source"] = "reused from an earlier cell of this model and workload"
-        elif prepared.count_flops is not None:
+        elif prepared.count_step is not None:
             with prepared.context():
-                flops_per_sample = prepared.count_flops() / prepared.samples_per_step or None
+                counted = prepared.count_step()
+            work = Work.of(counted, prepared.samples_per_step, traffic=cell.workload == "infer")
             prepared.settings["flops_source"] = "counted"
+        work = work or Work()
+        flops_per_sample = work.flops_per_sample
 
         timer = timing.timer_for(cell.device, prepared.host_timer)
         memory = DeviceMemory(cell.device)
@@ -87,6 +91,8 @@ class Timed(Workload):
             ci_checks=measured.ci_checks,
             throughput_sps=throughput,
             flops_per_sample=flops_per_sample,
+            weight_traffic_elements=work.weight_traffic_elements,
+            activation_traffic_elements_per_sample=work.activation_traffic_elements_per_sample,
             achieved_flops_per_s=achieved,
             peak_flops_per_s=peak,
             flop_utilisation=achieved / peak if achieved and peak else None,

@@ -11,6 +11,7 @@ from typing import Any
 
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
+from wattgap.measure.flops import Work
 from wattgap.results import CellResult
 
 OnEvent = Callable[[dict[str, Any]], None]  # a running cell's events (phases, progress), as they come
@@ -22,7 +23,7 @@ class CellJob:
 
     cell: Cell
     config: SweepConfig
-    flops_per_sample: float | None = None
+    work: Work | None = None  # FLOPs and traffic per sample, from an earlier cell of its model and workload
     idle_power: dict[str, Any] = field(default_factory=dict)
 
 
