@@ -19,6 +19,7 @@ from wattgap.analysis.projection import load_entries, project
 from wattgap.analysis.recommend import Constraints, recommend
 from wattgap.analysis.studies import study
 from wattgap.analysis.tradeoff import tradeoff
+from wattgap.analysis.whatif import whatif
 from wattgap.errors import ConfigError
 from wattgap.measure.energy import CellEnergy
 from wattgap.measure.guardrail import Agreement
@@ -460,3 +461,77 @@ def test_precision_table_gives_throughput_per_precision_and_int8_over_the_cpu() 
     assert "160x the CPU's fp32" in table.notes[-1]
     with pytest.raises(ConfigError, match="study: got 'mlperf'; allowed: gpu-vs-cpu, frameworks, precisions"):
         study("mlperf", [run])
+
+
+def _counted(median_s: float, **fields: object) -> CellResult:
+    """A cell of 1 GFLOP and 1 M activation elements per sample and 1 M weight elements (fp32: 4 B each)."""
+    counted = result(median_s * SPREAD, **fields)
+    return counted.model_copy(
+        update={
+            "flops_per_sample": 1e9,
+            "weight_traffic_elements": 1e6,
+            "activation_traffic_elements_per_sample": 1e6,
+        }
+    )
+
+
+CPU_ROOFLINE = {
+    "1": {"fp32_flops_per_s": 1e11, "bf16_flops_per_s": 2e11, "bandwidth_bytes_per_s": 1e10},
+    "2": {"fp32_flops_per_s": 2e11, "bf16_flops_per_s": 4e11, "bandwidth_bytes_per_s": 1e10},
+}
+
+
+def test_whatif_scales_the_measured_time_by_the_ratio_of_rooflines() -> None:
+    run = make_run("w", [_counted(0.16, threads=1), _counted(0.12, threads=2), result(SPREAD * 0.1, model="vgg16")])
+    run = run.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE}})
+    answer = whatif([run], ["T4"])
+    assert answer.label == "estimate" and all(row.label == "estimate" for row in answer.rows)
+    one = next(row for row in answer.rows if row.result.cell.threads == 1)
+    flops, moved = 8e9, (1e6 + 8e6) * 4  # batch 8
+    assert (one.flops, one.moved_bytes) == (flops, moved)
+    assert one.source_roof_s == pytest.approx(0.08) and one.share == pytest.approx(0.5)  # compute-bound at 1e11
+    t4 = flops / 8.1e12  # T4 is compute-bound too: 0.99 ms against 0.11 ms of memory
+    assert one.target_roof_s == pytest.approx(t4) and one.bound == "compute"
+    assert one.estimate_s == pytest.approx(0.16 * t4 / 0.08)  # half the roofline there, as here
+    assert one.ceiling_throughput_sps == pytest.approx(8 / t4)
+    assert answer.left_out == {"no traffic count (inference cells stored by wattgap before result schema 3)": 1}
+    # the owned pair: 1 thread estimated from 2 (roofline 0.04 s there) and back
+    first, second = sorted(answer.check.pairs, key=lambda p: p.source.cell.threads or 0)
+    assert first.estimate_s == pytest.approx(0.16 * 0.04 / 0.08) and first.error == pytest.approx(0.08 / 0.12 - 1)
+    assert second.estimate_s == pytest.approx(0.12 * 0.08 / 0.04) and second.error == pytest.approx(0.24 / 0.16 - 1)
+    assert answer.check.median_abs_error == pytest.approx((1 / 3 + 1 / 2) / 2)
+
+
+def test_whatif_never_estimates_below_the_targets_roofline_and_names_what_it_cannot_do() -> None:
+    fast = _counted(0.01, threads=1)  # beats its own roofline (0.08 s): its data lived in caches
+    run = make_run("w", [fast, _counted(0.16, threads=1, precision="bf16")])
+    run = run.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE}})
+    answer = whatif([run], ["t4"])
+    (row,) = answer.rows
+    assert row.share == pytest.approx(8.0) and row.estimate_s == pytest.approx(row.target_roof_s)
+    assert answer.left_out == {"T4 lists no bf16 rate": 1}
+    assert answer.check.pairs == [] and answer.check.median_abs_error is None
+    unknown = make_run("u", [_counted(0.16, threads=1)])  # a CPU whose rates the run did not measure
+    (row,) = whatif([unknown], ["L4"]).rows
+    assert row.source_roof_s is None and row.estimate_s is None and row.ceiling_throughput_sps > 0
+    with pytest.raises(ConfigError, match="--target: got 'V100'; allowed: H100 PCIe, H100 SXM"):
+        whatif([run], ["V100"])
+
+
+def test_whatif_on_a_real_run(tmp_path: Path) -> None:
+    run = api.run(fast_config(threads=[1, 2], batch_sizes=[1], cpu_roofline=True), db=tmp_path / "wattgap.db")
+    rates = run.environment["cpu_roofline"]
+    assert set(rates) == {"1", "2"} and all(value > 0 for value in rates["1"].values())
+    for counted in run.results:
+        assert counted.weight_traffic_elements and counted.activation_traffic_elements_per_sample
+    db = str(tmp_path / "wattgap.db")
+    table = wattgap("whatif", run.run_id, "--target", "L4", "--db", db, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "ESTIMATES by roofline" in table.stdout and "the estimator's error on the 2 owned pairs" in table.stdout
+    data = json.loads(
+        wattgap("whatif", run.run_id, "--target", "L4", "--format", "json", "--db", db, cwd=tmp_path).stdout
+    )
+    assert data["label"] == "estimate" and {row["label"] for row in data["rows"]} == {"estimate"}
+    assert len(data["error_on_owned_pairs"]["pairs"]) == 2
+    bad = wattgap("whatif", run.run_id, "--target", "K80", "--db", db, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("wattgap: error: --target: got 'K80'; allowed: ")

@@ -24,6 +24,8 @@ from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.studies import study as study_of
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.tradeoff import tradeoff as tradeoff_of
+from wattgap.analysis.whatif import WhatIf
+from wattgap.analysis.whatif import whatif as whatif_of
 from wattgap.cells import Cell, curve_key
 from wattgap.config import (
     Protocol,
@@ -39,6 +41,7 @@ from wattgap.devices import detect
 from wattgap.errors import ConfigError, StoreError
 from wattgap.measure.energy import measure_idle
 from wattgap.measure.flops import Work
+from wattgap.measure.roofline import cpu_roofline
 from wattgap.models import is_custom
 from wattgap.plan import Plan, expand, next_probe
 from wattgap.report.progress import ProgressSink, SilentProgress
@@ -153,6 +156,12 @@ def run(
         devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
         idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
         environment["idle_power"] = idle
+        cpu_threads = sorted({cell.threads for cell in planned.runnable if cell.device == "cpu" and cell.threads})
+        if sweep.cpu_roofline and cpu_threads:
+            try:
+                environment["cpu_roofline"] = {str(threads): cpu_roofline(threads) for threads in cpu_threads}
+            except Exception as error:  # the what-if goes without it; the run does not
+                environment["cpu_roofline_error"] = f"{type(error).__name__}: {error}"
         store.create_run(run_id, sweep, environment, list(planned.cells), planned.skipped, __version__, labels)
         if on_created is not None:
             on_created(run_id, planned)
@@ -353,6 +362,14 @@ def study(db: str | Path, name: str, run_ids: list[str]) -> StudyTable:
     with Store.open_readonly(db) as store:
         runs = [store.load_run(run_id) for run_id in run_ids]
     return study_of(name, runs)
+
+
+def whatif(db: str | Path, run_ids: list[str], targets: list[str]) -> WhatIf:
+    """Roofline estimates of the runs' inference cells on devices not owned, and the estimator's error on
+    the pairs the runs own (see analysis.whatif)."""
+    with Store.open_readonly(db) as store:
+        runs = [store.load_run(run_id) for run_id in run_ids]
+    return whatif_of(runs, targets)
 
 
 def memory(db: str | Path, run_id: str, budget_bytes: float | None = None) -> tuple[Run, list[MemoryCurve]]:

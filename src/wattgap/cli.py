@@ -424,6 +424,23 @@ def recommend(
     _emit(fmt, lambda: recommendation_data(answer), lambda: recommendation_view(answer))
 
 
+@app.command()
+def whatif(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (a CPU run and a GPU run may come from two machines).")],
+    target: Annotated[list[str], typer.Option(help="A device of resources/hardware.yaml (T4, L4, ...); repeat.")],
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = TableOrJson.table,
+) -> None:
+    """Roofline ESTIMATES of the runs' inference cells on GPUs not owned, with the estimator's error
+    measured on the pairs the runs own."""
+    from wattgap import api
+    from wattgap.report.data import whatif_data
+    from wattgap.report.terminal import whatif_view
+
+    answer = api.whatif(db, run_ids, target)
+    _emit(fmt, lambda: whatif_data(answer), lambda: whatif_view(answer))
+
+
 class Study(str, Enum):
     gpu_vs_cpu = "gpu-vs-cpu"
     frameworks = "frameworks"

@@ -16,7 +16,9 @@ from wattgap.measure.stats import LatencyStats
 if TYPE_CHECKING:
     import pandas
 
-RESULT_SCHEMA_VERSION = 3  # 2: energy, accuracy_top1, training, agreement; 3: the traffic counts. Older read with them unset
+RESULT_SCHEMA_VERSION = (
+    3  # 2: energy, accuracy_top1, training, agreement; 3: the traffic counts. Older read with them unset
+)
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 

@@ -37,6 +37,7 @@ def fast_config(**fields: Any) -> dict[str, Any]:
         "cell_timeout_s": 120,
         "protocol": dict(FAST_PROTOCOL),
         "energy": {"idle_s": 0.2},
+        "cpu_roofline": False,
     }
     config.update(fields)
     return config

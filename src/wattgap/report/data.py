@@ -13,6 +13,7 @@ from wattgap.analysis.recommend import Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.tradeoff import Point, Tradeoff
+from wattgap.analysis.whatif import CheckPair, Row, WhatIf
 from wattgap.results import Run
 
 
@@ -149,3 +150,47 @@ def projection_data(projection: Projection) -> dict[str, Any]:
 
 def study_data(table: StudyTable) -> dict[str, Any]:
     return dataclasses.asdict(table)
+
+
+def _whatif_row(row: Row) -> dict[str, Any]:
+    return {
+        "cell_id": row.result.cell_id,
+        "cell": row.result.cell.model_dump(),
+        "target": row.target,
+        "label": row.label,
+        "measured_s": row.measured_s,
+        "flops": row.flops,
+        "moved_bytes": row.moved_bytes,
+        "bound": row.bound,
+        "target_roofline_s": row.target_roof_s,
+        "source_roofline_s": row.source_roof_s,
+        "share_of_roofline": row.share,
+        "estimate_s": row.estimate_s,
+        "estimate_throughput_sps": row.estimate_throughput_sps,
+        "ceiling_throughput_sps": row.ceiling_throughput_sps,
+    }
+
+
+def _check_pair(pair: CheckPair) -> dict[str, Any]:
+    return {
+        "source_cell_id": pair.source.cell_id,
+        "target_cell_id": pair.target.cell_id,
+        "estimate_s": pair.estimate_s,
+        "measured_s": pair.measured_s,
+        "error": pair.error,
+    }
+
+
+def whatif_data(answer: WhatIf) -> dict[str, Any]:
+    check = answer.check
+    return {
+        "label": answer.label,
+        "targets": answer.targets,
+        "rows": [_whatif_row(row) for row in answer.rows],
+        "left_out": answer.left_out,
+        "error_on_owned_pairs": {
+            "pairs": [_check_pair(pair) for pair in check.pairs],
+            "median_abs_error": check.median_abs_error,
+            "max_abs_error": check.max_abs_error,
+        },
+    }

@@ -19,6 +19,7 @@ from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
+from wattgap.analysis.whatif import WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.report.format import number, plain, quantity, seconds
 from wattgap.results import CellResult, Run
@@ -594,6 +595,69 @@ def study_view(table: StudyTable) -> RenderableType:
     notes = [Text(plain(f"note: {note}"), style="dim") for note in table.notes]
     shared = [_shared_line(fixed, "every row")] if fixed else []
     return Group(title, *shared, out, *notes)
+
+
+def whatif_view(answer: WhatIf) -> RenderableType:
+    """The estimates, each labelled, with the roofline they rest on, and the estimator's measured error
+    on the owned pairs (or that there were none to measure it on)."""
+    cells = [row.result.cell for row in answer.rows]
+    varying, fixed = _varying_fields(cells)
+    parts: list[RenderableType] = [
+        Text(
+            "what-if: ESTIMATES by roofline (share = the share of its roofline a cell reached where it ran, "
+            "assumed on the target: estimate = target roofline / share; ceiling = batch / target roofline, the "
+            "most the target can do)",
+            style="bold",
+        )
+    ]
+    if cells:
+        parts.append(_shared_line(fixed))
+    table = _table()
+    for name in varying:
+        _identity_column(table, name, (getattr(cell, name) for cell in cells))
+    for column in ("target", "bound", "measured", "share", "estimate", "est. sps", "ceiling sps", "label"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in answer.rows:
+        table.add_row(
+            *(Text(plain(getattr(row.result.cell, name))) for name in varying),
+            Text(plain(row.target)),
+            row.bound,
+            seconds(row.measured_s),
+            "-" if row.share is None else f"{row.share:.0%}",
+            seconds(row.estimate_s),
+            quantity(row.estimate_throughput_sps, "").strip(),
+            quantity(row.ceiling_throughput_sps, "").strip(),
+            row.label,
+        )
+    if answer.rows:
+        parts.append(table)
+    check = answer.check
+    if check.median_abs_error is not None and check.max_abs_error is not None:
+        parts.append(
+            Text(
+                f"the estimator's error on the {len(check.pairs)} owned pairs of these runs (each cell estimated "
+                f"from its twin on another device or thread count): median |error| {check.median_abs_error:.0%}, "
+                f"worst {check.max_abs_error:.0%}"
+            )
+        )
+    else:
+        parts.append(
+            Text("these runs own no pair of cells differing only in device or threads: the error is not measured here")
+        )
+    if any(row.estimate_s is None for row in answer.rows):
+        parts.append(
+            Text("estimate '-': the rates of the device that ran the cell are unknown; the ceiling stands", style="dim")
+        )
+    if any(row.share is not None and row.share > 1 for row in answer.rows):
+        parts.append(
+            Text(
+                "share above 100%: the cell beat its memory-bandwidth roofline (its data fit in the caches); its "
+                "estimate is the target's ceiling",
+                style="dim",
+            )
+        )
+    parts += [Text(plain(f"left out: {count} x {why}"), style="dim") for why, count in answer.left_out.items()]
+    return Group(*parts)
 
 
 def print_comparison(console: Console, comparison: Comparison) -> None:
