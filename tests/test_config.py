@@ -81,7 +81,7 @@ def test_unknown_suite_lists_the_suites() -> None:
         ({"cell_timeout_s": float("inf")}, "cell_timeout_s: got inf; input should be a finite number"),
         ({"protocol": {"max_time_s": float("inf")}}, "protocol.max_time_s: got inf; input should be a finite number"),
         ({"energy": {"idle_s": float("nan")}}, "energy.idle_s: got nan; input should be a finite number"),
-        ({"batch_sizes": [True]}, "batch_sizes[0]: got True; input should be a valid integer"),
+        ({"batch_sizes": [True]}, "batch_sizes[0]: got True; allowed: integers from 1 to 65536"),
         ({"image_size": True}, "image_size: got True; input should be a valid integer"),
     ],
 )

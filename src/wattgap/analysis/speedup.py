@@ -153,6 +153,7 @@ def compare(
                     dict(_key(a.cell, by)),
                     int(rng.integers(2**31)),
                     threads if by in ("device", "threads") else [],
+                    confidence,
                 )
             )
     geomean = geomean_of(pairs, metric, confidence)
