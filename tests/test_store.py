@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wattgap.errors import StoreError
+from wattgap.config import SweepConfig, parse_config
+from wattgap.errors import ConfigError, StoreError
 from wattgap.store.migrations import SCHEMA_VERSION
 from wattgap.store.sqlite import Store
 
@@ -117,3 +118,18 @@ def test_a_stored_result_is_never_replaced(tmp_path: Path) -> None:
         with pytest.raises(StoreError, match=r"already has a result for cell .*: ok, stored at .*never replaced"):
             store.store_result(run.run_id, again)
         assert store.load_run(run.run_id).results == run.results
+
+
+def test_a_run_reads_back_where_its_user_model_and_data_are_not(tmp_path: Path) -> None:
+    """A stored run made with a user's model and data folder reads on a machine that has neither (report,
+    compare and show read runs from elsewhere); a new sweep naming them is still refused."""
+    fields = {"models": ["elsewhere.models:build"], "dataset": "folder", "dataset_path": "/nowhere/images"}
+    config = SweepConfig.model_validate(fields, context={"stored": True})
+    with Store.open(tmp_path / "w.db") as store:
+        store.create_run("r1", config, {}, [], {}, "test")
+    with Store.open_readonly(tmp_path / "w.db") as store:
+        assert store.load_run("r1").config.models == ["elsewhere.models:build"]
+    with pytest.raises(ConfigError, match=r"elsewhere\.models"):
+        parse_config({"models": fields["models"]})
+    with pytest.raises(ConfigError, match="/nowhere/images"):
+        parse_config({**fields, "models": ["conv6"]})

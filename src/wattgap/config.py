@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from wattgap.errors import ConfigError, field_error, shown
 from wattgap.measure.energy.settings import EnergySettings
@@ -135,18 +135,21 @@ class SweepConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _dataset_consistent(self) -> SweepConfig:
+    def _dataset_consistent(self, info: ValidationInfo) -> SweepConfig:
         if "train-to-accuracy" in self.workloads and self.dataset is None:
             raise field_error("dataset", None, "digits, cifar10, folder (train-to-accuracy needs real data)")
         if self.dataset == "folder" and not self.dataset_path:
             raise ConfigError("dataset_path: required for dataset folder (a folder with one subfolder per class)")
-        if self.dataset_path is not None and not Path(self.dataset_path).exists():
+        stored = bool(info.context and info.context.get("stored"))  # read back: the data may have moved since
+        if self.dataset_path is not None and not stored and not Path(self.dataset_path).exists():
             raise ConfigError(f"dataset_path: {self.dataset_path!r} does not exist")
         return self
 
     @field_validator("models")
     @classmethod
-    def _models_known(cls, value: list[str]) -> list[str]:
+    def _models_known(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.context and info.context.get("stored"):  # a run's stored config: its user models may live elsewhere
+            return value
         for index, name in enumerate(value):
             check_model_name(name, f"models[{index}]")
         return value

@@ -337,17 +337,21 @@ class Store:
             for r in self.connection.execute("SELECT result_json FROM results WHERE run_id = ?", (run_id,))
         ]
         results.sort(key=lambda r: order.get(r.cell_id, len(order)))
-        return Run(
-            run_id=row[0],
-            name=row[1],
-            created_at=row[2],
-            finished_at=row[3],
-            status=row[4],
-            config=SweepConfig.model_validate_json(row[5]),
-            environment=json.loads(row[6]),
-            tags=json.loads(row[7]),
-            cells=cells,
-            results=results,
+        stored = {"stored": True}  # a run's config reads back where its user models and data are not
+        return Run.model_validate(
+            {
+                "run_id": row[0],
+                "name": row[1],
+                "created_at": row[2],
+                "finished_at": row[3],
+                "status": row[4],
+                "config": SweepConfig.model_validate_json(row[5], context=stored),
+                "environment": json.loads(row[6]),
+                "tags": json.loads(row[7]),
+                "cells": cells,
+                "results": results,
+            },
+            context=stored,
         )
 
     def _run_summaries(self) -> list[dict[str, Any]]:
