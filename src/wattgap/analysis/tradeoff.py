@@ -112,11 +112,13 @@ def measure_point(result: CellResult, confidence: float, resamples: int, seed: i
     """A cell's throughput and latency percentiles, each with its percentile-bootstrap interval."""
     samples = np.asarray(result.latencies_s)
     tail = (1 - confidence) / 2 * 100
+    quantiles = list(PERCENTILES.values())
+    boots = bootstrap_quantiles(samples, quantiles, resamples, seed)  # every percentile from the same resamples
+    centres = np.quantile(samples, quantiles)
     latency: dict[str, Estimate] = {}
-    for offset, (name, quantile) in enumerate(PERCENTILES.items()):
-        boot = bootstrap_quantiles(samples, quantile, resamples, seed + offset)
+    for name, centre, boot in zip(PERCENTILES, centres, boots, strict=True):
         low, high = np.percentile(boot, [tail, 100 - tail])
-        latency[name] = Estimate(float(np.quantile(samples, quantile)), float(low), float(high))
+        latency[name] = Estimate(float(centre), float(low), float(high))
     batch = result.cell.batch_size
     median = latency["p50"]
     throughput = Estimate(batch / median.value, batch / median.high, batch / median.low)

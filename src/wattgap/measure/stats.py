@@ -41,18 +41,21 @@ def bootstrap_medians(samples: np.ndarray, resamples: int, seed: int = 0) -> np.
     return bootstrap_quantiles(samples, 0.5, resamples, seed)
 
 
-def bootstrap_quantiles(samples: np.ndarray, quantile: float, resamples: int, seed: int = 0) -> np.ndarray:
+def bootstrap_quantiles(
+    samples: np.ndarray, quantile: float | Sequence[float], resamples: int, seed: int = 0
+) -> np.ndarray:
     """The ``quantile`` (0.5: the median) of ``resamples`` bootstrap resamples of ``samples`` (with
-    replacement), in chunks so that memory stays bounded whatever the sample count."""
+    replacement), in chunks so that memory stays bounded whatever the sample count. Several quantiles
+    are read off the same resamples: an array of one row per quantile."""
     if samples.size == 0:
         raise MeasurementError("cannot bootstrap an empty sample")
     rng = np.random.default_rng(seed)
     per_chunk = max(1, _CHUNK_ELEMENTS // samples.size)
-    values = np.empty(resamples)
+    values = np.empty((*np.shape(quantile), resamples))
     for start in range(0, resamples, per_chunk):
         count = min(per_chunk, resamples - start)
         picks = rng.integers(0, samples.size, size=(count, samples.size))
-        values[start : start + count] = np.quantile(samples[picks], quantile, axis=1)
+        values[..., start : start + count] = np.quantile(samples[picks], quantile, axis=1)
     return values
 
 
