@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The sweep, then its report (written even when some cell failed; the sweep's exit status is kept).
 run: $(STAMP)
-	$(BIN)/wattgap run --suite quick
+	$(BIN)/wattgap run --suite quick; status=$$?; $(BIN)/wattgap report latest --html report.html || exit $$?; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -20,12 +21,19 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
-test: lint
+# The report's test opens it in the operating system's headless Chromium (Playwright drives it; no download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium from the OS packages (the report's browser test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/train_to_accuracy.py
+	$(BIN)/python bench/report.py
 	$(BIN)/python bench/peer_parity.py
 
 clean:

@@ -379,7 +379,7 @@ def test_the_memory_formula_keeps_its_signs() -> None:
 
     from wattgap.analysis.memory import MemoryCurve
     from wattgap.analysis.regression import Fit
-    from wattgap.report.terminal import memory_view
+    from wattgap.render.terminal import memory_view
 
     curve = MemoryCurve({"model": "m"}, "host peak RSS", Fit(2, [5e8, -3e6, 2e4], 1e6, 0.99, 3), [], None, None, None)
     console = Console(width=200, record=True)

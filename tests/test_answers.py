@@ -18,7 +18,7 @@ from wattgap.analysis.plausibility import suspects
 from wattgap.analysis.speedup import compare, regressions
 from wattgap.config import EnergySettings
 from wattgap.measure.energy import CellEnergy, EnergyReading, measure_idle
-from wattgap.report.format import number, quantity, seconds
+from wattgap.render.format import number, quantity, seconds
 
 RNG = np.random.default_rng(11)
 ONE_MS = RNG.normal(0.001, 0.00002, 300)

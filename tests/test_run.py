@@ -8,7 +8,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from helpers import fast_config
 from helpers import wattgap as wattgap_cli
 
@@ -17,7 +16,7 @@ import wattgap.api
 from wattgap.analysis.memory import batch_limits
 from wattgap.analysis.speedup import compare
 from wattgap.plan import next_probe
-from wattgap.report.progress import SilentProgress
+from wattgap.render.progress import SilentProgress
 from wattgap.results import CellResult
 from wattgap.runner.cell import run_cell
 from wattgap.runner.executors import CellJob, Executor

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any
 from wattgap.version import __version__
 
 if TYPE_CHECKING:
-    from wattgap.api import load_run, resume, run
+    from wattgap.api import load_run, report, resume, run
     from wattgap.config import SweepConfig
     from wattgap.results import CellResult, Run
 
-__all__ = ["CellResult", "Run", "SweepConfig", "__version__", "load_run", "resume", "run"]
+__all__ = ["CellResult", "Run", "SweepConfig", "__version__", "load_run", "report", "resume", "run"]
 
 _LOCATIONS = {
     "run": "wattgap.api",
     "resume": "wattgap.api",
     "load_run": "wattgap.api",
+    "report": "wattgap.api",
     "SweepConfig": "wattgap.config",
     "CellResult": "wattgap.results",
     "Run": "wattgap.results",

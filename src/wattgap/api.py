@@ -44,7 +44,10 @@ from wattgap.measure.flops import Work
 from wattgap.measure.roofline import cpu_roofline
 from wattgap.models import is_custom
 from wattgap.plan import Plan, expand, next_probe
-from wattgap.report.progress import ProgressSink, SilentProgress
+from wattgap.render.document import build as build_document
+from wattgap.render.files import Written
+from wattgap.render.files import write as write_report
+from wattgap.render.progress import ProgressSink, SilentProgress
 from wattgap.results import CellResult, Run
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
@@ -370,6 +373,24 @@ def whatif(db: str | Path, run_ids: list[str], targets: list[str]) -> WhatIf:
     with Store.open_readonly(db) as store:
         runs = [store.load_run(run_id) for run_id in run_ids]
     return whatif_of(runs, targets)
+
+
+def report(
+    db: str | Path,
+    run_ids: list[str],
+    html: str | Path | None = "report.html",
+    markdown: str | Path | None = None,
+) -> Written:
+    """Write the report of ``run_ids``: one self-contained HTML file and, with ``markdown``, its Markdown
+    twin with the plots as SVG files beside it (report/document.py says what is in it). A file is replaced
+    only when wattgap wrote it."""
+    with Store.open_readonly(db) as store:
+        runs = [store.load_run(run_id) for run_id in run_ids]
+    return write_report(
+        build_document(runs),
+        Path(html) if html is not None else None,
+        Path(markdown) if markdown is not None else None,
+    )
 
 
 def memory(db: str | Path, run_id: str, budget_bytes: float | None = None) -> tuple[Run, list[MemoryCurve]]:

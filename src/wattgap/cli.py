@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from wattgap.errors import ConfigError, WattgapError, field_error
-from wattgap.report.format import plain
+from wattgap.render.format import plain, quantity
 
 app = typer.Typer(
     help="Benchmark deep-learning workloads: latency, throughput, memory and FLOPs, stored in SQLite.",
@@ -168,7 +168,7 @@ def run(
     }
     sweep = api.sweep_from_options(suite, config, overrides, max_time_s=max_time, idle_s=idle)
     if dry_run:
-        from wattgap.report.terminal import plan_view
+        from wattgap.render.terminal import plan_view
 
         console.print(plan_view(sweep.name, api.plan(sweep)))
         return
@@ -178,8 +178,8 @@ def run(
 def _execute(start: Any, quiet: bool) -> None:
     """Run with live progress (or, with --quiet, a line per finished cell), then print the table and the
     run id. ``start(progress, on_created)`` is api.run or api.resume with their other arguments bound."""
-    from wattgap.report.progress import LineProgress, RichProgress
-    from wattgap.report.terminal import run_view
+    from wattgap.render.progress import LineProgress, RichProgress
+    from wattgap.render.terminal import run_view
 
     progress: LineProgress = LineProgress(console) if quiet else RichProgress(console)
     started: dict[str, str] = {}
@@ -244,8 +244,8 @@ def show(
 ) -> None:
     """Print a stored run's results table again."""
     from wattgap.api import load_run
-    from wattgap.report.data import results_data
-    from wattgap.report.terminal import run_view
+    from wattgap.render.data import results_data
+    from wattgap.render.terminal import run_view
 
     stored = load_run(db, run_id)
     _emit(fmt, lambda: results_data(stored), lambda: run_view(stored))
@@ -274,7 +274,7 @@ def delete(
 def env(fmt: FormatOption = TableOrJson.table) -> None:
     """Describe this machine: CPU, memory, GPUs, driver and CUDA, libraries, usable devices and backends."""
     from wattgap.api import environment as describe
-    from wattgap.report.terminal import environment_tables
+    from wattgap.render.terminal import environment_tables
 
     environment = describe()
     if fmt is TableOrJson.json:
@@ -323,8 +323,8 @@ def compare(
     two machines compare by device with each GPU named."""
     from wattgap import api
     from wattgap.analysis.speedup import regressions
-    from wattgap.report.data import comparison_data
-    from wattgap.report.terminal import print_comparison
+    from wattgap.render.data import comparison_data
+    from wattgap.render.terminal import print_comparison
 
     if fail_above is not None and not 0 <= fail_above < 100:
         raise field_error("--fail-above", fail_above, "a percentage from 0 to below 100")
@@ -380,8 +380,8 @@ def tradeoff(
 ) -> None:
     """Throughput and latency against batch size, with intervals, and the best batch by a stated rule."""
     from wattgap import api
-    from wattgap.report.data import tradeoff_data
-    from wattgap.report.terminal import tradeoff_view
+    from wattgap.render.data import tradeoff_data
+    from wattgap.render.terminal import tradeoff_view
 
     bound = max_latency_ms / 1e3 if max_latency_ms is not None else None
     result = api.tradeoff(db, run_ids, share=share, max_latency_s=bound, percentile=percentile)
@@ -407,8 +407,8 @@ def recommend(
     from wattgap.analysis.efficiency import EfficiencyParams
     from wattgap.analysis.recommend import Constraints
     from wattgap.config import validate_flags
-    from wattgap.report.data import recommendation_data
-    from wattgap.report.terminal import recommendation_view
+    from wattgap.render.data import recommendation_data
+    from wattgap.render.terminal import recommendation_view
 
     params = validate_flags(
         EfficiencyParams, {"price_per_kwh": price_per_kwh, "price_per_device_hour": price_per_device_hour}
@@ -425,6 +425,24 @@ def recommend(
 
 
 @app.command()
+def report(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids, unique prefixes, or 'latest'.")],
+    html: Annotated[Path | None, typer.Option(help="The HTML file (default report.html, unless --md alone).")] = None,
+    md: Annotated[Path | None, typer.Option(help="The Markdown twin; its plots go to a folder beside it.")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Write one self-contained HTML report (plots inline, nothing fetched) and, with --md, its Markdown twin."""
+    from wattgap import api
+
+    written = api.report(db, run_ids, html if html is not None or md is not None else Path("report.html"), md)
+    if written.html is not None:
+        size = quantity(written.html_bytes, "B", 1024.0)
+        console.print(Text(plain(f"wrote {written.html.resolve()} ({size}; open it in a browser, offline)")))
+    if written.markdown is not None:
+        console.print(Text(plain(f"wrote {written.markdown.resolve()} and {len(written.images)} plots beside it")))
+
+
+@app.command()
 def whatif(
     run_ids: Annotated[list[str], typer.Argument(help="Run ids (a CPU run and a GPU run may come from two machines).")],
     target: Annotated[list[str], typer.Option(help="A device of resources/hardware.yaml (T4, L4, ...); repeat.")],
@@ -434,8 +452,8 @@ def whatif(
     """Roofline ESTIMATES of the runs' inference cells on GPUs not owned, with the estimator's error
     measured on the pairs the runs own."""
     from wattgap import api
-    from wattgap.report.data import whatif_data
-    from wattgap.report.terminal import whatif_view
+    from wattgap.render.data import whatif_data
+    from wattgap.render.terminal import whatif_view
 
     answer = api.whatif(db, run_ids, target)
     _emit(fmt, lambda: whatif_data(answer), lambda: whatif_view(answer))
@@ -457,8 +475,8 @@ def study(
     """A study's table in its shape: GPU vs CPU time and speedup (Democratizing AI), TensorFlow vs PyTorch
     latency (its framework table), or throughput per precision and batch with int8 over the CPU (DEEP-GAP)."""
     from wattgap import api
-    from wattgap.report.data import study_data
-    from wattgap.report.terminal import study_view
+    from wattgap.render.data import study_data
+    from wattgap.render.terminal import study_view
 
     table = api.study(db, name.value, run_ids)
     _emit(fmt, lambda: study_data(table), lambda: study_view(table))
@@ -473,8 +491,8 @@ def memory(
 ) -> None:
     """Peak memory against batch size (polynomial fit, prediction intervals) and the largest batch that fits."""
     from wattgap import api
-    from wattgap.report.data import memory_data
-    from wattgap.report.terminal import memory_view
+    from wattgap.render.data import memory_data
+    from wattgap.render.terminal import memory_view
 
     stored, curves = api.memory(db, run_id, budget_gb * 2**30 if budget_gb is not None else None)
     _emit(fmt, lambda: memory_data(stored.run_id, curves), lambda: memory_view(stored.run_id, curves))
@@ -496,8 +514,8 @@ def project_memory(
 ) -> None:
     """Accelerator memory and models' needs by year: polynomial fits, intervals, when models outgrow one device."""
     from wattgap import api
-    from wattgap.report.data import projection_data
-    from wattgap.report.terminal import projection_view
+    from wattgap.render.data import projection_data
+    from wattgap.render.terminal import projection_view
 
     projection = api.project_memory(data, until, weight_bytes, training_bytes)
     _emit(fmt, lambda: projection_data(projection), lambda: projection_view(projection))
@@ -528,8 +546,8 @@ def efficiency(
     from wattgap import api
     from wattgap.analysis.efficiency import EfficiencyParams
     from wattgap.config import validate_flags
-    from wattgap.report.data import efficiency_data
-    from wattgap.report.terminal import efficiency_table
+    from wattgap.render.data import efficiency_data
+    from wattgap.render.terminal import efficiency_table
 
     params = validate_flags(
         EfficiencyParams,

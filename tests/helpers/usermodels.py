@@ -24,6 +24,10 @@ def raises() -> nn.Module:
     raise RuntimeError("this model cannot be built")
 
 
+def raises_markup() -> nn.Module:
+    raise RuntimeError("<script>window.__pwned = 2</script> & <b>not bold</b>")
+
+
 def segfaults() -> nn.Module:
     os.kill(os.getpid(), signal.SIGSEGV)
     raise AssertionError("unreachable")

@@ -4,6 +4,10 @@ prefixes, rolling over to the next prefix when rounding reaches it."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wattgap.results import CellResult
 
 
 def number(value: float, digits: int = 3) -> str:
@@ -45,3 +49,32 @@ def plain(value: object) -> str:
     """Foreign text (names, paths, error messages) made safe for a terminal: control characters,
     escape sequences among them, are shown as ``\\x1b``-style escapes instead of being executed."""
     return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in str(value))
+
+
+def result_notes(result: CellResult, suspect: str = "") -> str:
+    """What a reader should know of a cell beside its figures: why it did not run, or whether it is
+    suspect, noisy, stopped early, degraded, and how its precision was applied."""
+    if result.status != "ok":
+        return result.reason
+    notes = [suspect.upper()] if suspect else []
+    if result.latency and result.latency.noisy:
+        notes.append("noisy")
+    training = result.training
+    if training is not None:
+        notes.append(
+            f"target reached in {training.epochs} epochs, {seconds(training.time_to_accuracy_s)}"
+            if training.reached
+            else f"{training.epochs} epochs, target not reached"
+        )
+    elif result.stop_reason and result.stop_reason != "converged":
+        notes.append(f"stopped: {result.stop_reason}")
+    if result.agreement is not None:
+        agreement = result.agreement
+        top1 = f"top-1 agrees {agreement.top1:.0%}" if agreement.top1 is not None else "outputs"
+        notes.append(("DEGRADED: " if agreement.degraded else "") + f"{top1} with fp32")
+    if result.energy and any("no net energy" in warning for warning in result.energy.warnings):
+        notes.append("no net energy (see warnings)")
+    applied = result.settings.get("precision_applied")
+    if applied and applied != result.cell.precision:
+        notes.append(str(applied).split(",")[0])  # its first clause; `wattgap show --format json` has all
+    return ", ".join(notes)

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.text import Text
 
 from wattgap.cells import Cell
-from wattgap.report.format import plain, quantity, seconds
-from wattgap.report.terminal import STATUS_STYLE
+from wattgap.render.format import plain, quantity, seconds
+from wattgap.render.terminal import STATUS_STYLE
 from wattgap.results import CellResult
 
 

@@ -21,40 +21,13 @@ from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.whatif import WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
-from wattgap.report.format import number, plain, quantity, seconds
+from wattgap.render.format import number, plain, quantity, result_notes, seconds
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
     from wattgap.plan import Plan
 
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "failed": "red", "oom": "magenta", "timeout": "yellow"}
-
-
-def _notes(result: CellResult, suspect: str = "") -> str:
-    if result.status != "ok":
-        return result.reason
-    notes = [suspect.upper()] if suspect else []
-    if result.latency and result.latency.noisy:
-        notes.append("noisy")
-    training = result.training
-    if training is not None:
-        notes.append(
-            f"target reached in {training.epochs} epochs, {seconds(training.time_to_accuracy_s)}"
-            if training.reached
-            else f"{training.epochs} epochs, target not reached"
-        )
-    elif result.stop_reason and result.stop_reason != "converged":
-        notes.append(f"stopped: {result.stop_reason}")
-    if result.agreement is not None:
-        agreement = result.agreement
-        top1 = f"top-1 agrees {agreement.top1:.0%}" if agreement.top1 is not None else "outputs"
-        notes.append(("DEGRADED: " if agreement.degraded else "") + f"{top1} with fp32")
-    if result.energy and any("no net energy" in warning for warning in result.energy.warnings):
-        notes.append("no net energy (see warnings)")
-    applied = result.settings.get("precision_applied")
-    if applied and applied != result.cell.precision:
-        notes.append(str(applied).split(",")[0])  # its first clause; `wattgap show --format json` has all
-    return ", ".join(notes)
 
 
 _HEADERS = {"batch_size": "batch"}
@@ -149,7 +122,7 @@ def run_view(run: Run) -> RenderableType:
         ]
         if with_top1:
             row.append(f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-")
-        table.add_row(*row, Text(plain(_notes(result, flagged.get(cell.cell_id, "")))))
+        table.add_row(*row, Text(plain(result_notes(result, flagged.get(cell.cell_id, "")))))
     parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(results, varying, flagged)]
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
