@@ -236,3 +236,14 @@ def test_batch_search_settings_are_checked_before_anything_runs(tmp_path: Path) 
         done = wattgap_cli("run", "--model", "conv6", *args, cwd=tmp_path)
         assert done.returncode == 2 and done.stderr.strip().endswith(message), done.stderr
     assert not (tmp_path / "wattgap.db").exists()
+
+
+def test_a_cells_peak_memory_is_its_own_not_its_parents(tmp_path: Path) -> None:
+    """The sweep's own size must not leak into its cells' peak RSS (ru_maxrss survives fork and exec)."""
+    held = bytearray(1536 * 2**20)
+    held[::4096] = b"\x01" * len(held[::4096])  # every page touched: resident in this process
+    run = wattgap.api.run(fast_config(), db=tmp_path / "w.db")
+    (result,) = run.results
+    peak = result.memory.host_peak_rss_bytes
+    assert peak is not None and 50 * 2**20 < peak < 1024 * 2**20, peak
+    del held

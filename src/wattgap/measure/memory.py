@@ -53,6 +53,15 @@ def nvml_used_bytes(device: str) -> int | None:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far."""
+    """Peak resident set size of this process so far. On Linux, the high-water mark of its own memory map
+    (VmHWM): getrusage's ru_maxrss is not reset by exec, so a cell started from a large process (a
+    notebook, a test runner holding gigabytes) would report its parent's size at the fork."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)

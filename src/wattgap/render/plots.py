@@ -8,7 +8,7 @@ Each function takes what an analysis returned and gives a Figure, or None when t
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,13 +79,26 @@ def curve_name(key: dict[str, object], varying: Sequence[str]) -> str:
     return ", ".join(f"{key[name]}" for name in varying if name in key) or "all cells"
 
 
-def throughput(curves: list[Curve], varying: Sequence[str]) -> Figure | None:
-    """Throughput against batch per curve, its bootstrap interval as a band, the knee marked."""
+def _against_batch(curves: list[Curve], title: str, ylabel: str, draw: Callable[[Any, Curve], None]) -> Figure | None:
+    """A figure of the curves with more than one batch size, each drawn by ``draw(axes, curve)``, on a log2
+    batch axis labelled with the measured batch sizes."""
     drawn = [c for c in curves if len(c.points) > 1]
     if not drawn:
         return None
-    figure, axes = _figure("throughput (batch / median latency) against batch size, 95% interval, knee marked")
+    figure, axes = _figure(title)
     for curve in drawn:
+        draw(axes, curve)
+    _log(axes, "x", [p.batch_size for c in drawn for p in c.points])
+    axes.set_xlabel("batch size")
+    axes.set_ylabel(ylabel)
+    _legend(axes)
+    return figure
+
+
+def throughput(curves: list[Curve], varying: Sequence[str]) -> Figure | None:
+    """Throughput against batch per curve, its bootstrap interval as a band, the knee marked."""
+
+    def draw(axes: Any, curve: Curve) -> None:
         batch = [p.batch_size for p in curve.points]
         value = [p.throughput_sps.value for p in curve.points]
         (line,) = axes.plot(batch, value, marker="o", markersize=3, label=label(curve_name(curve.key, varying)))
@@ -93,20 +106,15 @@ def throughput(curves: list[Curve], varying: Sequence[str]) -> Figure | None:
         high = [p.throughput_sps.high for p in curve.points]
         axes.fill_between(batch, low, high, alpha=0.2, color=line.get_color())
         axes.plot([curve.knee.batch_size], [curve.knee.throughput_sps.value], marker="D", color=line.get_color())
-    _log(axes, "x", [p.batch_size for c in drawn for p in c.points])
-    axes.set_xlabel("batch size")
-    axes.set_ylabel("samples/s")
-    _legend(axes)
-    return figure
+
+    title = "throughput (batch / median latency) against batch size, 95% interval, knee marked"
+    return _against_batch(curves, title, "samples/s", draw)
 
 
 def latency(curves: list[Curve], varying: Sequence[str]) -> Figure | None:
     """p50 (solid) and p99 (dashed) latency per iteration against batch, with their intervals."""
-    drawn = [c for c in curves if len(c.points) > 1]
-    if not drawn:
-        return None
-    figure, axes = _figure("latency per iteration against batch size: p50 solid, p99 dashed, 95% intervals")
-    for curve in drawn:
+
+    def draw(axes: Any, curve: Curve) -> None:
         batch = [p.batch_size for p in curve.points]
         color = None
         for percentile, style in (("p50", "-"), ("p99", "--")):
@@ -124,11 +132,11 @@ def latency(curves: list[Curve], varying: Sequence[str]) -> Figure | None:
             axes.fill_between(
                 batch, [e.low * 1e3 for e in estimates], [e.high * 1e3 for e in estimates], alpha=0.15, color=color
             )
-    _log(axes, "x", [p.batch_size for c in drawn for p in c.points])
-    _log(axes, "y")
-    axes.set_xlabel("batch size")
-    axes.set_ylabel("ms per iteration")
-    _legend(axes)
+
+    title = "latency per iteration against batch size: p50 solid, p99 dashed, 95% intervals"
+    figure = _against_batch(curves, title, "ms per iteration", draw)
+    if figure is not None:
+        _log(figure.axes[0], "y")
     return figure
 
 
