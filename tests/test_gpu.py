@@ -44,6 +44,9 @@ def test_cuda_cells_time_with_events_and_report_device_memory(tmp_path: Path) ->
     assert run.environment["gpus"] and run.environment["torch"]["cuda"]
     speedups = compare(run, run, by="device", baseline="cpu")
     assert len(speedups.pairs) == 3 * 2  # fp32, fp16 and bf16 ran on both devices, for infer and train
+    for result in (r for r in cuda if r.cell.workload == "infer"):  # the noise audit read the real GPU
+        gpu = result.noise.gpu if result.noise else None
+        assert gpu is not None and gpu.samples >= 1 and 0 < gpu.min_sm_clock_share <= 1.5, result.noise
 
 
 def test_cuda_out_of_memory_is_its_own_status(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[api.Run]]
     sweep = fast_config(
         name=HOSTILE,
         models=["conv6", "helpers.usermodels:raises_markup"],
-        batch_sizes=[1, 2, 4],
+        batch_sizes=[1, 2],
         precisions=["fp32", "bf16"],
         input_shape=[3, 32, 32],
     )
@@ -167,7 +167,7 @@ def test_the_html_report_in_a_real_headless_browser(runs: tuple[Path, list[api.R
                 "#cells tbody tr", "rows => rows.map(r => r.cells[3].getAttribute('data-sort'))"
             )
             numbers = [float(v) for v in values if v is not None]
-            assert numbers == sorted(numbers) and len(numbers) >= 6
+            assert numbers == sorted(numbers) and len(numbers) >= 4
             page.locator("#cells").scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "report-cells.png"))
         finally:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from wattgap.errors import ConfigError, field_error, shown
 from wattgap.measure.energy.settings import EnergySettings
+from wattgap.measure.noise import NoiseSettings
 from wattgap.measure.protocol import Protocol
 from wattgap.models import check_model_name
 from wattgap.models.build import ModelOptions
@@ -79,6 +80,7 @@ class SweepConfig(BaseModel):
     max_host_memory_gb: float | None = Field(None, gt=0)  # GiB; a cell whose processes hold more is out of memory
     protocol: Protocol = Field(default_factory=Protocol)
     energy: EnergySettings = Field(default_factory=EnergySettings)
+    noise: NoiseSettings = Field(default_factory=NoiseSettings)  # when a cell is flagged suspect (measure/noise.py)
     dataset: DatasetName | None = None  # real data: train-to-accuracy, and top-1 of infer cells
     dataset_path: str | None = None  # cifar10: the archive or its folder; folder: one subfolder per class
     validation_fraction: float = Field(0.2, gt=0, lt=1)  # digits and folder (CIFAR-10 has its test split)
@@ -199,7 +201,7 @@ def _describe(error: ValidationError) -> str:
     location = location or "config"
     given = first.get("input")
     if first["type"] == "extra_forbidden":
-        owners: dict[str, type[BaseModel]] = {"protocol": Protocol, "energy": EnergySettings}
+        owners: dict[str, type[BaseModel]] = {"protocol": Protocol, "energy": EnergySettings, "noise": NoiseSettings}
         owner = owners.get(location.partition(".")[0], SweepConfig) if "." in location else SweepConfig
         return f"{location}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
     if first["type"] == "missing":

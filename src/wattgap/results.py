@@ -11,14 +11,14 @@ from wattgap.config import SweepConfig
 from wattgap.measure.energy import CellEnergy
 from wattgap.measure.flops import Work
 from wattgap.measure.guardrail import Agreement
+from wattgap.measure.noise import NoiseAudit
 from wattgap.measure.stats import LatencyStats
 
 if TYPE_CHECKING:
     import pandas
 
-RESULT_SCHEMA_VERSION = (
-    3  # 2: energy, accuracy_top1, training, agreement; 3: the traffic counts. Older read with them unset
-)
+# 2: energy, accuracy_top1, training, agreement; 3: the traffic counts; 4: the noise audit. Older read with them unset
+RESULT_SCHEMA_VERSION = 4
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 
@@ -120,6 +120,7 @@ class CellResult(BaseModel):
     accuracy_top1: float | None = None  # validation top-1 on the config's dataset
     training: Training | None = None  # train-to-accuracy only
     agreement: Agreement | None = None  # inference outputs against the fp32 PyTorch reference
+    noise: NoiseAudit | None = None  # was the machine quiet in the window (measure/noise.py)
     settings: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

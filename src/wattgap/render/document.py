@@ -35,7 +35,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     sort_keys: list[list[float | None]] = field(default_factory=list)  # per row: a number per column, or None
-    row_flags: list[str] = field(default_factory=list)  # per row: "", "degraded", "noisy", "failed", "skipped"
+    row_flags: list[str] = field(default_factory=list)  # per row: "", degraded, suspect, noisy, failed, skipped
     caption: str = ""
 
 
@@ -473,6 +473,10 @@ def _cells(runs: list[Run]) -> Section:
                     None,
                 ]
             )
-            status = result.status if result.status != "ok" else ("degraded" if degraded else "noisy" if noisy else "")
-            table.row_flags.append(status if status in ("degraded", "noisy", "skipped") else "failed" if status else "")
+            loud = result.noise is not None and bool(result.noise.suspect)
+            if result.status != "ok":
+                flag = "skipped" if result.status == "skipped" else "failed"
+            else:
+                flag = "degraded" if degraded else "suspect" if loud else "noisy" if noisy else ""
+            table.row_flags.append(flag)
     return Section("cells", "Every cell", tables=[table])

@@ -57,6 +57,8 @@ def result_notes(result: CellResult, suspect: str = "") -> str:
     if result.status != "ok":
         return result.reason
     notes = [suspect.upper()] if suspect else []
+    if result.noise is not None and result.noise.suspect:
+        notes.append("SUSPECT, the machine was not quiet: " + "; ".join(result.noise.suspect))
     if result.latency and result.latency.noisy:
         notes.append("noisy")
     training = result.training

@@ -23,7 +23,7 @@ table { border-collapse: collapse; margin: 8px 0 16px; font-size: 12px; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } table.sortable th { cursor: pointer; } td[data-sort] { white-space: nowrap; }
 caption { text-align: left; color: #555; padding: 4px 0; }
-tr.degraded { background: #fff3cd; } tr.noisy { background: #eef6ff; }
+tr.degraded { background: #fff3cd; } tr.noisy { background: #eef6ff; } tr.suspect { background: #f3e5f5; }
 tr.failed { background: #fde2e2; } tr.skipped { color: #888; }
 """
 

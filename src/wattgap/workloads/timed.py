@@ -12,6 +12,7 @@ from wattgap.measure.energy import CellEnergy, EnergyWindow, meters_for
 from wattgap.measure.flops import Work
 from wattgap.measure.hardware import peak_flops_per_s
 from wattgap.measure.memory import DeviceMemory, peak_rss_bytes
+from wattgap.measure.noise import NoiseWindow
 from wattgap.results import Memory
 from wattgap.workloads import assembly
 from wattgap.workloads.base import Events, Known, Workload
@@ -55,7 +56,8 @@ class Timed(Workload):
             memory.reset_peak()
             events.phase("measure")
             window = EnergyWindow(meters)
-            with window:
+            audit = NoiseWindow(config.noise, cell.device)
+            with audit, window:
                 measured = timing.measure(step, timer, protocol, events.progress("measure"), seed=config.seed)
                 prepared.sync()
             events.mark("finish")
@@ -98,4 +100,5 @@ class Timed(Workload):
             flop_utilisation=achieved / peak if achieved and peak else None,
             memory=Memory(**memory.read(), host_peak_rss_bytes=peak_rss_bytes()),
             accuracy_top1=accuracy,
+            noise=audit.audit,
         )
