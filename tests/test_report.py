@@ -100,6 +100,9 @@ def test_html_and_markdown_escape_foreign_text(runs: tuple[Path, list[api.Run]],
     for image in images:
         assert f"](r_files/{image.name})" in text
     assert written.html_bytes == len(page.encode())  # type: ignore[attr-defined]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~mask  # readable as any new file is
 
 
 def test_report_replaces_only_what_wattgap_wrote(runs: tuple[Path, list[api.Run]], tmp_path: Path) -> None:

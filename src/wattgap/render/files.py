@@ -55,6 +55,9 @@ def _write(path: Path, content: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(content)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)  # as an ordinary new file: mkstemp's is private to its owner
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
