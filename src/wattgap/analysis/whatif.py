@@ -22,7 +22,7 @@ import numpy as np
 
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.errors import ConfigError, field_error
-from wattgap.measure.hardware import known_gpus
+from wattgap.measure.hardware import gpu_entry, known_gpus
 from wattgap.results import CellResult, Run
 
 ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
@@ -128,7 +128,7 @@ def source_roof(run: Run, cell: Cell) -> Roof | None:
         if index >= len(gpus):
             return None
         name = str(gpus[index].get("name", ""))
-        entry = next((e for e in known_gpus() if str(e["match"]).lower() in name.lower()), None)
+        entry = gpu_entry(name)
         return _gpu_roof(entry, cell.precision) if entry else None
     if cell.device == "cpu":
         rates = (environment.get("cpu_roofline") or {}).get(str(cell.threads))

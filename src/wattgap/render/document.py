@@ -21,7 +21,7 @@ from wattgap.analysis.tradeoff import tradeoff
 from wattgap.cells import CELL_FIELDS
 from wattgap.errors import ConfigError
 from wattgap.render import plots
-from wattgap.render.format import number, quantity, result_notes, seconds
+from wattgap.render.format import by_unit, number, quantity, result_notes, seconds
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
@@ -272,13 +272,7 @@ def _study_table(table: StudyTable) -> Table:
                 cells.append("-")
                 continue
             estimate = value.estimate
-            shown: Callable[[float], str] = {
-                "s": seconds,
-                "sps": lambda v: quantity(v, ""),
-                "x": lambda v: f"{number(v)}x",
-                "change": lambda v: f"{v:+.1%}",
-            }[value.unit]
-            cells.append(_interval(estimate.value, estimate.low, estimate.high, shown))
+            cells.append(_interval(estimate.value, estimate.low, estimate.high, by_unit(value.unit)))
         rows.append([*cells, row.note])
     return Table([*table.key_columns, *table.value_columns, "note"], rows, caption=table.title)
 

@@ -4,6 +4,7 @@ prefixes, rolling over to the next prefix when rounding reaches it."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -80,3 +81,14 @@ def result_notes(result: CellResult, suspect: str = "") -> str:
     if applied and applied != result.cell.precision:
         notes.append(str(applied).split(",")[0])  # its first clause; `wattgap show --format json` has all
     return ", ".join(notes)
+
+
+def by_unit(unit: str) -> Callable[[float], str]:
+    """How a value of an analysis's unit reads: "s" a duration, "sps" samples/s, "x" a ratio, "change" a
+    signed share."""
+    return {
+        "s": seconds,
+        "sps": lambda value: quantity(value, "").strip(),
+        "x": lambda value: f"{number(value)}x",
+        "change": lambda value: f"{value:+.1%}",
+    }[unit]

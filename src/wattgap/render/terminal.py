@@ -21,7 +21,7 @@ from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.whatif import WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
-from wattgap.render.format import number, plain, quantity, result_notes, seconds
+from wattgap.render.format import by_unit, number, plain, quantity, result_notes, seconds
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
@@ -541,7 +541,7 @@ def _value_text(value: Value | None) -> str:
     estimate = value.estimate
     if value.unit == "change":
         return f"{estimate.value:+.1%} ({estimate.low * 100:+.0f}..{estimate.high * 100:+.0f})"
-    shown = {"s": seconds, "sps": lambda v: quantity(v, "").strip(), "x": lambda v: f"{number(v)}x"}[value.unit]
+    shown = by_unit(value.unit)
     spread = max(estimate.high - estimate.value, estimate.value - estimate.low) / estimate.value
     return f"{shown(estimate.value)} ±{spread:.0%}" if spread >= 0.005 else f"{shown(estimate.value)} ±<1%"
 
