@@ -280,6 +280,12 @@ def load_run(db: str | Path, run_id: str) -> Run:
         return store.load_run(run_id)
 
 
+def load_runs(db: str | Path, run_ids: list[str]) -> list[Run]:
+    """Several stored runs, read in one opening of the database."""
+    with Store.open_readonly(db) as store:
+        return [store.load_run(run_id) for run_id in run_ids]
+
+
 def delete_run(db: str | Path, run_id: str) -> tuple[str, int]:
     """Remove a run and everything stored with it; its full id and the number of results removed."""
     with Store.open(db) as store:
@@ -341,9 +347,7 @@ def tradeoff(
 ) -> Tradeoff:
     """Throughput and latency against batch size per curve, the knee and the best batch under a latency
     bound (see analysis.tradeoff)."""
-    with Store.open_readonly(db) as store:
-        runs = [store.load_run(run_id) for run_id in run_ids]
-    return tradeoff_of(runs, share=share, max_latency_s=max_latency_s, percentile=percentile)
+    return tradeoff_of(load_runs(db, run_ids), share=share, max_latency_s=max_latency_s, percentile=percentile)
 
 
 def recommend(
@@ -354,25 +358,19 @@ def recommend(
     params: EfficiencyParams | None = None,
 ) -> Recommendation:
     """The best stored cell for ``objective`` under ``constraints`` (see analysis.recommend)."""
-    with Store.open_readonly(db) as store:
-        runs = [store.load_run(run_id) for run_id in run_ids]
-    return recommend_of(runs, objective, constraints, params)
+    return recommend_of(load_runs(db, run_ids), objective, constraints, params)
 
 
 def study(db: str | Path, name: str, run_ids: list[str]) -> StudyTable:
     """A study's table in its shape from stored runs: gpu-vs-cpu, frameworks or precisions (see
     analysis.studies)."""
-    with Store.open_readonly(db) as store:
-        runs = [store.load_run(run_id) for run_id in run_ids]
-    return study_of(name, runs)
+    return study_of(name, load_runs(db, run_ids))
 
 
 def whatif(db: str | Path, run_ids: list[str], targets: list[str]) -> WhatIf:
     """Roofline estimates of the runs' inference cells on devices not owned, and the estimator's error on
     the pairs the runs own (see analysis.whatif)."""
-    with Store.open_readonly(db) as store:
-        runs = [store.load_run(run_id) for run_id in run_ids]
-    return whatif_of(runs, targets)
+    return whatif_of(load_runs(db, run_ids), targets)
 
 
 def report(
@@ -382,12 +380,10 @@ def report(
     markdown: str | Path | None = None,
 ) -> Written:
     """Write the report of ``run_ids``: one self-contained HTML file and, with ``markdown``, its Markdown
-    twin with the plots as SVG files beside it (report/document.py says what is in it). A file is replaced
+    twin with the plots as SVG files beside it (render/document.py says what is in it). A file is replaced
     only when wattgap wrote it."""
-    with Store.open_readonly(db) as store:
-        runs = [store.load_run(run_id) for run_id in run_ids]
     return write_report(
-        build_document(runs),
+        build_document(load_runs(db, run_ids)),
         Path(html) if html is not None else None,
         Path(markdown) if markdown is not None else None,
     )
