@@ -4,15 +4,13 @@ must carry wattgap's generator mark, a Markdown file its first-line mark, an ima
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from wattgap.errors import ConfigError
 from wattgap.render import html, markdown
 from wattgap.render.document import Document
+from wattgap.store.export import write_atomically
 from wattgap.store.paths import existing_regular
 
 FOLDER_MARK = ".wattgap-report"
@@ -50,21 +48,6 @@ def _check_folder(folder: Path) -> None:
         )
 
 
-def _write(path: Path, content: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(content)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)  # as an ordinary new file: mkstemp's is private to its owner
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 def write(document: Document, html_path: Path | None, markdown_path: Path | None) -> Written:
     """Write the HTML file and the Markdown twin (with its plots as SVG files beside it)."""
     if html_path is None and markdown_path is None:
@@ -79,7 +62,7 @@ def write(document: Document, html_path: Path | None, markdown_path: Path | None
     html_bytes = None
     if html_path is not None:
         content = html.render(document)
-        _write(html_path, content)
+        write_atomically(content, html_path, force=True)
         html_bytes = len(content.encode())
     if markdown_path is not None and folder is not None:
         folder.mkdir(exist_ok=True)
@@ -88,7 +71,7 @@ def write(document: Document, html_path: Path | None, markdown_path: Path | None
             stale.unlink()
         for plot in document.plots:
             image = folder / f"{plot.name}.svg"
-            _write(image, plot.svg)
+            write_atomically(plot.svg, image, force=True)
             images.append(image)
-        _write(markdown_path, markdown.render(document, folder.name))
+        write_atomically(markdown.render(document, folder.name), markdown_path, force=True)
     return Written(html_path, markdown_path, images, html_bytes)
