@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wattgap.measure.cpu_times import machine_cpu_s
+
 # NVML's clock-throttle reasons that mean the GPU slowed itself (nvmlClocksEventReason*): not idle, not the
 # application's clock setting, not "none".
 THROTTLES = {
@@ -104,16 +106,6 @@ class GpuProbe:
             self.nvml.nvmlShutdown()
 
 
-def _cpu_times() -> tuple[float, float, float]:
-    """The machine's busy, total and steal CPU seconds so far."""
-    import psutil
-
-    times = psutil.cpu_times()
-    idle = times.idle + getattr(times, "iowait", 0.0) + getattr(times, "steal", 0.0)
-    total = sum(times)
-    return total - idle, total, getattr(times, "steal", 0.0)
-
-
 def _own_cpu_s() -> float:
     """CPU seconds of this process and its descendants (live ones, and reaped ones)."""
     import psutil
@@ -156,7 +148,7 @@ class NoiseWindow:
             except Exception as error:  # no NVML: the GPU part of the audit is left out, and says why
                 self._errors.append(f"GPU audit unavailable: {type(error).__name__}: {error}")
         self._load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        self._machine = _cpu_times()
+        self._machine = machine_cpu_s()
         self._own = _own_cpu_s()
         if self.probe is not None:
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -180,7 +172,7 @@ class NoiseWindow:
         if not self.settings.enabled:
             return
         window_s = time.perf_counter() - self._started
-        busy, total, steal = _cpu_times()
+        busy, total, steal = machine_cpu_s()
         own = _own_cpu_s() - self._own
         if self._thread is not None:
             self._stop.set()

@@ -19,9 +19,8 @@ from __future__ import annotations
 import statistics
 import time
 
-import psutil
-
 from wattgap.devices import cpu_info, physical_core_count
+from wattgap.measure.cpu_times import machine_cpu_s
 from wattgap.measure.energy.base import EnergyMeter, Label
 from wattgap.measure.hardware import cpu_entry, known_cpus
 
@@ -38,13 +37,6 @@ def tdp_per_core_w(model_name: str) -> tuple[float, str]:
     if entry is not None:
         return entry["tdp_w"] / entry["cores"], f"{entry['match']}: {entry['tdp_w']} W / {entry['cores']} cores"
     return default_tdp_per_core_w(), f"CPU {model_name!r} is not in cpus.yaml: median TDP per core of that table"
-
-
-def _busy_and_total_s() -> tuple[float, float]:
-    times = psutil.cpu_times()
-    total = sum(times)
-    idle = times.idle + getattr(times, "iowait", 0.0) + getattr(times, "steal", 0.0)
-    return total - idle, total
 
 
 class CpuModelMeter(EnergyMeter):
@@ -64,10 +56,10 @@ class CpuModelMeter(EnergyMeter):
         self._start = (0.0, 0.0, 0.0)
 
     def start(self) -> None:
-        self._start = (*_busy_and_total_s(), time.perf_counter())
+        self._start = (*machine_cpu_s()[:2], time.perf_counter())
 
     def stop(self) -> tuple[float, str]:
-        busy, total = _busy_and_total_s()
+        busy, total, _ = machine_cpu_s()
         window_s = time.perf_counter() - self._start[2]
         elapsed_cpu_s = total - self._start[1]
         utilisation = (busy - self._start[0]) / elapsed_cpu_s if elapsed_cpu_s > 0 else 0.0
