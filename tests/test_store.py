@@ -81,7 +81,7 @@ RELEASED = Path(__file__).parent / "data" / "wattgap-0.1.0-schema1.db"  # writte
 
 
 def test_a_database_written_by_0_1_0_reads_and_takes_new_runs(tmp_path: Path) -> None:
-    from helpers import fast_config
+    from helpers import FAST_PROTOCOL, fast_config
 
     import wattgap
 
@@ -93,8 +93,12 @@ def test_a_database_written_by_0_1_0_reads_and_takes_new_runs(tmp_path: Path) ->
     assert all(r.latency is not None and r.latency.median_s > 0 for r in old.results if r.status == "ok")
     assert {r.cell_id for r in old.results} == {c.cell_id for c in old.cells}  # ids still match their cells
     assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == 1  # reading upgrades nothing
-    new = wattgap.run(fast_config(memory_formats=["auto", "contiguous"]), db=copy, tags=["after-upgrade"])
-    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    repeated = {**FAST_PROTOCOL, "repeats": 2}  # written to the repeats table the upgrade creates
+    new = wattgap.run(
+        fast_config(memory_formats=["auto", "contiguous"], protocol=repeated), db=copy, tags=["after-upgrade"]
+    )
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert all(len(result.repeats) == 2 for result in new.results)
     with Store.open_readonly(copy) as store:
         assert store.run_ids() == [old.run_id, new.run_id]
         assert store.load_run(old.run_id).results == old.results and store.load_run(old.run_id).tags == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +44,7 @@ from wattgap.measure.energy import measure_idle
 from wattgap.measure.flops import Work
 from wattgap.measure.roofline import cpu_roofline
 from wattgap.models import is_custom
-from wattgap.plan import Plan, expand, next_probe
+from wattgap.plan import Plan, expand, next_probe, schedule
 from wattgap.render.document import build as build_document
 from wattgap.render.files import Written
 from wattgap.render.files import write as write_report
@@ -52,6 +53,7 @@ from wattgap.results import CellResult, Run
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.runner.probe import declares_input_shape
+from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
 from wattgap.store.spill import forget, spill, spilled
 from wattgap.store.sqlite import Store
@@ -79,10 +81,13 @@ def sweep_from_options(
     overrides: dict[str, Any] | None = None,
     max_time_s: float | None = None,
     idle_s: float | None = None,
+    repeats: int | None = None,
+    order: str | None = None,
 ) -> SweepConfig:
     """A sweep from a shipped suite, a YAML file, or (with neither, but models among the overrides) the
     overrides alone, which replace the file's fields. ``max_time_s`` caps each cell's measured window
-    (lowering the minimum time to it when needed); ``idle_s`` sets the idle-power measurement."""
+    (lowering the minimum time to it when needed); ``idle_s`` sets the idle-power measurement; ``repeats``
+    and ``order`` replace the protocol's."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     if suite is not None and config is not None:
         raise ConfigError("--suite and --config: give one of them, not both")
@@ -94,10 +99,13 @@ def sweep_from_options(
         data = {"name": "cli"}
     data.update(overrides)
     protocol = data.get("protocol", {})
-    if max_time_s is not None and isinstance(protocol, dict):  # anything else fails validation below
-        minimum = protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)
-        lowered = {"min_time_s": max_time_s} if isinstance(minimum, int | float) and minimum > max_time_s else {}
-        data["protocol"] = {**protocol, "max_time_s": max_time_s, **lowered}
+    if isinstance(protocol, dict):  # anything else fails validation below
+        given: dict[str, Any] = {k: v for k, v in (("repeats", repeats), ("order", order)) if v is not None}
+        if max_time_s is not None:
+            minimum = protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)
+            lowered = {"min_time_s": max_time_s} if isinstance(minimum, int | float) and minimum > max_time_s else {}
+            given.update(max_time_s=max_time_s, **lowered)
+        data["protocol"] = {**protocol, **given}
     energy = data.get("energy", {})
     if idle_s is not None and isinstance(energy, dict):
         data["energy"] = {**energy, "idle_s": idle_s}
@@ -189,8 +197,11 @@ def resume(
             raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
         kept = spilled(previous.run_id)  # finished before a write failed: stored now
         pending = {cell.cell_id for cell in previous.pending}
+        stored_repeats = store.load_repeats(previous.run_id)
         for path, result in kept:
-            if result.cell_id in pending:
+            if result.repeat is not None and result.repeat >= len(stored_repeats.get(result.cell_id, [])):
+                store.store_repeat(previous.run_id, result)
+            elif result.repeat is None and result.cell_id in pending:
                 store.store_result(previous.run_id, result)
             forget(path)
         if kept:
@@ -209,39 +220,73 @@ def _drive(
     idle_power: dict[str, Any],
     executor: Executor | None,
 ) -> None:
-    """Run the cells of ``stored`` that have no result yet (or, when its batch is searched, its searches
-    from where they stand) and store each result as it arrives. The run is marked complete only when
-    every cell has a result; an interruption marks it interrupted (``wattgap run --resume`` finishes it)
-    and is re-raised. FLOPs and traffic per sample do not depend on batch, device, precision or threads,
-    so a count from one cell is handed to the later cells of its model, workload and backend."""
+    """Run the processes of ``stored`` that have no result yet, in the run's order (plan.schedule), or,
+    when its batch is searched, its searches from where they stand; store each result as it arrives. A
+    cell that repeats has each process stored as it ends and its combined result stored once the last is
+    in (or one failed: its other repeats are then not run). The run is marked complete only when every
+    cell has a result; an interruption marks it interrupted (``wattgap run --resume`` finishes it) and is
+    re-raised. FLOPs and traffic per sample do not depend on batch, device, precision or threads, so a
+    count from one cell is handed to the later cells of its model, workload and backend."""
     run_id, config = stored.run_id, stored.config
     counted: dict[tuple[str, str, str], Work] = {}
     results = {result.cell_id: result for result in stored.results}
-    cells, total = (
-        (_search(store, stored, results), None) if config.batch_search else (iter(stored.pending), len(stored.pending))
-    )
+    parts = store.load_repeats(run_id)
+    for cell_id, done in parts.items():  # every process ran, but the run stopped before their combination
+        finished = len(done) >= config.repeats_for(done[0].cell.workload) or done[-1].status != "ok"
+        if cell_id not in results and finished:
+            results[cell_id] = combine(done, config, idle_power)
+            store.store_result(run_id, results[cell_id])
+    slots: Iterator[tuple[Cell, int, int]]  # (cell, repeat, its place in the run's order)
+    if config.batch_search:
+        ran = sum(len(done) for done in parts.values())
+        ran += sum(1 for r in results.values() if r.status != "skipped" and not r.repeats)
+        slots, total = _search(store, stored, results, parts, ran), None
+    else:
+        runnable = [cell for cell in stored.cells if getattr(results.get(cell.cell_id), "status", "") != "skipped"]
+        pending = [
+            (cell, repeat, sequence)
+            for sequence, (cell, repeat) in enumerate(schedule(runnable, config))
+            if cell.cell_id not in results and repeat >= len(parts.get(cell.cell_id, []))
+        ]
+        slots, total = iter(pending), len(pending)
 
     def key(cell: Cell) -> tuple[str, str, str]:
         return cell.model, cell.workload, cell.backend
 
     def jobs() -> Iterator[CellJob]:
-        for index, cell in enumerate(cells):
+        for index, (cell, repeat, sequence) in enumerate(slots):
+            if cell.cell_id in results:  # an earlier repeat of it failed: its result is that failure
+                continue
+            if index and config.protocol.cooldown_s:
+                time.sleep(config.protocol.cooldown_s)
             progress.cell_started(cell, index, total)
-            yield CellJob(cell, config, counted.get(key(cell)), idle_power)
+            repeated = config.repeats_for(cell.workload) > 1
+            yield CellJob(cell, config, counted.get(key(cell)), idle_power, repeat if repeated else None, sequence)
+
+    def keep(result: CellResult, write: Callable[[str, CellResult], None]) -> None:
+        try:
+            write(run_id, result)
+        except StoreError as error:  # the database cannot be written: keep the result, say how to go on
+            kept = spill(run_id, result)
+            where = f"its result is kept in {str(kept)!r}, " if kept else "its result could not be kept, "
+            raise StoreError(
+                f"{error}; the cells finished before it are stored, {where}and `wattgap run --resume {run_id}` "
+                "stores it and runs the rest once the database can be written"
+            ) from None
 
     try:
         for result in (executor or LocalExecutor()).submit(jobs(), progress.cell_event):
             if result.work is not None:
                 counted.setdefault(key(result.cell), result.work)
-            try:
-                store.store_result(run_id, result)
-            except StoreError as error:  # the database cannot be written: keep the result, say how to go on
-                kept = spill(run_id, result)
-                where = f"its result is kept in {str(kept)!r}, " if kept else "its result could not be kept, "
-                raise StoreError(
-                    f"{error}; the cells finished before it are stored, {where}and `wattgap run --resume {run_id}` "
-                    "stores it and runs the rest once the database can be written"
-                ) from None
+            if result.repeat is not None:
+                keep(result, store.store_repeat)
+                done = parts.setdefault(result.cell_id, [])
+                done.append(result)
+                progress.cell_finished(result)
+                if result.status == "ok" and len(done) < config.repeats_for(result.cell.workload):
+                    continue
+                result = combine(done, config, idle_power)
+            keep(result, store.store_result)
             results[result.cell_id] = result
             progress.cell_finished(result)
     except BaseException:
@@ -251,10 +296,14 @@ def _drive(
     store.set_run_status(run_id, "complete")
 
 
-def _search(store: Store, stored: Run, results: dict[str, CellResult]) -> Iterator[Cell]:
-    """The probes of each batch search of ``stored``, one configuration after another, each planned from
-    the results so far (``results``, which the driver fills in as they arrive); a probe not yet among
-    the run's cells is added to it before it runs, so that every probe is a stored cell."""
+def _search(
+    store: Store, stored: Run, results: dict[str, CellResult], parts: dict[str, list[CellResult]], ran: int
+) -> Iterator[tuple[Cell, int, int]]:
+    """The probes of each batch search of ``stored`` as (cell, repeat, place in the run's order, counted on
+    from ``ran``, the processes run before), one configuration after another,
+    each probe's repeats back to back, each probe planned from the results so far (``results``, which the
+    driver fills in as they arrive); a probe not yet among the run's cells is added to it before it runs,
+    so that every probe is a stored cell."""
     known = {cell.cell_id for cell in stored.cells}
     firsts: dict[tuple[tuple[str, object], ...], Cell] = {}
     for cell in stored.cells:
@@ -269,7 +318,9 @@ def _search(store: Store, stored: Run, results: dict[str, CellResult]) -> Iterat
             if probe.cell_id not in known:
                 store.add_cell(stored.run_id, probe)
                 known.add(probe.cell_id)
-            yield probe
+            for repeat in range(len(parts.get(probe.cell_id, [])), stored.config.repeats_for(probe.workload)):
+                yield probe, repeat, ran
+                ran += 1
             if probe.cell_id not in results:
                 raise RuntimeError("a batch search plans each probe from the last result; this executor ran ahead")
 

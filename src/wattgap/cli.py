@@ -102,6 +102,12 @@ def run(
     max_host_memory_gb: Annotated[
         float | None, typer.Option(help="Host memory a cell may hold, GiB; over it, the cell is out of memory.")
     ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help="Fresh processes per cell; the median's interval then spans them.")
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option(help="sweep or interleaved (seeded random; the default when --repeats > 1).")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-cell subprocess timeout, s.")] = None,
     dataset: Annotated[
         str | None, typer.Option(help="digits, cifar10 or folder: train-to-accuracy data; top-1 for infer.")
@@ -137,6 +143,8 @@ def run(
         max_epochs,
         idle,
         max_time,
+        repeats,
+        order,
         timeout,
         name,
         tag,
@@ -166,7 +174,9 @@ def run(
         "max_epochs": max_epochs,
         "name": name,
     }
-    sweep = api.sweep_from_options(suite, config, overrides, max_time_s=max_time, idle_s=idle)
+    sweep = api.sweep_from_options(
+        suite, config, overrides, max_time_s=max_time, idle_s=idle, repeats=repeats, order=order
+    )
     if dry_run:
         from wattgap.render.terminal import plan_view
 

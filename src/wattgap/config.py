@@ -100,6 +100,19 @@ class SweepConfig(BaseModel):
             return [1]
         return self.batch_sizes or ([32] if workload == "train-to-accuracy" else [1])
 
+    def repeats_for(self, workload: str) -> int:
+        """Fresh processes per cell: ``protocol.repeats``, but one for train-to-accuracy (its figure is a
+        whole training, which N repeats would multiply N times)."""
+        return 1 if workload == "train-to-accuracy" else self.protocol.repeats
+
+    @property
+    def order(self) -> Literal["sweep", "interleaved"]:
+        """The order the cells' processes run in: ``protocol.order``, or interleaved when cells repeat (a
+        batch search runs in sweep order: each probe is planned from the last)."""
+        if self.protocol.order is not None:
+            return self.protocol.order
+        return "interleaved" if self.protocol.repeats > 1 and not self.batch_search else "sweep"
+
     @property
     def max_host_memory_bytes(self) -> int | None:
         return None if self.max_host_memory_gb is None else int(self.max_host_memory_gb * 2**30)
@@ -133,6 +146,10 @@ class SweepConfig(BaseModel):
         if self.batch_search and "train-to-accuracy" in self.workloads:
             raise field_error(
                 "batch_sizes", "max", "a list of batch sizes", "each probe of train-to-accuracy would train a model"
+            )
+        if self.batch_search and self.protocol.order == "interleaved":
+            raise field_error(
+                "protocol.order", "interleaved", "sweep", "a batch search plans each probe from the last one's result"
             )
         return self
 

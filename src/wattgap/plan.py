@@ -5,7 +5,9 @@ registries, so that adding either is one module and one registry line (the confi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from wattgap.backends import BACKENDS
@@ -83,6 +85,24 @@ def expand(config: SweepConfig, hardware: Hardware) -> Plan:
             if reason:
                 skipped[cell.cell_id] = reason
     return Plan(tuple(cells), skipped)
+
+
+def schedule(cells: Sequence[Cell], config: SweepConfig) -> list[tuple[Cell, int]]:
+    """Every process of a run's ``cells`` as (cell, repeat), in the order they run: a pure function of its
+    arguments, so an interrupted run resumes in the same order. ``sweep``: round after round, each round
+    every cell in sweep order once (a cell's repeats minutes apart, as DEEP-GAP's sweeps); ``interleaved``:
+    all of them in one random order seeded by the config's seed, a cell's repeats numbered as they come,
+    so that no group of cells owns a quiet or a noisy period of the machine."""
+    rounds = max((config.repeats_for(cell.workload) for cell in cells), default=1)
+    slots = [cell for repeat in range(rounds) for cell in cells if repeat < config.repeats_for(cell.workload)]
+    if config.order == "interleaved":
+        random.Random(config.seed).shuffle(slots)
+    seen: Counter[str] = Counter()
+    ordered = []
+    for cell in slots:
+        ordered.append((cell, seen[cell.cell_id]))
+        seen[cell.cell_id] += 1
+    return ordered
 
 
 def next_probe(probes: Mapping[int, str], limit: int = MAX_BATCH_SIZE) -> int | None:

@@ -17,8 +17,9 @@ from wattgap.measure.stats import LatencyStats
 if TYPE_CHECKING:
     import pandas
 
-# 2: energy, accuracy_top1, training, agreement; 3: the traffic counts; 4: the noise audit. Older read with them unset
-RESULT_SCHEMA_VERSION = 4
+# 2: energy, accuracy_top1, training, agreement; 3: the traffic counts; 4: the noise audit; 5: repeats (repeat,
+# sequence, repeats). Older read with them unset
+RESULT_SCHEMA_VERSION = 5
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 
@@ -42,6 +43,16 @@ class Phases(BaseModel):
     exit_s: float | None = None  # from the result's arrival to the subprocess's end (framework teardown)
     other_s: float | None = None  # the rest: interpreter start, stopping checks between blocks, result transfer
     total_s: float | None = None  # the whole subprocess, as the parent saw it
+
+    @classmethod
+    def summed(cls, phases: list[Phases]) -> Phases:
+        """Each phase summed over several processes (a cell's repeats): the time the cell cost in all."""
+        totals: dict[str, float] = {}
+        for one in phases:
+            for name, seconds in one.model_dump().items():
+                if seconds is not None:
+                    totals[name] = totals.get(name, 0.0) + seconds
+        return cls(**totals)
 
     def close(self, total_s: float, exit_s: float) -> None:
         """Set the total, the exit, and what no named phase covers, so that the phases add up to it."""
@@ -89,11 +100,30 @@ class Training(BaseModel):
     curve: list[EpochPoint] = Field(default_factory=list)
 
 
+class Repeat(BaseModel):
+    """One of a cell's fresh processes, as its combined result keeps it (``protocol.repeats`` > 1). The
+    whole result of each is in the store's repeats table; the combined result's ``latencies_s`` holds
+    their samples one after another, ``samples`` of them each."""
+
+    repeat: int
+    sequence: int | None = None
+    status: Status
+    reason: str = ""
+    started_at: str | None = None
+    samples: int = 0
+    median_s: float | None = None
+    throughput_sps: float | None = None
+    suspect: list[str] = Field(default_factory=list)  # its noise audit's reasons
+
+
 class CellResult(BaseModel):
     schema_version: int = RESULT_SCHEMA_VERSION
     cell: Cell
     status: Status
     reason: str = ""
+    repeat: int | None = None  # which of the cell's processes this is, when the cell repeats (from 0)
+    sequence: int | None = None  # its place in the order the run's processes ran (from 0)
+    repeats: list[Repeat] = Field(default_factory=list)  # a combined result: each process, in repeat order
     started_at: str | None = None
     finished_at: str | None = None
     phases: Phases = Field(default_factory=Phases)
@@ -128,6 +158,17 @@ class CellResult(BaseModel):
     def cell_id(self) -> str:
         return self.cell.cell_id
 
+    def sample_groups(self) -> list[list[float]]:
+        """The latency samples per process: one group, or one per repeat (for a hierarchical bootstrap)."""
+        if not self.repeats:
+            return [self.latencies_s]
+        groups, start = [], 0
+        for repeat in self.repeats:
+            if repeat.samples:
+                groups.append(self.latencies_s[start : start + repeat.samples])
+                start += repeat.samples
+        return groups
+
     @property
     def work(self) -> Work | None:
         """What was counted of the step (for the next cells of its model, workload and backend)."""
@@ -143,7 +184,7 @@ class CellResult(BaseModel):
         """One flat row: cell fields, status and headline metrics (no raw samples)."""
         row: dict[str, Any] = {"cell_id": self.cell_id, **self.cell.model_dump()}
         row.update(status=self.status, reason=self.reason, stop_reason=self.stop_reason)
-        latency = self.latency.model_dump(exclude={"warnings"}) if self.latency else {}
+        latency = self.latency.model_dump(exclude={"warnings", "repeat_medians_s"}) if self.latency else {}
         row.update({f"latency_{key}": value for key, value in latency.items()})
         row.update(
             iterations=self.iterations,

@@ -143,3 +143,13 @@ def forks_holding_the_pipe() -> nn.Module:
 
 spawns_orphans.input_shape = (3, 8, 8)  # type: ignore[attr-defined]
 forks_holding_the_pipe.input_shape = (3, 8, 8)  # type: ignore[attr-defined]
+
+
+def fails_after_first_process() -> nn.Module:
+    """Builds in the first process that calls it and raises in every later one: a cell flaky across
+    processes. The marker lives in $WATTGAP_TEST_MARKER_DIR (one per test)."""
+    marker = os.path.join(os.environ["WATTGAP_TEST_MARKER_DIR"], "built")
+    if os.path.exists(marker):
+        raise RuntimeError("this model fails in its second process")
+    open(marker, "w").close()
+    return tiny()

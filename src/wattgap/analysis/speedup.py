@@ -233,9 +233,10 @@ def _median(result: CellResult) -> float:
 
 
 def _bootstrap_ratio(a: CellResult, b: CellResult, resamples: int, seed: int) -> np.ndarray:
-    """Bootstrap distribution of median(a) / median(b), resampling each side independently."""
-    medians_a = bootstrap_medians(np.asarray(a.latencies_s), resamples, seed)
-    medians_b = bootstrap_medians(np.asarray(b.latencies_s), resamples, seed + 1)
+    """Bootstrap distribution of median(a) / median(b), resampling each side independently (a side measured
+    in several processes hierarchically: its processes, then samples within them)."""
+    medians_a = bootstrap_medians([np.asarray(group) for group in a.sample_groups()], resamples, seed)
+    medians_b = bootstrap_medians([np.asarray(group) for group in b.sample_groups()], resamples, seed + 1)
     return medians_a / medians_b
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from wattgap.cells import curve_key
 from wattgap.errors import ConfigError, field_error
-from wattgap.measure.stats import bootstrap_quantiles
+from wattgap.measure.stats import bootstrap_quantiles, pooled_quantiles
 from wattgap.results import CellResult, Run
 
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
@@ -110,11 +110,11 @@ def finished_cells(runs: list[Run], command: str) -> list[CellResult]:
 
 def measure_point(result: CellResult, confidence: float, resamples: int, seed: int) -> Point:
     """A cell's throughput and latency percentiles, each with its percentile-bootstrap interval."""
-    samples = np.asarray(result.latencies_s)
+    groups = [np.asarray(group) for group in result.sample_groups()]  # one per process when the cell repeats
     tail = (1 - confidence) / 2 * 100
     quantiles = list(PERCENTILES.values())
-    boots = bootstrap_quantiles(samples, quantiles, resamples, seed)  # every percentile from the same resamples
-    centres = np.quantile(samples, quantiles)
+    boots = bootstrap_quantiles(groups, quantiles, resamples, seed)  # every percentile from the same resamples
+    centres = pooled_quantiles(groups, quantiles)
     latency: dict[str, Estimate] = {}
     for name, centre, boot in zip(PERCENTILES, centres, boots, strict=True):
         low, high = np.percentile(boot, [tail, 100 - tail])
@@ -122,7 +122,7 @@ def measure_point(result: CellResult, confidence: float, resamples: int, seed: i
     batch = result.cell.batch_size
     median = latency["p50"]
     throughput = Estimate(batch / median.value, batch / median.high, batch / median.low)
-    return Point(result, throughput, latency, int(samples.size))
+    return Point(result, throughput, latency, sum(group.size for group in groups))
 
 
 def _curve(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wattgap.errors import field_error
@@ -22,6 +24,13 @@ class Protocol(BaseModel):
     confidence: float = Field(0.95, gt=0, lt=1)
     bootstrap_resamples: int = Field(1000, ge=100)
     noise_iqr_ratio: float = Field(0.10, gt=0)
+    # each cell measured in this many fresh processes; its median and interval then come from a
+    # hierarchical bootstrap over them (measure/stats.py). train-to-accuracy cells run once.
+    repeats: int = Field(1, ge=1, le=100)
+    # sweep: the cells in sweep order, all of them once per round, a round per repeat; interleaved: every
+    # repeat of every cell in one seeded random order. Default: interleaved when repeats > 1.
+    order: Literal["sweep", "interleaved"] | None = None
+    cooldown_s: float = Field(0.0, ge=0, le=3600)  # a pause between two cells' processes
 
     @model_validator(mode="after")
     def _caps_above_minimums(self) -> Protocol:

@@ -1,20 +1,33 @@
 """Statistics of per-iteration latencies: robust summaries, a bootstrap confidence interval of the
-median, and noise warnings. numpy only; seeded, so the same samples give the same interval."""
+median, and noise warnings. numpy only; seeded, so the same samples give the same interval.
+
+Samples come in one window or in several (``protocol.repeats``: one per fresh process). Several are
+summarised as one distribution in which every repeat weighs the same (a repeat that ran faster, and so
+took more iterations in its time window, does not pull the median its way), and their intervals come from
+a hierarchical bootstrap: each resample picks the repeats with replacement, then samples within each picked
+repeat with replacement, so the interval covers the spread between processes and not only the spread
+inside one window."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from wattgap.errors import MeasurementError
 
 _CHUNK_ELEMENTS = 4_000_000
 
 
+Samples = np.ndarray | Sequence[np.ndarray]  # one window's samples, or one array per repeat
+
+
 class LatencyStats(BaseModel):
-    """Summary of one cell's latency samples, in seconds."""
+    """Summary of one cell's latency samples, in seconds. With several repeats the median and its interval
+    are the hierarchical ones; ``repeat_medians_s`` and ``between_repeat_cv`` say how far the processes
+    disagreed, ``within_ci_rel_halfwidth`` how wide one window's own interval was (the median over the
+    repeats)."""
 
     n: int
     median_s: float
@@ -34,32 +47,68 @@ class LatencyStats(BaseModel):
     median_ci_rel_halfwidth: float
     noisy: bool
     warnings: list[str]
+    repeats: int = 1
+    repeat_medians_s: list[float] = Field(default_factory=list)
+    between_repeat_cv: float | None = None  # standard deviation of the repeats' medians over their mean
+    within_ci_rel_halfwidth: float | None = None
 
 
-def bootstrap_medians(samples: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
-    """Medians of ``resamples`` bootstrap resamples of ``samples`` (with replacement)."""
+def bootstrap_medians(samples: Samples, resamples: int, seed: int = 0) -> np.ndarray:
+    """Medians of ``resamples`` bootstrap resamples of ``samples`` (hierarchical for several repeats)."""
     return bootstrap_quantiles(samples, 0.5, resamples, seed)
 
 
-def bootstrap_quantiles(
-    samples: np.ndarray, quantile: float | Sequence[float], resamples: int, seed: int = 0
-) -> np.ndarray:
-    """The ``quantile`` (0.5: the median) of ``resamples`` bootstrap resamples of ``samples`` (with
-    replacement), in chunks so that memory stays bounded whatever the sample count. Several quantiles
-    are read off the same resamples: an array of one row per quantile."""
-    if samples.size == 0:
+def _groups(samples: Samples) -> list[np.ndarray]:
+    groups = [np.asarray(samples, dtype=float)] if isinstance(samples, np.ndarray) else [np.asarray(g) for g in samples]
+    if not groups or any(group.size == 0 for group in groups):
         raise MeasurementError("cannot bootstrap an empty sample")
+    return groups
+
+
+def bootstrap_quantiles(
+    samples: Samples, quantile: float | Sequence[float], resamples: int, seed: int = 0
+) -> np.ndarray:
+    """The ``quantile`` (0.5: the median) of ``resamples`` bootstrap resamples of ``samples``, in chunks so
+    that memory stays bounded whatever the sample count. Several quantiles are read off the same resamples:
+    an array of one row per quantile. One array: resampled with replacement. Several (one per repeat):
+    each resample picks as many repeats with replacement, then from each picked repeat as many samples as
+    the smallest repeat holds (every repeat weighs the same; the within-repeat part is then, if anything,
+    wider than it should be, not narrower)."""
+    groups = _groups(samples)
     rng = np.random.default_rng(seed)
-    per_chunk = max(1, _CHUNK_ELEMENTS // samples.size)
     values = np.empty((*np.shape(quantile), resamples))
+    if len(groups) == 1:
+        (flat,) = groups
+        sizes, starts, draw = np.array([flat.size]), np.array([0]), flat.size
+    else:
+        flat = np.concatenate(groups)
+        sizes = np.array([group.size for group in groups])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        draw = int(sizes.min())
+    count_groups = len(groups)
+    per_chunk = max(1, _CHUNK_ELEMENTS // (count_groups * draw))
     for start in range(0, resamples, per_chunk):
         count = min(per_chunk, resamples - start)
-        picks = rng.integers(0, samples.size, size=(count, samples.size))
-        values[..., start : start + count] = np.quantile(samples[picks], quantile, axis=1)
+        if count_groups == 1:
+            picks = rng.integers(0, flat.size, size=(count, flat.size))
+        else:
+            chosen = rng.integers(0, count_groups, size=(count, count_groups, 1))
+            within = (rng.random((count, count_groups, draw)) * sizes[chosen]).astype(np.int64)
+            picks = (starts[chosen] + within).reshape(count, count_groups * draw)
+        values[..., start : start + count] = np.quantile(flat[picks], quantile, axis=1)
     return values
 
 
-def median_ci(samples: np.ndarray, confidence: float, resamples: int, seed: int = 0) -> tuple[float, float]:
+def pooled_quantiles(samples: Samples, quantile: float | Sequence[float]) -> np.ndarray:
+    """The ``quantile`` of the samples, every repeat weighing the same (one array: the plain quantile)."""
+    groups = _groups(samples)
+    if len(groups) == 1:
+        return np.asarray(np.quantile(groups[0], quantile))
+    weights = np.concatenate([np.full(group.size, 1 / group.size) for group in groups])
+    return np.asarray(np.quantile(np.concatenate(groups), quantile, weights=weights, method="inverted_cdf"))
+
+
+def median_ci(samples: Samples, confidence: float, resamples: int, seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the median."""
     medians = bootstrap_medians(samples, resamples, seed)
     tail = (1 - confidence) / 2 * 100
@@ -74,29 +123,68 @@ def summarize(
     noise_iqr_ratio: float = 0.10,
     seed: int = 0,
 ) -> LatencyStats:
-    samples = np.asarray(latencies_s, dtype=float)
-    if samples.size < 2:
-        raise MeasurementError(f"need at least 2 latency samples for statistics, got {samples.size}")
-    if not np.all(np.isfinite(samples)) or np.any(samples < 0):
-        raise MeasurementError("latency samples must be finite and non-negative")
-    p25, p50, p75, p90, p95, p99 = np.percentile(samples, [25, 50, 75, 90, 95, 99])
+    """One window's samples summarised."""
+    return summarize_repeats([latencies_s], confidence, resamples, noise_iqr_ratio, seed)
+
+
+def summarize_repeats(
+    repeats: Sequence[Sequence[float]],
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    noise_iqr_ratio: float = 0.10,
+    seed: int = 0,
+) -> LatencyStats:
+    """The samples of one or more windows (one per repeat) summarised as one distribution in which each
+    repeat weighs the same, with the hierarchical interval of its median and the spread between repeats."""
+    groups = [np.asarray(samples, dtype=float) for samples in repeats]
+    for index, samples in enumerate(groups):
+        which = f" (repeat {index + 1})" if len(groups) > 1 else ""
+        if samples.size < 2:
+            raise MeasurementError(f"need at least 2 latency samples for statistics{which}, got {samples.size}")
+        if not np.all(np.isfinite(samples)) or np.any(samples < 0):
+            raise MeasurementError(f"latency samples must be finite and non-negative{which}")
+    pooled = np.concatenate(groups)
+    weights = np.concatenate([np.full(samples.size, 1 / samples.size) for samples in groups])
+    p25, p50, p75, p90, p95, p99 = pooled_quantiles(groups, [0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
     median = float(p50)
-    mean = float(samples.mean())
-    std = float(samples.std(ddof=1))
-    low, high = median_ci(samples, confidence, resamples, seed)
+    mean = float(np.average(pooled, weights=weights))
+    spread = np.average((pooled - mean) ** 2, weights=weights) * pooled.size / (pooled.size - 1)
+    std = float(np.sqrt(spread))
+    low, high = median_ci(groups, confidence, resamples, seed)
     iqr = float(p75 - p25)
     rel_half = (high - low) / 2 / median if median > 0 else float("inf")
     warnings: list[str] = []
     noisy = median > 0 and iqr / median > noise_iqr_ratio
     if noisy:
         warnings.append(f"noisy: IQR is {iqr / median:.0%} of the median (threshold {noise_iqr_ratio:.0%})")
+    between: dict[str, object] = {}
+    if len(groups) > 1:
+        medians = [float(np.median(samples)) for samples in groups]
+        cv = float(np.std(medians, ddof=1) / np.mean(medians)) if np.mean(medians) > 0 else float("inf")
+        within = []
+        for index, samples in enumerate(groups):
+            one_low, one_high = median_ci(samples, confidence, resamples, seed + 1 + index)
+            within.append((one_high - one_low) / 2 / medians[index] if medians[index] > 0 else float("inf"))
+        between = {
+            "repeats": len(groups),
+            "repeat_medians_s": medians,
+            "between_repeat_cv": cv,
+            "within_ci_rel_halfwidth": float(np.median(within)),
+        }
+        if cv > noise_iqr_ratio:
+            noisy = True
+            shown = ", ".join(f"{m * 1e3:.3g}" for m in medians)
+            warnings.append(
+                f"noisy between processes: the repeats' medians ({shown} ms) vary by {cv:.0%} "
+                f"(threshold {noise_iqr_ratio:.0%})"
+            )
     return LatencyStats(
-        n=int(samples.size),
+        n=int(pooled.size),
         median_s=median,
         mean_s=mean,
         std_s=std,
-        min_s=float(samples.min()),
-        max_s=float(samples.max()),
+        min_s=float(pooled.min()),
+        max_s=float(pooled.max()),
         p50_s=median,
         p90_s=float(p90),
         p95_s=float(p95),
@@ -109,4 +197,5 @@ def summarize(
         median_ci_rel_halfwidth=rel_half,
         noisy=noisy,
         warnings=warnings,
+        **between,
     )

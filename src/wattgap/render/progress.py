@@ -56,13 +56,18 @@ class LineProgress(SilentProgress):
         pass
 
     def cell_finished(self, result: CellResult) -> None:
-        if result.status == "ok" and result.latency:
+        """A line per process; a cell that repeats gets one more, for its combined result."""
+        stats = result.latency
+        if result.status == "ok" and stats:
             rate = quantity(result.throughput_median_sps, "sps")
-            detail = f"median {seconds(result.latency.median_s)}, {rate} (batch / median)"
+            detail = f"median {seconds(stats.median_s)}, {rate} (batch / median)"
+            if stats.repeats > 1 and stats.between_repeat_cv is not None:
+                detail += f" ({stats.repeats} processes, ±proc {stats.between_repeat_cv:.1%})"
         else:
             detail = result.reason
+        which = f" repeat {result.repeat + 1}" if result.repeat is not None else ""
         line = Text(f"{result.status:>7}", style=STATUS_STYLE.get(result.status, "red"))
-        line.append(plain(f" {result.cell.label}  {detail}"))  # foreign text (names, errors): never markup
+        line.append(plain(f" {result.cell.label}{which}  {detail}"))  # foreign text (names, errors): never markup
         self.console.print(line)
 
 
@@ -108,6 +113,6 @@ class RichProgress(LineProgress):
         self.progress.update(self.cell, phase=phase, completed=low + (high - low) * fraction)
 
     def cell_finished(self, result: CellResult) -> None:
-        if self.sweep is not None:
+        if self.sweep is not None and not result.repeats:  # a process ended (not a combination of them)
             self.progress.advance(self.sweep)
         super().cell_finished(result)

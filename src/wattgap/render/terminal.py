@@ -21,6 +21,7 @@ from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.whatif import WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
+from wattgap.measure.stats import LatencyStats
 from wattgap.render.format import by_unit, number, plain, quantity, result_notes, seconds
 from wattgap.results import CellResult, Run
 
@@ -73,6 +74,7 @@ def run_view(run: Run) -> RenderableType:
     shown = [c for c in run.cells if c.cell_id not in by_id or by_id[c.cell_id].status != "skipped"]
     results = [by_id[c.cell_id] for c in shown if c.cell_id in by_id]
     with_top1 = any(r.accuracy_top1 is not None for r in results)
+    repeated = any(r.latency is not None and r.latency.repeats > 1 for r in results)
     labels = {r.energy.label for r in results if r.energy is not None}
     one_label = labels.pop() if len(labels) == 1 else None
     title = Text(f"run {run.run_id} (", style="bold")
@@ -85,6 +87,7 @@ def run_view(run: Run) -> RenderableType:
         "status": "left",
         "median": "right",
         "±CI": "right",
+        **({"±proc": "right"} if repeated else {}),
         "p95": "right",
         "sps\nb/med": "right",
         "sps\nwall": "right",
@@ -112,6 +115,7 @@ def run_view(run: Run) -> RenderableType:
             Text(result.status, style=STATUS_STYLE.get(result.status, "red")),
             seconds(latency.median_s) if latency else "-",
             f"{latency.median_ci_rel_halfwidth:.1%}" if latency else "-",
+            *([_between(latency)] if repeated else []),
             seconds(latency.p95_s) if latency else "-",
             quantity(result.throughput_median_sps, "").strip(),
             quantity(result.throughput_sps, "").strip(),
@@ -127,7 +131,24 @@ def run_view(run: Run) -> RenderableType:
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
     parts += [Text(summary_line(run)), Text(plain(idle_line(run)))]
+    if run.config.protocol.repeats > 1:
+        parts.append(Text(repeats_line(run)))
     return Group(*parts)
+
+
+def _between(latency: LatencyStats | None) -> str:
+    cv = latency.between_repeat_cv if latency else None
+    return "-" if cv is None else f"{cv:.1%}"
+
+
+def repeats_line(run: Run) -> str:
+    """How the cells of a run that repeats were measured, and what ±CI and ±proc then mean."""
+    config = run.config
+    order = "in a seeded random order" if config.order == "interleaved" else "round after round, in sweep order"
+    return (
+        f"repeats: each cell measured in {config.protocol.repeats} fresh processes, {order}; ±CI is the interval "
+        "of the median over them (hierarchical bootstrap), ±proc how far their medians differ (cv)"
+    )
 
 
 def _best_lines(results: list[CellResult], varying: list[str], flagged: dict[str, str]) -> list[RenderableType]:

@@ -20,6 +20,7 @@ from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.measure.flops import Work
 from wattgap.results import CellResult, Memory, Phases
+from wattgap.runner.executors.base import CellJob
 from wattgap.runner.processes import descendants, die_with_parent, end_new_descendants, tree_rss_bytes
 
 OnEvent = Callable[[dict[str, Any]], None]
@@ -46,19 +47,27 @@ def _signal_reason(returncode: int) -> str:
     return f"killed by {name}"
 
 
-def run_isolated(
+def run_isolated(job: CellJob, on_event: OnEvent | None = None) -> CellResult:
+    """Run ``job`` in a fresh process; its result, whatever happened, carries the job's repeat and
+    sequence."""
+    result = _run(job.cell, job.config, on_event, job.work, job.idle_power)
+    result.repeat, result.sequence = job.repeat, job.sequence
+    return result
+
+
+def _run(
     cell: Cell,
     config: SweepConfig,
-    on_event: OnEvent | None = None,
-    work: Work | None = None,
-    idle_power: dict[str, Any] | None = None,
+    on_event: OnEvent | None,
+    work: Work | None,
+    idle_power: dict[str, Any],
 ) -> CellResult:
     job = json.dumps(
         {
             "cell": cell.model_dump(),
             "config": config.model_dump(mode="json"),
             "work": work.model_dump() if work else None,
-            "idle_power": idle_power or {},
+            "idle_power": idle_power,
         }
     )
     started_at = _now()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 APPLICATION_ID = 0x57475031  # "WGP1"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 CREATE = """
 CREATE TABLE runs (
@@ -52,6 +52,16 @@ CREATE TABLE results (
     PRIMARY KEY (run_id, cell_id),
     FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
 );
+CREATE TABLE repeats (
+    run_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell_id, repeat),
+    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
+);
 """
 
 # MIGRATIONS[n]: the statements that take a database of version n to version n + 1.
@@ -60,6 +70,18 @@ MIGRATIONS: dict[int, str] = {
     # 3: the cell fields added after the first schema (memory_format, ...), those off their default, as
     # JSON: the same rule as the cell id, so that a new axis needs no migration of its own
     2: "ALTER TABLE cells ADD COLUMN later_fields_json TEXT NOT NULL DEFAULT '{}';",
+    # 4: each process of a cell that repeats (protocol.repeats), stored as it ends; results holds the
+    # cell's combined result once the last is in
+    3: """CREATE TABLE repeats (
+    run_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell_id, repeat),
+    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
+);""",
 }
 
 
@@ -72,6 +94,11 @@ def tags_column(version: int) -> str:
 def later_fields_column(version: int) -> str:
     """The SQL that reads a cell's later fields (JSON), as tags_column does for tags."""
     return "later_fields_json" if version >= 3 else "'{}'"
+
+
+def has_repeats(version: int) -> bool:
+    """Whether a database of ``version`` has the repeats table (read-only opens are not upgraded)."""
+    return version >= 4
 
 
 def version_of(connection: sqlite3.Connection) -> int:

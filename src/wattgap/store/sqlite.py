@@ -85,6 +85,7 @@ class Store:
         version = migrations.version_of(connection)
         self.tags = migrations.tags_column(version)
         self.later_fields = migrations.later_fields_column(version)
+        self.has_repeats = migrations.has_repeats(version)
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -228,13 +229,40 @@ class Store:
                 f"{stored[0]}, stored at {stored[1]}; stored results are never replaced"
             ) from None
 
+    def store_repeat(self, run_id: str, result: CellResult) -> None:
+        """Commit one process of a repeated cell (``result.repeat`` says which) as it ends; never replaced."""
+        what = f"repeat {(result.repeat or 0) + 1} of cell {result.cell.label}"
+        row = (run_id, result.cell_id, result.repeat or 0, result.status, result.model_dump_json(), _now())
+        try:
+            self._write(what, "INSERT INTO repeats VALUES (?, ?, ?, ?, ?, ?)", row)
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"run {run_id} already has {what}, or has no such cell; stored results are never replaced"
+            ) from None
+
+    def load_repeats(self, run_id: str) -> dict[str, list[CellResult]]:
+        """The stored processes of ``run_id``'s repeated cells, by cell id, in repeat order."""
+        if not self.has_repeats:
+            return {}
+
+        def read() -> dict[str, list[CellResult]]:
+            found: dict[str, list[CellResult]] = {}
+            for (text,) in self.connection.execute(
+                "SELECT result_json FROM repeats WHERE run_id = ? ORDER BY cell_id, repeat", (self.resolve(run_id),)
+            ):
+                result = CellResult.model_validate_json(text)
+                found.setdefault(result.cell_id, []).append(result)
+            return found
+
+        return self._reading(read)
+
     def delete_run(self, run_id: str) -> tuple[str, int]:
         """Remove a run, its cells and its results in one transaction; its full id and how many results
         went with it."""
         run_id = self.resolve(run_id)
         with self.connection:
             count = self.connection.execute("SELECT COUNT(*) FROM results WHERE run_id = ?", (run_id,)).fetchone()[0]
-            for table in ("results", "cells", "runs"):
+            for table in ("repeats", "results", "cells", "runs"):
                 self.connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         return run_id, int(count)
 

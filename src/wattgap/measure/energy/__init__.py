@@ -200,14 +200,14 @@ def _subtract_idle(reading: EnergyReading, idle: Any) -> None:
 
 
 def merge_readings(windows: list[list[EnergyReading]]) -> list[EnergyReading]:
-    """One reading per domain summed over consecutive windows (epochs); a domain unavailable in any window
-    is unavailable in the sum."""
+    """One reading per domain summed over several windows (epochs, a cell's repeats); a domain unavailable
+    in any window is unavailable in the sum."""
     merged: dict[str, EnergyReading] = {}
     for readings in windows:
         for reading in readings:
             total = merged.get(reading.domain)
-            if total is None:
-                merged[reading.domain] = reading.model_copy()
+            if total is None:  # net energy is the sum's, set again from the idle power by from_readings
+                merged[reading.domain] = reading.model_copy(update={"net_energy_j": None, "idle_power_w": None})
                 continue
             total.window_s += reading.window_s
             if total.energy_j is None or reading.energy_j is None:

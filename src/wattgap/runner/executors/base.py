@@ -25,6 +25,8 @@ class CellJob:
     config: SweepConfig
     work: Work | None = None  # FLOPs and traffic per sample, from an earlier cell of its model and workload
     idle_power: dict[str, Any] = field(default_factory=dict)
+    repeat: int | None = None  # which of the cell's processes, when it repeats (protocol.repeats)
+    sequence: int | None = None  # its place in the order the run's processes run
 
 
 class Executor(ABC):

@@ -12,4 +12,4 @@ from wattgap.runner.isolate import run_isolated
 class LocalExecutor(Executor):
     def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator[CellResult]:
         for job in jobs:
-            yield run_isolated(job.cell, job.config, on_event, job.work, job.idle_power)
+            yield run_isolated(job, on_event)
