@@ -273,7 +273,9 @@ def test_processes_creating_one_database_at_once_share_one_schema(tmp_path: Path
     workers = [subprocess.Popen([sys.executable, "-c", script, str(db), str(start)]) for _ in range(4)]
     assert [worker.wait(timeout=60) for worker in workers] == [0, 0, 0, 0]
     connection = sqlite3.connect(db)
-    assert connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 3
+    assert (
+        connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 4
+    )  # runs, cells, results, repeats
 
 
 def test_a_write_waits_out_another_writers_lock_and_says_so_when_it_cannot(

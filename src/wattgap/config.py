@@ -76,6 +76,9 @@ class SweepConfig(BaseModel):
     end_to_end: bool = False
     seed: int = 0
     cell_timeout_s: float = Field(900.0, gt=0)
+    # how each cell's process starts: forked from a server that imported PyTorch once (Linux; auto there),
+    # or a fresh interpreter that imports it again (exec). Either way a new process per cell.
+    process_start: Literal["auto", "forkserver", "exec"] = "auto"
     cpu_roofline: bool = True  # before the first cell, measure the CPU's GEMM rates and bandwidth (the what-if)
     max_host_memory_gb: float | None = Field(None, gt=0)  # GiB; a cell whose processes hold more is out of memory
     protocol: Protocol = Field(default_factory=Protocol)

@@ -153,3 +153,26 @@ def fails_after_first_process() -> nn.Module:
         raise RuntimeError("this model fails in its second process")
     open(marker, "w").close()
     return tiny()
+
+
+LEAK_BYTES = 1536 * 2**20
+
+
+def leaks_into_its_process() -> nn.Module:
+    """Changes what a later cell would see if it shared this process: a global of a module the fork server
+    preloads (torch), its default dtype, and 1.5 GiB of memory held by torch, every page touched."""
+    import torch
+
+    ballast = bytearray(LEAK_BYTES)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    torch._wattgap_ballast = ballast  # type: ignore[attr-defined]
+    torch.set_default_dtype(torch.float64)
+    return tiny().double()
+
+
+def reports_leaks() -> nn.Module:
+    """Fails, saying what it found of an earlier cell's changes (none, when cells are isolated)."""
+    import torch
+
+    seen = {"ballast": hasattr(torch, "_wattgap_ballast"), "float64": torch.get_default_dtype() == torch.float64}
+    raise RuntimeError(f"leaks seen: {seen}")

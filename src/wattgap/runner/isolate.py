@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -62,30 +63,22 @@ def _run(
     work: Work | None,
     idle_power: dict[str, Any],
 ) -> CellResult:
-    job = json.dumps(
-        {
-            "cell": cell.model_dump(),
-            "config": config.model_dump(mode="json"),
-            "work": work.model_dump() if work else None,
-            "idle_power": idle_power,
-        }
-    )
+    fork = config.process_start == "forkserver" or (config.process_start == "auto" and FORK_SERVER_USABLE)
+    job: dict[str, Any] = {
+        "cell": cell.model_dump(),
+        "config": config.model_dump(mode="json"),
+        "work": work.model_dump() if work else None,
+        "idle_power": idle_power,
+    }
+    if fork:
+        start_fork_server()  # before the snapshot of descendants below: the server outlives every cell
+        job |= {"process": FORKED, "environment": dict(os.environ), "cwd": os.getcwd()}
     started_at = _now()
     before = descendants()
     begin = time.perf_counter()
     deadline = time.monotonic() + config.cell_timeout_s
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "wattgap.runner.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(job.encode())
-        process.stdin.close()
+    with tempfile.NamedTemporaryFile(prefix="wattgap-cell-", suffix=".log") as stderr:
+        process: _Child = _Forked(json.dumps(job), stderr.name) if fork else _Exec(json.dumps(job), stderr)
         final: dict[str, Any] | None = None
         arrived = 0.0  # when the final event came
         timed_out = False
@@ -93,7 +86,7 @@ def _run(
         over = 0  # the cell's host memory when it went over the cap
         next_look = 0.0
         with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
+            selector.register(process.stream, selectors.EVENT_READ)
             buffer = b""
             while True:
                 remaining = deadline - time.monotonic()
@@ -108,7 +101,7 @@ def _run(
                         break
                 if not selector.select(timeout=min(remaining, MEMORY_LOOK_S if cap is not None else 1.0)):
                     continue
-                chunk = os.read(process.stdout.fileno(), 65536)
+                chunk = os.read(process.stream, 65536)
                 if not chunk:
                     break
                 buffer += chunk
@@ -125,12 +118,13 @@ def _run(
                 if final is not None:
                     break  # taken when it arrives: a child of the cell holding the pipe cannot hold the sweep
         if timed_out or over:
-            _kill(process)
-        try:
-            returncode = process.wait(timeout=EXIT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            _kill(process)
-            returncode = process.wait()
+            process.kill()
+        returncode = process.wait(EXIT_GRACE_S)
+        if returncode is None:
+            process.kill()
+            returncode = process.wait(None)
+        assert returncode is not None  # a blocking wait returns its status
+        process.close()
         ended = time.perf_counter()
         end_new_descendants(before)
         total_s = ended - begin
@@ -184,7 +178,93 @@ def _parse(line: bytes) -> dict[str, Any] | None:
 EXIT_GRACE_S = 10.0  # a worker that sent its result and is still not gone after this is killed
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    """Kill the cell's whole process group (it may have spawned helpers)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+class _Child(ABC):
+    """A cell's process as the parent sees it: its pid, the pipe its events come on, its exit status."""
+
+    pid: int
+    stream: int  # the read end of the events pipe
+
+    @abstractmethod
+    def wait(self, timeout: float | None) -> int | None:
+        """The exit status (minus the signal's number when killed by one), or None while it runs."""
+
+    def kill(self) -> None:
+        """Kill the cell's whole process group (it may have spawned helpers)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class _Exec(_Child):
+    """A fresh interpreter (``python -m wattgap.runner.worker``): the job on its stdin."""
+
+    def __init__(self, job: str, stderr: Any) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wattgap.runner.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(job.encode())
+        self.process.stdin.close()
+        self.pid, self.stream = self.process.pid, self.process.stdout.fileno()
+
+    def wait(self, timeout: float | None) -> int | None:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+class _Forked(_Child):
+    """A process forked from the fork server (worker.forked), which imported PyTorch once for all."""
+
+    def __init__(self, job: str, log_path: str) -> None:
+        import multiprocessing
+
+        from wattgap.runner.worker import forked
+
+        context = multiprocessing.get_context("forkserver")
+        self.reader, writer = context.Pipe(duplex=False)
+        self.process = context.Process(target=forked, args=(job, writer, log_path), daemon=False)
+        self.process.start()
+        writer.close()  # the child holds the write end: the pipe ends when it does
+        assert self.process.pid is not None
+        self.pid, self.stream = self.process.pid, self.reader.fileno()
+
+    def wait(self, timeout: float | None) -> int | None:
+        self.process.join(timeout)
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        super().kill()  # its group, once it made its own session
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()  # and itself, should that not have happened yet
+
+    def close(self) -> None:
+        self.reader.close()
+        self.process.close()
+
+
+FORKED = "forked from wattgap's fork server, which had imported PyTorch (runner/preload.py)"
+FORK_SERVER_USABLE = sys.platform.startswith("linux")
+
+
+def start_fork_server() -> None:
+    """Start the fork server, if it is not running: a process that imports what runner/preload.py names
+    once, from which each cell's process is then forked instead of starting an interpreter and importing
+    PyTorch again. It ends when this process does."""
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["wattgap.runner.preload"])
+    multiprocessing.forkserver.ensure_running()

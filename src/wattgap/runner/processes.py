@@ -11,10 +11,11 @@ import sys
 from collections.abc import Callable
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """Run in the cell's process between fork and exec (Linux): the kernel kills it when the sweep dies,
-    from before its interpreter starts (set later, a SIGKILL of the sweep in the first second or two left
-    the worker alive). libc is loaded here, in the parent, so the child only makes one call."""
+def die_with_parent(parent: int | None = None) -> Callable[[], None] | None:
+    """What a cell's process calls to be killed by the kernel when ``parent`` (default: this process)
+    dies (Linux): between fork and exec, from before its interpreter starts (set later, a SIGKILL of the
+    sweep in the first second or two left the worker alive); or first thing in a process forked from the
+    fork server, whose death then ends it. libc is loaded here, so that the call is the only work left."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
@@ -23,7 +24,7 @@ def die_with_parent() -> Callable[[], None] | None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
         return None
-    parent = os.getpid()
+    parent = os.getpid() if parent is None else parent
 
     def arm() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

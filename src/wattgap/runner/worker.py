@@ -28,15 +28,14 @@ def _classify(error: BaseException) -> tuple[str, str]:
     return "failed", f"{kind}: {text[:500]}" if text else kind
 
 
-def main() -> int:
-    started = time.perf_counter()
-    protocol_out: TextIO = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # stray prints from models or libraries go to stderr, not into the protocol
+def run_job(job: dict[str, Any], protocol_out: TextIO, started: float) -> int:
+    """Run one job, writing its events as JSON lines to ``protocol_out``; the process's exit status.
+    ``started``: when the process began (perf_counter), for the startup phase."""
 
     def emit(event: dict[str, Any]) -> None:
         protocol_out.write(json.dumps(event) + "\n")
+        protocol_out.flush()
 
-    job = json.loads(sys.stdin.read())
     threads = job["cell"].get("threads")
     if threads is not None:
         # Must happen before any parallel work: interop threads cannot change afterwards.
@@ -62,11 +61,46 @@ def main() -> int:
     result.started_at = started_at
     result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result.phases.startup_s = startup_s
+    result.settings["process"] = job.get("process", "a fresh interpreter")
     import torch
 
     result.settings["interop_threads"] = torch.get_num_interop_threads()
     emit({"event": "result", "result": result.model_dump(mode="json")})
     return 0
+
+
+def main() -> int:
+    """A fresh interpreter's cell: the job on stdin, events on the original stdout."""
+    started = time.perf_counter()
+    protocol_out: TextIO = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from models or libraries go to stderr, not into the protocol
+    return run_job(json.loads(sys.stdin.read()), protocol_out, started)
+
+
+def forked(job_text: str, events: Any, log_path: str) -> None:
+    """A cell in a process forked from the fork server (runner/isolate.py): its own session (the sweep
+    kills its whole group), death with the server, the sweep's environment and working directory as they
+    are now (the server's are from when it started), stdout and stderr into ``log_path``, events into the
+    ``events`` connection's pipe as JSON lines. Ends the process with the job's status."""
+    started = time.perf_counter()
+    os.setsid()
+    from wattgap.runner.processes import die_with_parent
+
+    arm = die_with_parent(os.getppid())
+    if arm is not None:
+        arm()
+    job = json.loads(job_text)
+    os.environ.clear()
+    os.environ.update(job["environment"])
+    os.chdir(job["cwd"])
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    protocol_out: TextIO = os.fdopen(os.dup(events.fileno()), "w", buffering=1)
+    events.close()
+    sys.stdout.flush()
+    os._exit(run_job(job, protocol_out, started))
 
 
 if __name__ == "__main__":
