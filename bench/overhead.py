@@ -79,6 +79,21 @@ def wattgap_cell(batch: int, threads: int, folder: Path):  # type: ignore[no-unt
     return result
 
 
+def suite_overhead(folder: Path, suite: str = "quick", **overrides: object) -> tuple[float, float, int]:
+    """The suite run as `wattgap run --suite quick` would: its wall time (run() called to run() returned)
+    over the sum of its cells' warmup and measure windows, and the mean seconds per cell outside them."""
+    import wattgap
+    from wattgap.api import sweep_from_options
+
+    sweep = sweep_from_options(suite=suite, overrides=overrides)
+    start = time.perf_counter()
+    run = wattgap.run(sweep, db=folder / f"suite-{time.time_ns()}.db")
+    wall = time.perf_counter() - start
+    ran = [r for r in run.results if r.status == "ok"]
+    windows = sum((r.phases.warmup_s or 0) + (r.phases.measure_s or 0) for r in ran)
+    return wall / windows, (wall - windows) / len(ran), len(ran)
+
+
 def help_seconds() -> float:
     runs = []
     for _ in range(5):

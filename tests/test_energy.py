@@ -9,13 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import fast_config
 
+import wattgap.api
 from wattgap.config import EnergySettings
 from wattgap.measure.energy import CellEnergy, EnergyReading, EnergyWindow, cpu_meter, merge_readings, meters_for
 from wattgap.measure.energy.base import EnergyMeter, MeterUnavailable, UnavailableMeter
 from wattgap.measure.energy.cpu_model import MODEL_NAME, CpuModelMeter, default_tdp_per_core_w, tdp_per_core_w
 from wattgap.measure.energy.nvml import NvmlMeter, integrate_trapezoid
 from wattgap.measure.energy.rapl import RaplMeter, zones
+from wattgap.render.terminal import idle_line
 
 
 def _zone(path: Path, name: str, energy_uj: int | str, max_uj: int = 262_143_328_850) -> Path:
@@ -193,3 +196,20 @@ def test_labels_and_merged_epochs() -> None:
     assert len(merged) == 1 and merged[0].energy_j == 5.0 and merged[0].window_s == 2.0
     lost = merge_readings([[reading("a", "measured", 2.0)], [reading("a", "unavailable", None)]])
     assert lost[0].energy_j is None and lost[0].label == "unavailable"
+
+
+def test_a_recent_quiet_idle_measurement_on_this_machine_is_reused(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    config = fast_config(models=["helpers.usermodels:tiny"], energy={"idle_s": 0.3, "idle_busy_max": 1.0})
+    first = wattgap.api.run(config, db=db)
+    assert first.environment["idle_power"] and "idle_power_reused" not in first.environment
+    second = wattgap.api.run(config, db=db)
+    reused = second.environment["idle_power_reused"]
+    assert reused["run_id"] == first.run_id and 0 <= reused["age_s"] < 600
+    assert second.environment["idle_power"] == first.environment["idle_power"]
+    assert f"reused from run {first.run_id}, measured" in idle_line(second)
+    third = wattgap.api.run(config, db=db)  # a reuse is never reused: the measurement is
+    assert third.environment["idle_power_reused"]["run_id"] == first.run_id
+    for energy in ({"idle_s": 0.3, "idle_busy_max": 1.0, "idle_reuse_s": 0}, {"idle_s": 0.4, "idle_busy_max": 1.0}):
+        own = wattgap.api.run({**config, "energy": energy}, db=db)  # reuse off, or another idle window
+        assert "idle_power_reused" not in own.environment and own.environment["idle_power"]

@@ -165,8 +165,14 @@ def run(
     with Store.open(db) as store, executing(db, run_id):
         environment = fingerprint(hardware)
         devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
-        idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
-        environment["idle_power"] = idle
+        reused = _recent_idle(store, environment, devices, sweep)
+        if reused is not None:
+            idle = reused["idle_power"]
+            environment["idle_power_reused"] = {key: reused[key] for key in ("run_id", "age_s")}
+        else:
+            idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
+        environment["idle_power"], environment["idle_devices"] = idle, devices
+        environment["idle_s"] = sweep.energy.idle_s
         cpu_threads = sorted({cell.threads for cell in planned.runnable if cell.device == "cpu" and cell.threads})
         if sweep.cpu_roofline and cpu_threads:
             try:
@@ -178,6 +184,32 @@ def run(
             on_created(run_id, planned)
         _drive(store, store.load_run(run_id), progress or SilentProgress(), idle, executor)
         return store.load_run(run_id)
+
+
+def _recent_idle(
+    store: Store, environment: dict[str, Any], devices: list[str], sweep: SweepConfig
+) -> dict[str, Any] | None:
+    """The idle power of the newest run in ``store`` that measured it on this machine, for these devices
+    (or more), with the same idle window, within ``energy.idle_reuse_s``, and found the machine quiet:
+    its ``idle_power``, ``run_id`` and ``age_s``. None when no run qualifies (this run measures its own)."""
+    energy = sweep.energy
+    if not energy.enabled or energy.idle_s <= 0 or energy.idle_reuse_s <= 0:
+        return None
+    now = datetime.now(timezone.utc)
+    for run_id, created_at, earlier in store.recent_environments(energy.idle_reuse_s):
+        idle = earlier.get("idle_power") or {}
+        if (
+            "idle_power_reused" in earlier  # only a measurement is reused, never a reuse: its age would grow
+            or not idle
+            or any(entry.get("warning") for entry in idle.values())
+            or not set(devices) <= set(earlier.get("idle_devices", []))
+            or earlier.get("idle_s") != energy.idle_s
+            or machine_key(earlier) != machine_key(environment)
+        ):
+            continue
+        age_s = (now - datetime.fromisoformat(created_at)).total_seconds()
+        return {"idle_power": idle, "run_id": run_id, "age_s": round(age_s, 1)}
+    return None
 
 
 def resume(

@@ -199,6 +199,9 @@ def idle_line(run: Run) -> str:
         + (f" NOT IDLE: {entry['warning']}" if entry.get("warning") else "")
         for domain, entry in idle.items()
     ]
+    reused = run.environment.get("idle_power_reused")
+    if reused:
+        parts.append(f"reused from run {reused['run_id']}, measured {seconds(reused['age_s'])} before this one")
     return "idle power: " + "; ".join(parts)
 
 

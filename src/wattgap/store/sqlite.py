@@ -318,6 +318,18 @@ class Store:
                 f"{RECOVER}"
             ) from None
 
+    def recent_environments(self, max_age_s: float) -> list[tuple[str, str, dict[str, Any]]]:
+        """(run id, created at, environment) of the runs created within ``max_age_s``, newest first."""
+        since = datetime.fromtimestamp(time.time() - max_age_s, timezone.utc).isoformat(timespec="seconds")
+        rows = self._reading(
+            lambda: self.connection.execute(
+                "SELECT run_id, created_at, environment_json FROM runs WHERE created_at >= ? "
+                "ORDER BY created_at DESC, rowid DESC",
+                (since,),
+            ).fetchall()
+        )
+        return [(run_id, created, json.loads(text)) for run_id, created, text in rows]
+
     def _run_ids(self) -> list[str]:
         return [row[0] for row in self.connection.execute("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 

@@ -14,6 +14,9 @@ class EnergySettings(BaseModel):
 
     enabled: bool = True
     idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured once per run; 0: no net energy
+    # a run reuses the idle power of an earlier run in the same database, on the same machine and devices,
+    # measured (quiet) at most this long ago; 0: every run measures its own
+    idle_reuse_s: float = Field(3600.0, ge=0)
     # Share of the machine's CPU time other work may take during the idle measurement before the idle
     # reading is flagged as not idle (and no net energy is computed from it).
     idle_busy_max: float = Field(0.10, gt=0, le=1)
