@@ -1,15 +1,17 @@
 """Does wattgap measure what a careful hand-written loop measures, and what does isolation cost?
 
-ResNet18 inference on CPU at batch 1 and 32 (224x224), timed three ways, side by side in one run:
-wattgap's cell (its own subprocess, the default adaptive protocol), a tight perf_counter_ns loop, and
-torch.utils.benchmark.Timer.blocked_autorange. The two references also run in fresh subprocesses, with
-the same threads, the same warmup and as many iterations (or as much time) as wattgap's window, so all
-three see the same process start-up conditions. A shared 2-core VM drifts by tens of percent over
-minutes, so the three are interleaved in rounds and each round's ratios are taken between neighbours in
-time; the summary is the median ratio over rounds, with its range. Also printed: wattgap's per-cell
-overhead (subprocess start, model build, FLOP count) and the time `wattgap --help` takes.
+1. Agreement. ResNet18 inference on the CPU at batch 1 and 32 (224x224), wattgap with `--repeats N`
+   (default 5, interleaved): after each of wattgap's processes, a hand-written perf_counter_ns loop runs in
+   a fresh subprocess of its own with the same threads, warmup and as many iterations, so the two
+   alternate in time and see the same drifts of a shared machine. Printed per batch: wattgap's median with
+   its hierarchical interval, the hand loop's median over its processes with their range, the ratio, and
+   wattgap's interval width over processes against one window's own (the median of its processes').
+2. Overhead. The `quick` suite run whole, once with every cell's process forked from the fork server and
+   once started as a fresh interpreter (`process_start: exec`), side by side: its wall time over the sum of
+   its cells' warmup and measure windows, and the seconds per cell outside them.
+3. The time `wattgap --help` takes.
 
-    python bench/overhead.py [--rounds 5] [--batches 1,32]
+    python bench/overhead.py [--repeats 5] [--batches 1,32] [--skip-agreement] [--skip-suite]
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 IMAGE = 224
 
 
-def reference(kind: str, batch: int, threads: int, iterations: int, seconds: float) -> float:
-    """Median latency (s) of ResNet18 inference by a tight loop or blocked_autorange, in this process."""
+def reference(batch: int, threads: int, iterations: int) -> float:
+    """Median latency (s) of ResNet18 inference by a tight loop, in this process."""
     import torch
 
     from wattgap.models import MODELS
@@ -34,18 +37,13 @@ def reference(kind: str, batch: int, threads: int, iterations: int, seconds: flo
     torch.set_num_interop_threads(1)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = MODELS["resnet18"].build_torch(IMAGE).eval()
-    x = torch.randn(batch, 3, IMAGE, IMAGE)
+    model = MODELS["resnet18"].build_torch(IMAGE).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, IMAGE, IMAGE).to(memory_format=torch.channels_last)  # wattgap's default layout
     with torch.inference_mode():
         start, warm = time.perf_counter(), 0
         while warm < 10 or time.perf_counter() - start < 1.0:  # wattgap's default warmup
             model(x)
             warm += 1
-        if kind == "autorange":
-            from torch.utils.benchmark import Timer
-
-            timer = Timer("model(x)", globals={"model": model, "x": x}, num_threads=threads)
-            return float(timer.blocked_autorange(min_run_time=seconds).median)
         samples = []
         for _ in range(iterations):
             begin = time.perf_counter_ns()
@@ -54,29 +52,59 @@ def reference(kind: str, batch: int, threads: int, iterations: int, seconds: flo
     return statistics.median(samples)
 
 
-def reference_in_subprocess(kind: str, batch: int, threads: int, iterations: int, seconds: float) -> float:
-    args = [kind, str(batch), str(threads), str(iterations), str(seconds)]
+def reference_in_subprocess(batch: int, threads: int, iterations: int) -> float:
+    args = [str(batch), str(threads), str(iterations)]
     out = subprocess.run(
         [sys.executable, __file__, "--reference", *args], capture_output=True, text=True, check=True
     ).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def wattgap_cell(batch: int, threads: int, folder: Path):  # type: ignore[no-untyped-def]
-    import wattgap
+def agreement(repeats: int, batches: list[int], folder: Path) -> None:
+    import psutil
 
+    import wattgap.api
+    from wattgap.runner.executors import CellJob, LocalExecutor
+    from wattgap.runner.executors.base import OnEvent
+
+    hand: dict[int, list[float]] = {batch: [] for batch in batches}
+
+    class Alternating(LocalExecutor):
+        """wattgap's processes, each followed by a hand-written loop in a fresh process of its own."""
+
+        def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator:  # type: ignore[type-arg]
+            for result in super().submit(jobs, on_event):
+                if result.status == "ok":
+                    batch, threads = result.cell.batch_size, result.cell.threads or 1
+                    hand[batch].append(reference_in_subprocess(batch, threads, len(result.latencies_s)))
+                yield result
+
+    threads = psutil.cpu_count(logical=False) or 1
     config = {
-        "name": "bench-overhead",
+        "name": "bench-agreement",
         "models": ["resnet18"],
         "devices": ["cpu"],
         "threads": [threads],
-        "batch_sizes": [batch],
+        "batch_sizes": batches,
         "image_size": IMAGE,
+        "protocol": {"repeats": repeats},
     }
-    run = wattgap.run(config, db=folder / "bench.db")
-    result = run.results[0]
-    assert result.latency is not None, result.reason
-    return result
+    run = wattgap.api.run(config, db=folder / "agreement.db", executor=Alternating())
+    print(f"\n1. ResNet18 inference, CPU, {IMAGE}x{IMAGE}, {threads} threads, {repeats} processes each, interleaved")
+    print(f"{'batch':>5} {'wattgap median [CI]':>28} {'hand loop [range]':>26} {'ratio':>6} {'±CI':>6} {'±window':>8}")
+    for result in run.results:
+        stats, batch = result.latency, result.cell.batch_size
+        assert stats is not None, result.reason
+        loops = hand[batch]
+        theirs = statistics.median(loops)
+        print(
+            f"{batch:>5} {stats.median_s * 1e3:>9.2f} ms [{stats.median_ci_low_s * 1e3:.2f}, "
+            f"{stats.median_ci_high_s * 1e3:.2f}] {theirs * 1e3:>9.2f} ms [{min(loops) * 1e3:.2f}, "
+            f"{max(loops) * 1e3:.2f}] {stats.median_s / theirs:>6.3f} {stats.median_ci_rel_halfwidth:>6.1%} "
+            f"{stats.within_ci_rel_halfwidth or 0:>8.1%}"
+        )
+        medians = ", ".join(f"{m * 1e3:.2f}" for m in stats.repeat_medians_s)
+        print(f"      wattgap's processes: {medians} ms (cv {stats.between_repeat_cv or 0:.1%})")
 
 
 def suite_overhead(folder: Path, suite: str = "quick", **overrides: object) -> tuple[float, float, int]:
@@ -94,6 +122,14 @@ def suite_overhead(folder: Path, suite: str = "quick", **overrides: object) -> t
     return wall / windows, (wall - windows) / len(ran), len(ran)
 
 
+def overhead(folder: Path) -> None:
+    print("\n2. the quick suite, every cell's process started both ways (each run measures its own idle power)")
+    print(f"{'process start':>14} {'wall / windows':>15} {'s per cell outside them':>24}")
+    for start in ("exec", "forkserver"):
+        ratio, per_cell, cells = suite_overhead(folder, process_start=start)
+        print(f"{start:>14} {ratio:>15.3f} {per_cell:>24.2f}   ({cells} cells)")
+
+
 def help_seconds() -> float:
     runs = []
     for _ in range(5):
@@ -103,52 +139,25 @@ def help_seconds() -> float:
     return min(runs)
 
 
-def main(rounds: int, batches: list[int]) -> None:
-    import psutil
-    import torch
-
-    threads = psutil.cpu_count(logical=False) or 1
-    print(f"ResNet18 inference, CPU, {IMAGE}x{IMAGE}, {threads} threads, torch {torch.__version__}, {rounds} rounds")
-    print(f"{'batch':>5} {'round':>5} {'wattgap':>10} {'tight':>10} {'autorange':>10} {'wg/tight':>9} {'wg/auto':>8}")
-    summary = []
+def main(options: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        for batch in batches:
-            ratios_tight, ratios_auto, overheads = [], [], []
-            for index in range(rounds):
-                result = wattgap_cell(batch, threads, Path(folder))
-                ours = result.latency.median_s
-                n, window = result.iterations, result.phases.measure_s
-                tight = reference_in_subprocess("tight", batch, threads, n, window)
-                auto = reference_in_subprocess("autorange", batch, threads, n, window)
-                ratios_tight.append(ours / tight)
-                ratios_auto.append(ours / auto)
-                phases = result.phases
-                overheads.append(phases.total_s - phases.warmup_s - phases.measure_s)
-                print(
-                    f"{batch:>5} {index + 1:>5} {ours * 1e3:>8.2f}ms {tight * 1e3:>8.2f}ms {auto * 1e3:>8.2f}ms "
-                    f"{ours / tight:>9.3f} {ours / auto:>8.3f}   n={n} CI±{result.latency.median_ci_rel_halfwidth:.1%} "
-                    f"stop={result.stop_reason} startup {phases.startup_s:.2f}s load {phases.load_s:.2f}s "
-                    f"prepare {phases.prepare_s:.2f}s"
-                )
-            summary.append((batch, ratios_tight, ratios_auto, overheads))
-    print("\nsummary: median ratio over rounds [min, max]; overhead = cell wall time outside warmup and measure")
-    for batch, tight, auto, overheads in summary:
-        print(
-            f"  batch {batch:>2}: wattgap/tight {statistics.median(tight):.3f} [{min(tight):.3f}, {max(tight):.3f}]"
-            f"   wattgap/autorange {statistics.median(auto):.3f} [{min(auto):.3f}, {max(auto):.3f}]"
-            f"   overhead {statistics.median(overheads):.2f}s"
-        )
-    print(f"  wattgap --help: {help_seconds():.3f}s (best of 5)")
+        if not options.skip_agreement:
+            agreement(options.repeats, [int(b) for b in options.batches.split(",")], Path(folder))
+        if not options.skip_suite:
+            overhead(Path(folder))
+    print(f"\n3. wattgap --help: {help_seconds():.3f}s (best of 5)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
-    parser.add_argument("--reference", nargs=5, metavar=("KIND", "BATCH", "THREADS", "ITERATIONS", "SECONDS"))
+    parser.add_argument("--skip-agreement", action="store_true")
+    parser.add_argument("--skip-suite", action="store_true")
+    parser.add_argument("--reference", nargs=3, metavar=("BATCH", "THREADS", "ITERATIONS"))
     options = parser.parse_args()
     if options.reference:
-        kind, batch, threads, iterations, seconds = options.reference
-        print(reference(kind, int(batch), int(threads), int(iterations), float(seconds)))
+        batch, threads, iterations = options.reference
+        print(reference(int(batch), int(threads), int(iterations)))
     else:
-        main(options.rounds, [int(b) for b in options.batches.split(",")])
+        main(options)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from wattgap.measure.stats import bootstrap_medians, median_ci, pooled_quantiles
 from wattgap.plan import schedule
 from wattgap.render.progress import SilentProgress
 from wattgap.results import CellResult
+from wattgap.runner.executors import CellJob, LocalExecutor
+from wattgap.runner.executors.base import OnEvent
 from wattgap.runner.repeats import combine
 
 
@@ -222,3 +226,26 @@ def test_the_cli_runs_repeats_and_says_how(tmp_path: Path) -> None:
         bad = wattgap_cli(*args, *flags, "--db", "bad.db", cwd=tmp_path)
         assert bad.returncode == 2 and bad.stderr.strip().endswith(message) and "Traceback" not in bad.stderr
         assert not (tmp_path / "bad.db").exists()
+
+
+def test_a_cooldown_separates_every_two_processes(tmp_path: Path) -> None:
+    events: list[tuple[str, float]] = []
+
+    class Timed(LocalExecutor):
+        """Notes when each job is taken and when each result is handed back."""
+
+        def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator[CellResult]:
+            def taken() -> Iterator[CellJob]:
+                for job in jobs:
+                    events.append(("job", time.monotonic()))
+                    yield job
+
+            for finished in super().submit(taken(), on_event):
+                events.append(("result", time.monotonic()))
+                yield finished
+
+    config = fast_config(models=["helpers.usermodels:tiny"], protocol={**FAST, "repeats": 2, "cooldown_s": 1.5})
+    run = wattgap.api.run(config, db=tmp_path / "w.db", executor=Timed())
+    assert run.counts()["ok"] == 1
+    assert [kind for kind, _ in events] == ["job", "result", "job", "result"]
+    assert events[2][1] - events[1][1] >= 1.5  # from the first process's end to the second's start

@@ -117,7 +117,10 @@ def build(runs: list[Run], generated_at: str | None = None) -> Document:
 def _runs(runs: list[Run]) -> Section:
     overview = Table(["run", "name", "tags", "status", "created", "cells", "ok", "not run", "skipped"], [])
     machines = Table(["run", "CPU", "cores", "memory", "GPUs", "OS", "Python", "torch", "wattgap"], [])
-    settings = Table(["run", "models", "workloads", "backends", "devices", "precisions", "batch", "threads"], [])
+    settings = Table(
+        ["run", "models", "workloads", "backends", "devices", "precisions", "batch", "threads", "processes per cell"],
+        [],
+    )
     for run in runs:
         counts = run.counts()
         failed = sum(counts[s] for s in ("failed", "oom", "timeout", "crashed"))
@@ -164,6 +167,7 @@ def _runs(runs: list[Run]) -> Section:
                 ", ".join(config.precisions),
                 batches if isinstance(batches, str) else ", ".join(map(str, batches)),
                 ", ".join(map(str, config.threads)) if config.threads else "physical cores",
+                f"{config.protocol.repeats}, {config.order} order",
             ]
         )
     return Section("runs", "Runs, machines and settings", tables=[overview, machines, settings])
@@ -426,7 +430,8 @@ def _projection() -> Section:
     return Section("projection", "Memory needs by year: the projection", [text, *outgrow, *answer.notes], figures)
 
 
-CELL_COLUMNS = ["run", "cell", "status", "median", "±CI", "p95", "samples/s", "peak memory", "energy", "notes"]
+# ±proc: how far the medians of a cell's processes differ (cv), when it repeats
+CELL_COLUMNS = ["run", "cell", "status", "median", "±CI", "±proc", "p95", "samples/s", "peak memory", "energy", "notes"]
 
 
 def _cells(runs: list[Run]) -> Section:
@@ -438,6 +443,7 @@ def _cells(runs: list[Run]) -> Section:
             memory = result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
             degraded = result.agreement is not None and result.agreement.degraded
             noisy = latency is not None and latency.noisy
+            between = latency.between_repeat_cv if latency else None
             joules = "-" if energy is None or energy.energy_j is None else f"{number(energy.energy_j)} J {energy.label}"
             table.rows.append(
                 [
@@ -446,6 +452,7 @@ def _cells(runs: list[Run]) -> Section:
                     result.status,
                     seconds(latency.median_s) if latency else "-",
                     f"{latency.median_ci_rel_halfwidth:.1%}" if latency else "-",
+                    f"{between:.1%}" if between is not None else "-",
                     seconds(latency.p95_s) if latency else "-",
                     quantity(result.throughput_median_sps, "").strip(),
                     quantity(memory, "B", 1024.0),
@@ -460,6 +467,7 @@ def _cells(runs: list[Run]) -> Section:
                     None,
                     latency.median_s if latency else None,
                     latency.median_ci_rel_halfwidth if latency else None,
+                    between,
                     latency.p95_s if latency else None,
                     result.throughput_median_sps,
                     float(memory) if memory else None,

@@ -13,6 +13,20 @@ import sqlite3
 APPLICATION_ID = 0x57475031  # "WGP1"
 SCHEMA_VERSION = 4
 
+# each process of a cell that repeats (protocol.repeats), stored as it ends: part of CREATE, and migration 3
+REPEATS = """
+CREATE TABLE repeats (
+    run_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell_id, repeat),
+    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
+);
+"""
+
 CREATE = """
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
@@ -52,16 +66,6 @@ CREATE TABLE results (
     PRIMARY KEY (run_id, cell_id),
     FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
 );
-CREATE TABLE repeats (
-    run_id TEXT NOT NULL,
-    cell_id TEXT NOT NULL,
-    repeat INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    result_json TEXT NOT NULL,
-    stored_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, cell_id, repeat),
-    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
-);
 """
 
 # MIGRATIONS[n]: the statements that take a database of version n to version n + 1.
@@ -72,16 +76,7 @@ MIGRATIONS: dict[int, str] = {
     2: "ALTER TABLE cells ADD COLUMN later_fields_json TEXT NOT NULL DEFAULT '{}';",
     # 4: each process of a cell that repeats (protocol.repeats), stored as it ends; results holds the
     # cell's combined result once the last is in
-    3: """CREATE TABLE repeats (
-    run_id TEXT NOT NULL,
-    cell_id TEXT NOT NULL,
-    repeat INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    result_json TEXT NOT NULL,
-    stored_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, cell_id, repeat),
-    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
-);""",
+    3: REPEATS,
 }
 
 
@@ -112,7 +107,7 @@ def _statements(script: str) -> list[str]:
 def create(connection: sqlite3.Connection) -> None:
     """The schema of the current version, in the caller's transaction (so that a concurrent or
     interrupted creation leaves either nothing or all of it)."""
-    for statement in _statements(CREATE):
+    for statement in _statements(CREATE + REPEATS):
         connection.execute(statement)
     connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
