@@ -4,6 +4,8 @@ next, and the way it started is recorded."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,21 @@ def test_a_crash_a_leak_or_a_changed_global_stays_in_its_cell(tmp_path: Path, st
     expected = FORKED if start == "forkserver" else "a fresh interpreter"
     assert leaking.settings["process"] == after.settings["process"] == expected
     assert after.settings["interop_threads"] == 1 and after.settings["torch_threads"] == 1
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
+    """multiprocessing's fork server re-runs the parent's main script in every child that has no
+    ``if __name__ == "__main__"`` guard: a script calling wattgap.run at its top level ran again in each
+    cell. wattgap's own server re-imports nothing of the parent."""
+    script = tmp_path / "bench_it.py"
+    config = fast_config(models=["helpers.usermodels:tiny"], batch_sizes=[1, 2], process_start="forkserver")
+    script.write_text(
+        "import wattgap.api\n"
+        "print('script body ran', flush=True)\n"
+        f"run = wattgap.api.run({config!r}, db='w.db')\n"
+        "print([r.status for r in run.results], [r.settings.get('process', '')[:6] for r in run.results])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("script body ran") == 1, done.stdout
+    assert "['ok', 'ok'] ['forked', 'forked']" in done.stdout

@@ -22,6 +22,7 @@ from wattgap.config import SweepConfig
 from wattgap.measure.flops import Work
 from wattgap.results import CellResult, Memory, Phases
 from wattgap.runner.executors.base import CellJob
+from wattgap.runner.forkserver import fork_server
 from wattgap.runner.processes import descendants, die_with_parent, end_new_descendants, tree_rss_bytes
 
 OnEvent = Callable[[dict[str, Any]], None]
@@ -71,14 +72,14 @@ def _run(
         "idle_power": idle_power,
     }
     if fork:
-        start_fork_server()  # before the snapshot of descendants below: the server outlives every cell
-        job |= {"process": FORKED, "environment": dict(os.environ), "cwd": os.getcwd()}
+        fork_server()  # started before the snapshot of descendants below: it outlives every cell
+        job |= {"process": FORKED, "environment": dict(os.environ), "cwd": os.getcwd(), "sys_path": list(sys.path)}
     started_at = _now()
     before = descendants()
     begin = time.perf_counter()
     deadline = time.monotonic() + config.cell_timeout_s
-    with tempfile.NamedTemporaryFile(prefix="wattgap-cell-", suffix=".log") as stderr:
-        process: _Child = _Forked(json.dumps(job), stderr.name) if fork else _Exec(json.dumps(job), stderr)
+    with tempfile.TemporaryFile() as stderr:
+        process: _Child = _Forked(job, stderr) if fork else _Exec(json.dumps(job), stderr)
         final: dict[str, Any] | None = None
         arrived = 0.0  # when the final event came
         timed_out = False
@@ -226,45 +227,27 @@ class _Exec(_Child):
 
 
 class _Forked(_Child):
-    """A process forked from the fork server (worker.forked), which imported PyTorch once for all."""
+    """A process forked from wattgap's fork server (runner/forkserver.py), which imported PyTorch once."""
 
-    def __init__(self, job: str, log_path: str) -> None:
-        import multiprocessing
-
-        from wattgap.runner.worker import forked
-
-        context = multiprocessing.get_context("forkserver")
-        self.reader, writer = context.Pipe(duplex=False)
-        self.process = context.Process(target=forked, args=(job, writer, log_path), daemon=False)
-        self.process.start()
-        writer.close()  # the child holds the write end: the pipe ends when it does
-        assert self.process.pid is not None
-        self.pid, self.stream = self.process.pid, self.reader.fileno()
+    def __init__(self, job: dict[str, Any], log: Any) -> None:
+        self.server = fork_server()
+        self.stream, write_end = os.pipe()
+        try:
+            self.pid = self.server.fork(job, write_end, log.fileno())
+        finally:
+            os.close(write_end)  # the child holds the write end: the pipe ends when it does
 
     def wait(self, timeout: float | None) -> int | None:
-        self.process.join(timeout)
-        return self.process.exitcode
+        return self.server.wait(self.pid, timeout)
 
     def kill(self) -> None:
         super().kill()  # its group, once it made its own session
         with contextlib.suppress(ProcessLookupError):
-            self.process.kill()  # and itself, should that not have happened yet
+            os.kill(self.pid, signal.SIGKILL)  # and itself, should that not have happened yet
 
     def close(self) -> None:
-        self.reader.close()
-        self.process.close()
+        os.close(self.stream)
 
 
-FORKED = "forked from wattgap's fork server, which had imported PyTorch (runner/preload.py)"
+FORKED = "forked from wattgap's fork server, which had imported PyTorch (runner/forkserver.py)"
 FORK_SERVER_USABLE = sys.platform.startswith("linux")
-
-
-def start_fork_server() -> None:
-    """Start the fork server, if it is not running: a process that imports what runner/preload.py names
-    once, from which each cell's process is then forked instead of starting an interpreter and importing
-    PyTorch again. It ends when this process does."""
-    import multiprocessing
-    import multiprocessing.forkserver
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["wattgap.runner.preload"])
-    multiprocessing.forkserver.ensure_running()

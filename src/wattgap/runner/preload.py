@@ -1,4 +1,4 @@
-"""What the fork server imports once, so that the cells forked from it do not (runner/isolate.py): the
+"""What the fork server imports once, so that the cells forked from it do not (runner/forkserver.py): the
 cell runner and PyTorch with the parts every PyTorch cell reaches for (nn, optimisers, the FLOP counter,
 the zoo). Imports only: no tensor is made, so no thread pool or device is initialised before a fork
 (a fork after OpenMP or CUDA has started is not safe). Other frameworks (TensorFlow, ONNX Runtime,

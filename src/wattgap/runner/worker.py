@@ -77,31 +77,5 @@ def main() -> int:
     return run_job(json.loads(sys.stdin.read()), protocol_out, started)
 
 
-def forked(job_text: str, events: Any, log_path: str) -> None:
-    """A cell in a process forked from the fork server (runner/isolate.py): its own session (the sweep
-    kills its whole group), death with the server, the sweep's environment and working directory as they
-    are now (the server's are from when it started), stdout and stderr into ``log_path``, events into the
-    ``events`` connection's pipe as JSON lines. Ends the process with the job's status."""
-    started = time.perf_counter()
-    os.setsid()
-    from wattgap.runner.processes import die_with_parent
-
-    arm = die_with_parent(os.getppid())
-    if arm is not None:
-        arm()
-    job = json.loads(job_text)
-    os.environ.clear()
-    os.environ.update(job["environment"])
-    os.chdir(job["cwd"])
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    protocol_out: TextIO = os.fdopen(os.dup(events.fileno()), "w", buffering=1)
-    events.close()
-    sys.stdout.flush()
-    os._exit(run_job(job, protocol_out, started))
-
-
 if __name__ == "__main__":
     sys.exit(main())
