@@ -107,15 +107,16 @@ def agreement(repeats: int, batches: list[int], folder: Path) -> None:
         print(f"      wattgap's processes: {medians} ms (cv {stats.between_repeat_cv or 0:.1%})")
 
 
-def suite_overhead(folder: Path, suite: str = "quick", **overrides: object) -> tuple[float, float, int]:
-    """The suite run as `wattgap run --suite quick` would: its wall time (run() called to run() returned)
-    over the sum of its cells' warmup and measure windows, and the mean seconds per cell outside them."""
+def suite_overhead(db: Path, suite: str = "quick", **overrides: object) -> tuple[float, float, int]:
+    """The suite run as `wattgap run --suite quick` would (a fork server of its own when it forks): its
+    wall time (run() called to run() returned) over the sum of its cells' warmup and measure windows, and
+    the mean seconds per cell outside them."""
     import wattgap
     from wattgap.api import sweep_from_options
 
     sweep = sweep_from_options(suite=suite, overrides=overrides)
     start = time.perf_counter()
-    run = wattgap.run(sweep, db=folder / f"suite-{time.time_ns()}.db")
+    run = wattgap.run(sweep, db=db)
     wall = time.perf_counter() - start
     ran = [r for r in run.results if r.status == "ok"]
     windows = sum((r.phases.warmup_s or 0) + (r.phases.measure_s or 0) for r in ran)
@@ -123,11 +124,18 @@ def suite_overhead(folder: Path, suite: str = "quick", **overrides: object) -> t
 
 
 def overhead(folder: Path) -> None:
-    print("\n2. the quick suite, every cell's process started both ways (each run measures its own idle power)")
-    print(f"{'process start':>14} {'wall / windows':>15} {'s per cell outside them':>24}")
+    """Each way run in a process of its own, as a command would: twice into one database, the second
+    reusing the first's idle-power reading."""
+    print("\n2. the quick suite, every cell's process started both ways, each in a new sweep process")
+    print(f"{'process start':>14} {'run':>32} {'wall / windows':>15} {'s per cell outside them':>24}")
     for start in ("exec", "forkserver"):
-        ratio, per_cell, cells = suite_overhead(folder, process_start=start)
-        print(f"{start:>14} {ratio:>15.3f} {per_cell:>24.2f}   ({cells} cells)")
+        db = folder / f"suite-{start}.db"
+        for which in ("first (measures idle power)", "second (reuses it)"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--suite-run", str(db), start], capture_output=True, text=True, check=True
+            ).stdout
+            ratio, per_cell, cells = out.split()[-3:]
+            print(f"{start:>14} {which:>32} {float(ratio):>15.3f} {float(per_cell):>24.2f}   ({cells} cells)")
 
 
 def help_seconds() -> float:
@@ -155,8 +163,11 @@ if __name__ == "__main__":
     parser.add_argument("--skip-agreement", action="store_true")
     parser.add_argument("--skip-suite", action="store_true")
     parser.add_argument("--reference", nargs=3, metavar=("BATCH", "THREADS", "ITERATIONS"))
+    parser.add_argument("--suite-run", nargs=2, metavar=("DB", "PROCESS_START"))
     options = parser.parse_args()
-    if options.reference:
+    if options.suite_run:
+        print(*suite_overhead(Path(options.suite_run[0]), process_start=options.suite_run[1]))
+    elif options.reference:
         batch, threads, iterations = options.reference
         print(reference(int(batch), int(threads), int(iterations)))
     else:

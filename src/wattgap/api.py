@@ -52,6 +52,8 @@ from wattgap.render.progress import ProgressSink, SilentProgress
 from wattgap.results import CellResult, Run
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
+from wattgap.runner.forkserver import fork_server
+from wattgap.runner.isolate import forks
 from wattgap.runner.probe import declares_input_shape
 from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
@@ -159,12 +161,15 @@ def run(
     cell at a time, unless given. ``tags``: labels stored with the run (listed by ``wattgap list runs``)."""
     sweep = _as_config(config)
     labels = _check_tags(tags or [])
+    server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
     planned = plan(sweep)  # before the store is opened: a bad name writes nothing
     hardware = detect()
     run_id = new_run_id()
     with Store.open(db) as store, executing(db, run_id):
         environment = fingerprint(hardware)
         devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
+        if server is not None:
+            server.ready()  # no import may run beside the idle measurement
         reused = _recent_idle(store, environment, devices, sweep)
         if reused is not None:
             idle = reused["idle_power"]

@@ -54,6 +54,13 @@ class ForkServer:
         self.socket = ours
         self.buffer = b""
         self.exits: dict[int, int] = {}
+        self.loaded = False
+
+    def ready(self) -> None:
+        """Wait until the server has imported what it preloads (it says so once)."""
+        while not self.loaded:
+            if self._next(None) is None:
+                raise RuntimeError("wattgap's fork server ended")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -94,6 +101,7 @@ class ForkServer:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         message: dict[str, Any] = json.loads(line)
+        self.loaded = self.loaded or "ready" in message
         if "exited" in message:
             self.exits[int(message["exited"])] = int(message["status"])
         return message
@@ -150,6 +158,7 @@ def serve(control_fd: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle; the server ends with it
     control = socket.socket(fileno=control_fd)
+    _send(control, {"ready": True})
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)

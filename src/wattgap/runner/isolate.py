@@ -64,7 +64,7 @@ def _run(
     work: Work | None,
     idle_power: dict[str, Any],
 ) -> CellResult:
-    fork = config.process_start == "forkserver" or (config.process_start == "auto" and FORK_SERVER_USABLE)
+    fork = forks(config)
     job: dict[str, Any] = {
         "cell": cell.model_dump(),
         "config": config.model_dump(mode="json"),
@@ -251,3 +251,8 @@ class _Forked(_Child):
 
 FORKED = "forked from wattgap's fork server, which had imported PyTorch (runner/forkserver.py)"
 FORK_SERVER_USABLE = sys.platform.startswith("linux")
+
+
+def forks(config: SweepConfig) -> bool:
+    """Whether the cells of ``config`` are forked from the fork server (else: a fresh interpreter each)."""
+    return config.process_start == "forkserver" or (config.process_start == "auto" and FORK_SERVER_USABLE)
