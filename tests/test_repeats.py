@@ -249,3 +249,19 @@ def test_a_cooldown_separates_every_two_processes(tmp_path: Path) -> None:
     assert run.counts()["ok"] == 1
     assert [kind for kind, _ in events] == ["job", "result", "job", "result"]
     assert events[2][1] - events[1][1] >= 1.5  # from the first process's end to the second's start
+
+
+def test_a_run_stopped_between_a_cells_last_process_and_its_combination_combines_on_resume(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    config = fast_config(models=["helpers.usermodels:tiny"], protocol={**FAST, "repeats": 2})
+    run = wattgap.api.run(config, db=db)
+    (before,) = run.results
+    with sqlite3.connect(db) as connection:  # as if the sweep died right after storing the last process
+        connection.execute("DELETE FROM results WHERE run_id = ?", (run.run_id,))
+        connection.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", (run.run_id,))
+    resumed = wattgap.api.resume(db, run.run_id)
+    (after,) = resumed.results
+    assert resumed.status == "complete"
+    assert after.sample_groups() == before.sample_groups() and after.latency == before.latency  # no process ran
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM repeats").fetchone()[0] == 2

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -44,10 +45,13 @@ class ForkServer:
         from wattgap.runner.processes import die_with_parent
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (open as long as the server: its own output)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "wattgap.runner.forkserver", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
             preexec_fn=die_with_parent(),
         )
         theirs.close()
@@ -60,7 +64,12 @@ class ForkServer:
         """Wait until the server has imported what it preloads (it says so once)."""
         while not self.loaded:
             if self._next(None) is None:
-                raise RuntimeError("wattgap's fork server ended")
+                raise self._ended()
+
+    def _ended(self) -> RuntimeError:
+        self.log.seek(0)
+        lines = self.log.read().decode("utf-8", "replace").strip().splitlines()
+        return RuntimeError(f"wattgap's fork server ended: {' | '.join(lines[-3:]) or 'no output'}")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -71,7 +80,7 @@ class ForkServer:
         while True:
             message = self._next(None)
             if message is None:
-                raise RuntimeError("wattgap's fork server ended")
+                raise self._ended()
             if "pid" in message:
                 return int(message["pid"])
 
@@ -84,7 +93,7 @@ class ForkServer:
             if left is not None and left <= 0:
                 return None
             if self._next(left) is None and not self.alive():
-                raise RuntimeError("wattgap's fork server ended")
+                raise self._ended()
         return self.exits.pop(pid)
 
     def _next(self, timeout: float | None) -> dict[str, Any] | None:
@@ -153,7 +162,13 @@ def _cell(job_text: str, events_fd: int, log_fd: int, started: float) -> None:
 
 
 def serve(control_fd: int) -> None:
-    """The server's loop (``python -m wattgap.runner.forkserver FD``)."""
+    """The server's loop (``python -m wattgap.runner.forkserver FD``). The sweep going away (the socket
+    closed or reset) ends it quietly: that is how it is told to stop."""
+    with contextlib.suppress(OSError):
+        _serve(control_fd)
+
+
+def _serve(control_fd: int) -> None:
     import wattgap.runner.preload  # noqa: F401  (what the cells are forked with)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle; the server ends with it
