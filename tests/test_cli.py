@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import start_slow_sweep, wattgap
+
+import wattgap.api as wattgap_api
 
 FAST_FLAGS = ["--device", "cpu", "--threads", "1", "--image-size", "32", "--max-time", "0.3"]
 
@@ -203,3 +208,40 @@ def test_env_lists_every_backend_with_why_not(tmp_path: Path) -> None:
     unusable = [entry["reason"] for entry in backends.values() if not entry["usable"]]
     for reason in unusable:  # printed whole: "[tensorrt]" is text, not a rich style
         assert reason in " ".join(table.stdout.split()), reason
+
+
+def test_a_stored_run_reads_back_after_its_user_model_is_gone(tmp_path: Path) -> None:
+    """Every reading command and the Python API read a run without importing the user's code again."""
+    package = tmp_path / "mine"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "net.py").write_text(
+        "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(12, 4))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("COLUMNS", None)
+    args = ["--model", "mine.net:build", "--batch-size", "1,2", "--threads", "1", "--idle", "0", "--max-time", "0.2"]
+    bad = wattgap("run", *args, "--input-shape", "3,x", cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith(
+        "--input-shape: got '3,x'; allowed: comma-separated positive integers, e.g. 3,224,224"
+    )
+    assert not (tmp_path / "wattgap.db").exists()
+    done = wattgap("run", *args, "--input-shape", "3,2,2", "--quiet", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    digest = hashlib.sha256((package / "net.py").read_bytes()).hexdigest()
+    shutil.rmtree(package)
+    for command in (
+        ["show", "latest"],
+        ["export", "latest", "--format", "json", "--output", "out.json"],
+        ["compare", "latest", "latest", "--by", "batch_size"],
+        ["efficiency", "latest"],
+        ["tradeoff", "latest"],
+        ["report", "latest"],
+    ):
+        read = wattgap(*command, cwd=tmp_path, env=env)
+        assert read.returncode == 0 and "Traceback" not in read.stderr, (command, read.stderr)
+    assert json.loads((tmp_path / "out.json").read_text())["config"]["input_shape"] == [3, 2, 2]
+    run = wattgap_api.load_run(tmp_path / "wattgap.db", "latest")
+    assert [r.status for r in run.results] == ["ok", "ok"] and run.results[0].parameters == 52
+    source = run.environment["user_models"]["mine.net:build"]  # which code was measured, kept with the run
+    assert source == {"file": str(package / "net.py"), "sha256": digest}

@@ -54,7 +54,7 @@ from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.runner.forkserver import fork_server
 from wattgap.runner.isolate import forks
-from wattgap.runner.probe import declares_input_shape
+from wattgap.runner.probe import declared_input_shape, source_of
 from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
 from wattgap.store.spill import forget, spill, spilled
@@ -120,24 +120,31 @@ def plan(config: SweepConfig | dict[str, Any] | str | Path) -> Plan:
     sweep = _as_config(config)
     check(sweep)
     planned = expand(sweep, detect())
-    _check_input_shapes(sweep)
+    _describe_user_models(sweep)
     return planned
 
 
 PROBE_TIMEOUT_S = 60.0
 
 
-def _check_input_shapes(sweep: SweepConfig) -> None:
-    """Refuse a user's model whose input shape nobody gives (neither input_shape in the config nor an
-    attribute of the model): every one of its cells would fail. Checked by building it in a subprocess."""
-    if sweep.input_shape is not None:
-        return
+def _describe_user_models(sweep: SweepConfig) -> dict[str, Any]:
+    """Each user model of ``sweep``: its source (runner.probe.source_of), for the run to store. A model
+    whose input shape nobody gives (neither input_shape in the config nor an attribute of the model,
+    asked by building it once in a subprocess) is refused: every one of its cells would fail."""
+    found: dict[str, Any] = {}
     for index, name in enumerate(sweep.models):
-        if is_custom(name) and declares_input_shape(name, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S)) is False:
-            raise ConfigError(
-                f"models[{index}]: {name!r} declares no input_shape (on the callable or the module it returns); "
-                "give input_shape in the config, e.g. input_shape: [3, 224, 224]"
-            )
+        if not is_custom(name):
+            continue
+        found[name] = source_of(name)
+        if sweep.input_shape is None:
+            declared = declared_input_shape(name, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S))
+            if declared is None:
+                raise ConfigError(
+                    f"models[{index}]: {name!r} declares no input_shape (on the callable or the module it "
+                    "returns); give input_shape in the config or --input-shape, e.g. input_shape: [3, 224, 224]"
+                )
+            found[name]["declared_input_shape"] = declared or None
+    return found
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -162,11 +169,15 @@ def run(
     sweep = _as_config(config)
     labels = _check_tags(tags or [])
     server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
-    planned = plan(sweep)  # before the store is opened: a bad name writes nothing
+    check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing
     hardware = detect()
+    planned = expand(sweep, hardware)
+    user_models = _describe_user_models(sweep)
     run_id = new_run_id()
     with Store.open(db) as store, executing(db, run_id):
         environment = fingerprint(hardware)
+        if user_models:  # which code was measured: the run never needs it again to be read
+            environment["user_models"] = user_models
         devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
         if server is not None:
             server.ready()  # no import may run beside the idle measurement

@@ -98,6 +98,9 @@ def run(
         str | None, typer.Option(help="PyTorch layouts: auto (channels_last for 4-D inputs), contiguous, channels_last")
     ] = None,
     image_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="A user model's input shape without the batch axis, e.g. 3,224,224.")
+    ] = None,
     max_time: Annotated[float | None, typer.Option(help="Cap on each cell's measured window, s.")] = None,
     max_host_memory_gb: Annotated[
         float | None, typer.Option(help="Host memory a cell may hold, GiB; over it, the cell is out of memory.")
@@ -133,7 +136,19 @@ def run(
     130: interrupted."""
     from wattgap import api
 
-    sweep_options = (suite, config, model, workload, backend, device, precision, batch_size, threads, image_size)
+    sweep_options = (
+        suite,
+        config,
+        model,
+        workload,
+        backend,
+        device,
+        precision,
+        batch_size,
+        threads,
+        image_size,
+        input_shape,
+    )
     data_options = (
         memory_format,
         max_host_memory_gb,
@@ -164,6 +179,7 @@ def run(
         if batch_size == "max"
         else _ints("--batch-size", batch_size, "comma-separated integers from 1 to 65536, or max"),
         "threads": _ints("--threads", threads, "comma-separated integers from 1 to 1024"),
+        "input_shape": _ints("--input-shape", input_shape, "comma-separated positive integers, e.g. 3,224,224"),
         "memory_formats": _split(memory_format),
         "image_size": image_size,
         "cell_timeout_s": timeout,
