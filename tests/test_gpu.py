@@ -129,3 +129,22 @@ def test_torchao_int8_and_channels_last_on_cuda(tmp_path: Path) -> None:
     assert done[("torch-eager", "fp16", "contiguous")].settings["memory_format"] == "contiguous"
     skipped = {r.cell.label: r.reason for r in run.results if r.status == "skipped"}
     assert any("PyTorch layout; torchao chooses its own" in reason for reason in skipped.values())
+
+
+def test_cuda_cells_forked_from_the_fork_server_match_fresh_interpreters(tmp_path: Path) -> None:
+    """The fork server imports torch without initialising CUDA (a fork after CUDA's start is unsafe); each
+    forked cell starts CUDA itself. Both ways run, with the same answers, and the forked cell starts fast."""
+    from wattgap.runner.isolate import FORKED
+
+    results = {}
+    for start in ("forkserver", "exec", "forkserver"):
+        config = fast_config(models=["resnet18"], devices=["cuda"], batch_sizes=[8], process_start=start)
+        (results[start],) = wattgap.run(config, db=tmp_path / f"{start}.db").results
+        assert results[start].status == "ok", results[start].reason
+        assert results[start].timer == "cuda_events"
+    forked, fresh = results["forkserver"], results["exec"]
+    assert forked.settings["process"] == FORKED and fresh.settings["process"] == "a fresh interpreter"
+    assert forked.agreement is not None and fresh.agreement is not None
+    assert forked.parameters == fresh.parameters and forked.flops_per_sample == fresh.flops_per_sample
+    assert forked.phases.startup_s is not None and fresh.phases.startup_s is not None
+    assert forked.phases.startup_s < fresh.phases.startup_s  # torch with CUDA was imported once, by the server
