@@ -62,7 +62,7 @@ def test_int8_is_calibrated_and_checked_against_fp32(stacks: tuple[Path, api.Run
     assert int8.phases.calibration_s and int8.phases.calibration_s > 0
     assert (
         "int8 QDQ static" in int8.settings["precision_applied"]
-        and "16 N(0,1) samples" in int8.settings["precision_applied"]
+        and "16 synthetic samples" in int8.settings["precision_applied"]
     )
     agreement = int8.agreement
     assert agreement is not None and agreement.samples == 8 and agreement.max_abs_diff > 0

@@ -38,7 +38,7 @@ def test_help_imports_no_framework(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["run", "--model", "resnet17"], "models[0]: got 'resnet17'; allowed: conv6, vgg16, resnet18"),
+        (["run", "--model", "resnet17"], "models[0]: got 'resnet17'; allowed: a zoo model (conv6, vgg16, resnet18"),
         (
             ["run", "--model", "conv6", "--backend", "jax"],
             "backends[0]: got 'jax'; allowed: torch-eager, torch-compile, torchao, tf-eager, tf-xla, onnxruntime, "
@@ -244,4 +244,5 @@ def test_a_stored_run_reads_back_after_its_user_model_is_gone(tmp_path: Path) ->
     run = wattgap_api.load_run(tmp_path / "wattgap.db", "latest")
     assert [r.status for r in run.results] == ["ok", "ok"] and run.results[0].parameters == 52
     source = run.environment["user_models"]["mine.net:build"]  # which code was measured, kept with the run
-    assert source == {"file": str(package / "net.py"), "sha256": digest}
+    assert (source["kind"], source["file"], source["sha256"]) == ("callable", str(package / "net.py"), digest)
+    assert source["inputs"] == [{"name": "input", "shape": [3, 2, 2], "dtype": "float32", "range": None}]

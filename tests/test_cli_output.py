@@ -116,9 +116,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
 def test_a_user_model_without_an_input_shape_is_refused_before_the_run(tmp_path: Path) -> None:
     done = wattgap("run", "--model", "helpers.usermodels:no_shape", "--idle", "0", cwd=tmp_path, env=_env())
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.count("\n") == 1 and "models[0]: 'helpers.usermodels:no_shape' declares no input_shape" in (
-        done.stderr
-    )
+    assert done.stderr.count(
+        "\n"
+    ) == 1 and "models[0]: inputs: 'helpers.usermodels:no_shape' does not declare its inputs" in (done.stderr)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -18,7 +18,7 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"models": ["resnet17"]}, "models[0]: got 'resnet17'; allowed: conv6, vgg16"),
+        ({"models": ["resnet17"]}, "models[0]: got 'resnet17'; allowed: a zoo model (conv6, vgg16"),
         (
             {"models": ["conv6"], "devices": ["gpu"]},
             "devices[0]: got 'gpu'; allowed: auto, cpu, cuda, cuda:N, mps",

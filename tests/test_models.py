@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from wattgap.errors import ConfigError
-from wattgap.models import MODELS, CustomModel, check_model_name
-from wattgap.models.build import count_parameters
+from wattgap.models import MODELS
+from wattgap.models.build import ModelOptions, build_model, count_parameters
+from wattgap.models.sources import check_model_name
 
 
 @pytest.mark.parametrize("name", ["conv6", "vgg16", "resnet18", "resnet50", "resnet101"])
@@ -63,6 +64,8 @@ def test_custom_model_names_are_checked_without_importing() -> None:
 
 
 def test_custom_model_declares_its_input_shape() -> None:
-    custom = CustomModel("helpers.usermodels:tiny")
-    assert custom.declared_input_shape(custom.build_torch()) == (3, 8, 8)
-    assert CustomModel("helpers.usermodels:no_shape").declared_input_shape() is None
+    _, inputs, classes = build_model("helpers.usermodels:tiny", ModelOptions())
+    assert [(spec.name, spec.shape, spec.dtype) for spec in inputs] == [("input", [3, 8, 8], "float32")]
+    assert classes is None
+    with pytest.raises(ConfigError, match="does not declare its inputs; give input_shape"):
+        build_model("helpers.usermodels:no_shape", ModelOptions())

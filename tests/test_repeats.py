@@ -201,7 +201,7 @@ def test_a_cell_that_fails_in_one_process_is_not_run_again_and_keeps_what_ran(
 ) -> None:
     monkeypatch.setenv("WATTGAP_TEST_MARKER_DIR", str(tmp_path))
     model = "helpers.usermodels:fails_after_first_process"
-    config = fast_config(models=[model], input_shape=[3, 8, 8], protocol={**FAST, "repeats": 3})  # no probe process
+    config = fast_config(models=[model], input_shape=[3, 8, 8], protocol={**FAST, "repeats": 3})
     run = wattgap.api.run(config, db=tmp_path / "w.db")
     (failed,) = run.results
     assert failed.status == "failed" and run.status == "complete"

@@ -44,6 +44,7 @@ from wattgap.measure.energy import measure_idle
 from wattgap.measure.flops import Work
 from wattgap.measure.roofline import cpu_roofline
 from wattgap.models import is_custom
+from wattgap.models.sources import identity, kind_of
 from wattgap.plan import Plan, expand, next_probe, schedule
 from wattgap.render.document import build as build_document
 from wattgap.render.files import Written
@@ -54,7 +55,7 @@ from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.runner.forkserver import fork_server
 from wattgap.runner.isolate import forks
-from wattgap.runner.probe import declared_input_shape, source_of
+from wattgap.runner.probe import describe, refuse
 from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
 from wattgap.store.spill import forget, spill, spilled
@@ -119,32 +120,34 @@ def plan(config: SweepConfig | dict[str, Any] | str | Path) -> Plan:
     and nothing is written."""
     sweep = _as_config(config)
     check(sweep)
-    planned = expand(sweep, detect())
-    _describe_user_models(sweep)
-    return planned
+    user_models = _describe_user_models(sweep)
+    return expand(sweep, detect(), _frameworks(user_models))
 
 
-PROBE_TIMEOUT_S = 60.0
+PROBE_TIMEOUT_S = 120.0
 
 
 def _describe_user_models(sweep: SweepConfig) -> dict[str, Any]:
-    """Each user model of ``sweep``: its source (runner.probe.source_of), for the run to store. A model
-    whose input shape nobody gives (neither input_shape in the config nor an attribute of the model,
-    asked by building it once in a subprocess) is refused: every one of its cells would fail."""
+    """Each user model of ``sweep``: its source's identity and, learnt by loading it in a subprocess
+    (runner/probe.py), its framework, inputs and parameter count, for the run to store and the planner
+    to use. A file or folder that cannot be loaded, or inputs that do not fit the model, are refused here:
+    every cell would fail. A callable that fails to build is not (its cells say why, each in its process)."""
     found: dict[str, Any] = {}
+    options = sweep.model_options
     for index, name in enumerate(sweep.models):
         if not is_custom(name):
             continue
-        found[name] = source_of(name)
-        if sweep.input_shape is None:
-            declared = declared_input_shape(name, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S))
-            if declared is None:
-                raise ConfigError(
-                    f"models[{index}]: {name!r} declares no input_shape (on the callable or the module it "
-                    "returns); give input_shape in the config or --input-shape, e.g. input_shape: [3, 224, 224]"
-                )
-            found[name]["declared_input_shape"] = declared or None
+        found[name] = identity(name)
+        probed = describe(name, options, sweep.seed, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S))
+        if kind_of(name) == "callable" and "error" in probed:
+            continue  # its cells will say why it does not build
+        refuse(f"models[{index}]", name, probed)
+        found[name].update(probed["described"])
     return found
+
+
+def _frameworks(user_models: dict[str, Any]) -> dict[str, str]:
+    return {name: found["framework"] for name, found in user_models.items() if "framework" in found}
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -171,8 +174,8 @@ def run(
     server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
     check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing
     hardware = detect()
-    planned = expand(sweep, hardware)
     user_models = _describe_user_models(sweep)
+    planned = expand(sweep, hardware, _frameworks(user_models))
     run_id = new_run_id()
     with Store.open(db) as store, executing(db, run_id):
         environment = fingerprint(hardware)

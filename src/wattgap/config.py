@@ -16,8 +16,9 @@ from wattgap.errors import ConfigError, field_error, shown
 from wattgap.measure.energy.settings import EnergySettings
 from wattgap.measure.noise import NoiseSettings
 from wattgap.measure.protocol import Protocol
-from wattgap.models import check_model_name
 from wattgap.models.build import ModelOptions
+from wattgap.models.inputs import InputSpec
+from wattgap.models.sources import check_callable, check_model_name
 
 DatasetName = Literal["digits", "cifar10", "folder"]
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "int8"]
@@ -56,7 +57,9 @@ class SweepConfig(BaseModel):
     threads: list[int] | None = None
     image_size: int | None = Field(None, ge=8, le=4096)
     num_classes: int | None = Field(None, ge=1, le=1_000_000)
-    input_shape: list[int] | None = None
+    input_shape: list[int] | None = None  # a user model's inputs, each this shape (one float input if it says nothing)
+    inputs: list[InputSpec] | None = Field(None, min_length=1)  # a user model's inputs, described (models/inputs.py)
+    loss: str | None = None  # train: package.module:callable(output, *inputs) -> loss, for a user's PyTorch model
     infer_low_precision: Literal["autocast", "cast"] = "autocast"
     optimizer: Literal["sgd", "adam"] | None = None  # default: sgd for train, adam for train-to-accuracy
     learning_rate: float | None = Field(None, gt=0)  # default: 0.01 with sgd, 0.001 with adam
@@ -124,7 +127,8 @@ class SweepConfig(BaseModel):
     def model_options(self) -> ModelOptions:
         """What shapes the models this sweep builds."""
         shape = tuple(self.input_shape) if self.input_shape else None
-        return ModelOptions(image_size=self.image_size, num_classes=self.num_classes, input_shape=shape)
+        inputs = tuple(self.inputs) if self.inputs else None
+        return ModelOptions(self.image_size, self.num_classes, input_shape=shape, inputs=inputs)
 
     def optimizer_for(self, workload: str) -> tuple[str, float]:
         """The optimiser and learning rate a workload trains with. train (a throughput measurement) takes
@@ -142,6 +146,12 @@ class SweepConfig(BaseModel):
                 "auto",
                 "it applies to int8, and no precision is int8",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _inputs_once(self) -> SweepConfig:
+        if self.inputs is not None and self.input_shape is not None:
+            raise ConfigError("input_shape: give input_shape or inputs, not both (inputs holds each input's shape)")
         return self
 
     @model_validator(mode="after")
@@ -174,6 +184,21 @@ class SweepConfig(BaseModel):
             return value
         for index, name in enumerate(value):
             check_model_name(name, f"models[{index}]")
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_known(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not (info.context and info.context.get("stored")):
+            check_callable(value, "loss", "package.module:callable taking (output, *inputs), returning the loss")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_distinct(cls, value: list[InputSpec] | None) -> list[InputSpec] | None:
+        names = [spec.name for spec in value or []]
+        if len(set(names)) != len(names):
+            raise field_error("inputs", names, "inputs of distinct names")
         return value
 
     @field_validator("devices")

@@ -15,6 +15,7 @@ from wattgap.cells import Cell
 from wattgap.config import MAX_BATCH_SIZE, SweepConfig
 from wattgap.devices import Hardware
 from wattgap.errors import field_error
+from wattgap.models.sources import FRAMEWORKS, kind_of
 from wattgap.workloads import WORKLOADS
 
 
@@ -44,8 +45,9 @@ def check(config: SweepConfig) -> None:
     _check_names("workloads", config.workloads, WORKLOADS)
 
 
-def expand(config: SweepConfig, hardware: Hardware) -> Plan:
-    """The cells of ``config`` on ``hardware``: a pure function of its two arguments."""
+def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str] | None = None) -> Plan:
+    """The cells of ``config`` on ``hardware``: a pure function of its arguments. ``frameworks``: each
+    user model's framework where a probe learnt it (a callable's; a file's is known from its kind)."""
     check(config)
     devices = list(dict.fromkeys(_resolve_device(d, hardware) for d in config.devices))
     cpu_threads = config.threads or [hardware.physical_cores]
@@ -77,8 +79,10 @@ def expand(config: SweepConfig, hardware: Hardware) -> Plan:
             seen.add(cell.cell_id)
             cells.append(cell)
             chosen = BACKENDS[backend]
+            framework = (frameworks or {}).get(model) or FRAMEWORKS.get(kind_of(model) or "")
             reason = (
                 hardware.unusable_reason(device)
+                or chosen.source_reason(model, framework)
                 or chosen.unsupported_reason(cell, hardware)
                 or chosen.settings_reason(cell, config)
             )

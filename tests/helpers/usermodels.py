@@ -146,12 +146,14 @@ forks_holding_the_pipe.input_shape = (3, 8, 8)  # type: ignore[attr-defined]
 
 
 def fails_after_first_process() -> nn.Module:
-    """Builds in the first process that calls it and raises in every later one: a cell flaky across
-    processes. The marker lives in $WATTGAP_TEST_MARKER_DIR (one per test)."""
-    marker = os.path.join(os.environ["WATTGAP_TEST_MARKER_DIR"], "built")
-    if os.path.exists(marker):
+    """Builds in the first two processes that call it (the probe before the run, then the cell's first
+    process) and raises in every later one: a cell flaky across processes. The markers live in
+    $WATTGAP_TEST_MARKER_DIR (one per test)."""
+    folder = os.environ["WATTGAP_TEST_MARKER_DIR"]
+    built = len([name for name in os.listdir(folder) if name.startswith("built-")])
+    if built >= 2:
         raise RuntimeError("this model fails in its second process")
-    open(marker, "w").close()
+    open(os.path.join(folder, f"built-{built}"), "w").close()
     return tiny()
 
 
@@ -166,8 +168,9 @@ def leaks_into_its_process() -> nn.Module:
     ballast = bytearray(LEAK_BYTES)
     ballast[::4096] = b"\x01" * len(ballast[::4096])
     torch._wattgap_ballast = ballast  # type: ignore[attr-defined]
-    torch.set_default_dtype(torch.float64)
-    return tiny().double()
+    model = tiny()
+    torch.set_default_dtype(torch.float64)  # after building: the model and its inputs stay float32
+    return model
 
 
 def reports_leaks() -> nn.Module:
@@ -176,3 +179,38 @@ def reports_leaks() -> nn.Module:
 
     seen = {"ballast": hasattr(torch, "_wattgap_ballast"), "float64": torch.get_default_dtype() == torch.float64}
     raise RuntimeError(f"leaks seen: {seen}")
+
+
+class _TokensAndFeatures(nn.Module):
+    """Two inputs: token ids (int64, below 50) and 4 float features; 3 outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(50, 8)
+        self.head = nn.Linear(8 + 4, 3)
+
+    def forward(self, ids, x):  # type: ignore[no-untyped-def]
+        import torch
+
+        return self.head(torch.cat([self.embedding(ids).mean(1), x], 1))
+
+
+def tokens_and_features() -> nn.Module:
+    return _TokensAndFeatures()
+
+
+def squared_error(output, ids, x):  # type: ignore[no-untyped-def]
+    """A user's loss: the output's mean square; it checks that it is given the inputs, in order."""
+    import torch
+
+    if ids.dtype != torch.int64 or x.shape[1] != 4:
+        raise AssertionError(f"the loss was given {ids.dtype} and {tuple(x.shape)}")
+    return (output**2).mean()
+
+
+def keras_model():  # type: ignore[no-untyped-def]
+    """A Keras callable: a small dense network on 6 features."""
+    import keras
+
+    inputs = keras.Input((6,), name="features")
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(8, activation="relu")(inputs)))

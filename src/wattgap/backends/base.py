@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from wattgap.devices import Hardware
     from wattgap.measure.flops import StepCount
 
+NAMES = {"torch": "PyTorch", "keras": "Keras", "onnx": "ONNX"}  # the frameworks of user models (models/sources)
 Phase = Callable[[str], None]  # called with each phase's name as it starts ("load", "prepare")
 
 
@@ -28,6 +29,7 @@ class Capabilities:
     workloads: frozenset[str]
     memory_formats: bool = False  # honours a cell's memory_format (PyTorch layouts)
     int8_activation_types: frozenset[str] = frozenset()  # int8_activation_type values its int8 can run
+    frameworks: frozenset[str] = frozenset({"torch"})  # the user models it runs besides the zoo (models/sources)
 
 
 def _nothing() -> None:
@@ -39,8 +41,9 @@ class Prepared:
     """A model prepared for one cell. What a backend fills in depends on the cell's workload:
 
     - ``step``: one timed iteration (an inference, or a whole training step), for the timed workloads;
-    - ``predict``: inference on one host float32 batch of ``samples_per_step`` inputs, returning float32
-      outputs (the guardrail compares them with the fp32 PyTorch reference);
+    - ``predict``: inference on one host batch of ``samples_per_step`` samples (every input by name, as
+      models/inputs.synthesize makes them), returning the first output as float32 (the guardrail compares
+      it with the fp32 reference of the model's own framework);
     - ``train_batch`` and ``train_samples``: one optimiser step on the training samples at the given
       indices (the data already staged where the cell wants it), for train-to-accuracy;
     - ``evaluate``: top-1 on the dataset's validation split, when the cell has a dataset.
@@ -49,7 +52,7 @@ class Prepared:
 
     samples_per_step: int
     step: Callable[[], Any] | None = None
-    predict: Callable[[np.ndarray], np.ndarray] | None = None
+    predict: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None
     train_batch: Callable[[np.ndarray], None] | None = None
     train_samples: int = 0
     evaluate: Callable[[], float] | None = None
@@ -94,6 +97,15 @@ class Backend(ABC):
         if cell.workload not in caps.workloads:
             return f"{self.name} has no {cell.workload} workload"
         return ""
+
+    def source_reason(self, model: str, framework: str | None) -> str:
+        """Why this backend cannot run ``model``, a ``framework`` model (None: the zoo, or a callable not
+        yet built); empty when it can."""
+        if framework is None or framework in self.capabilities.frameworks:
+            return ""
+        runs = " and ".join(NAMES[f] for f in sorted(self.capabilities.frameworks))
+        article = "an" if framework == "onnx" else "a"
+        return f"{self.name} runs zoo, {runs} models; {model!r} is {article} {NAMES[framework]} model"
 
     def settings_reason(self, cell: Cell, config: SweepConfig) -> str:
         """Why a setting of the sweep cannot apply to ``cell`` on this backend; empty when it can."""

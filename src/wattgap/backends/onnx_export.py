@@ -10,12 +10,15 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wattgap.measure.flops import count_step
 from wattgap.models.build import count_parameters, reference_model
+from wattgap.models.inputs import synthesize
+from wattgap.models.sources import kind_of, onnx_declared, onnx_parameters, path_of, resolve_inputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,9 +26,21 @@ if TYPE_CHECKING:
     from wattgap.backends.base import Phase
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
+    from wattgap.measure.flops import StepCount
+    from wattgap.models.inputs import InputSpec
 
-INPUT, OUTPUT = "input", "output"
+OUTPUT = "output"  # of an exported graph; a user's file names its own
 X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+FRAMEWORKS = frozenset({"torch", "onnx"})  # an ONNX file as it is; a PyTorch model through the exporter
+
+
+def export_reason(model: str) -> str:
+    """Why ``model`` cannot reach an ONNX runtime: torch.onnx's exporter (torch.export) takes no TorchScript."""
+    if kind_of(model) == "torchscript":
+        return "torch.onnx's exporter (torch.export) does not take TorchScript; export the model to ONNX yourself"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -67,20 +82,21 @@ def host_scheme(config: SweepConfig) -> Int8Scheme:
     return int8_scheme(config.int8_activation_type, cpu_info()["flags"], platform.machine())
 
 
-def export_onnx(model: Any, input_shape: tuple[int, ...], path: Path) -> Path:
-    """The model as ONNX with a dynamic batch axis. A model the exporter cannot handle raises its
-    message: the cell fails with it and the sweep goes on."""
+def export_onnx(model: Any, inputs: list[InputSpec], path: Path, seed: int) -> Path:
+    """The model as ONNX with a dynamic batch axis, its inputs named as ``inputs`` says. A model the
+    exporter cannot handle raises its message: the cell fails with it and the sweep goes on."""
     import torch
 
-    example = torch.randn(2, *input_shape)  # batch 2: torch.export specialises a batch of 1
+    example = tuple(torch.from_numpy(a) for a in synthesize(inputs, 2, seed).values())  # 2: 1 specialises
+    batch = torch.export.Dim("batch")
     torch.onnx.export(
         model,
-        (example,),
+        example,
         str(path),
         dynamo=True,
-        input_names=[INPUT],
+        input_names=[spec.name for spec in inputs],
         output_names=[OUTPUT],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamic_shapes=tuple({0: batch} for _ in example),
         verbose=False,
         external_data=False,
     )
@@ -94,24 +110,26 @@ def opset(path: Path) -> int | None:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def calibration_batches(config: SweepConfig, input_shape: tuple[int, ...]) -> list[np.ndarray]:
-    """``calibration_samples`` inputs in batches of up to 16: N(0,1) by default (seeded), else the
-    dataset's training images as the model sees them."""
-    import numpy as np
-
+def calibration_batches(config: SweepConfig, inputs: list[InputSpec]) -> list[dict[str, np.ndarray]]:
+    """``calibration_samples`` samples of every input in batches of up to 16: synthetic by default (as
+    models/inputs.py makes them, seeded), else, for an image model, the dataset's training images as the
+    model sees them."""
     count = config.calibration_samples
-    if config.dataset is not None:
+    image = len(inputs) == 1 and len(inputs[0].shape) == 3
+    if config.dataset is not None and image:
         from wattgap.datasets import load, model_input, standardise
 
-        data = load(config, input_shape[-1])
-        train = model_input(data.x_train, input_shape[0], input_shape[-1])
-        samples = standardise(train)[0][:count]
+        shape = inputs[0].shape
+        data = load(config, shape[-1])
+        samples = {inputs[0].name: standardise(model_input(data.x_train, shape[0], shape[-1]))[0][:count]}
     else:
-        samples = np.random.default_rng(config.seed + 2).standard_normal((count, *input_shape), dtype=np.float32)
-    return [samples[first : first + 16] for first in range(0, len(samples), 16)]
+        samples = synthesize(inputs, count, config.seed + 2)
+    return [{name: a[first : first + 16] for name, a in samples.items()} for first in range(0, count, 16)]
 
 
-def quantize_int8(path: Path, folder: Path, batches: list[np.ndarray], config: SweepConfig, scheme: Int8Scheme) -> Path:
+def quantize_int8(
+    path: Path, folder: Path, batches: list[dict[str, np.ndarray]], config: SweepConfig, scheme: Int8Scheme
+) -> Path:
     """Static QDQ quantization, per-channel int8 weights, activations as ``scheme`` says."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -124,11 +142,10 @@ def quantize_int8(path: Path, folder: Path, batches: list[np.ndarray], config: S
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.items: Iterator[np.ndarray] = iter(batches)
+            self.items: Iterator[dict[str, np.ndarray]] = iter(batches)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.items, None)
-            return None if batch is None else {INPUT: batch}
+            return next(self.items, None)
 
     prepared = folder / "model.pre.onnx"
     quant_pre_process(str(path), str(prepared))
@@ -168,42 +185,51 @@ class Graph:
     """A cell's model as an ONNX file, with what the runtimes need beside it."""
 
     path: Path
-    model: Any  # the fp32 PyTorch reference it was exported from (FLOPs are counted on it)
-    input_shape: tuple[int, ...]
+    model: Any  # the fp32 PyTorch reference it was exported from (FLOPs are counted on it); None for a file
+    inputs: list[InputSpec]
     parameters: int
     settings: dict[str, Any] = field(default_factory=dict)
     phase_s: dict[str, float] = field(default_factory=dict)
 
 
 def prepare_graph(cell: Cell, config: SweepConfig, phase: Phase, scheme: Int8Scheme) -> Graph:
-    """Build the seeded reference model ("load"), export it and convert it to the cell's precision
-    ("prepare": export_s, and calibration_s for int8). fp16 is a float16 graph with float32 inputs and
-    outputs; int8 is QDQ, calibrated on ``calibration_samples`` inputs in ``scheme``."""
+    """The cell's model as ONNX: a user's ONNX file as it is, else the seeded reference model built
+    ("load") and exported ("prepare", export_s); then converted to the cell's precision (calibration_s
+    for int8). fp16 is a float16 graph with float32 inputs and outputs; int8 is QDQ, calibrated on
+    ``calibration_samples`` inputs in ``scheme``."""
     import torch
 
     phase("load")
     if cell.threads is not None:
         torch.set_num_threads(cell.threads)
-    model, input_shape, _ = reference_model(cell.model, config.model_options, config.seed)
-    phase("prepare")
+    options = config.model_options
     folder = Path(tempfile.mkdtemp(prefix="wattgap-onnx-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     clock = time.perf_counter
-    started = clock()
-    path = export_onnx(model, tuple(input_shape), folder / "model.onnx")
-    graph = Graph(path, model, tuple(input_shape), count_parameters(model))
-    graph.phase_s["export_s"] = clock() - started
-    graph.settings.update(onnx_exporter="torch.onnx.export(dynamo=True)", opset=opset(path))
+    if kind_of(cell.model) == "onnx":
+        path = path_of(cell.model)
+        inputs = resolve_inputs(onnx_declared(path), options.inputs, options.input_shape, cell.model)
+        graph = Graph(path, None, inputs, onnx_parameters(path))
+        graph.settings.update(onnx_source="the user's file, as it is", opset=opset(path))
+        phase("prepare")
+    else:
+        model, inputs, _ = reference_model(cell.model, options, config.seed)
+        phase("prepare")
+        started = clock()
+        path = export_onnx(model, inputs, folder / "model.onnx", config.seed)
+        graph = Graph(path, model, inputs, count_parameters(model))
+        graph.phase_s["export_s"] = clock() - started
+        graph.settings.update(onnx_exporter="torch.onnx.export(dynamo=True)", opset=opset(path))
     if cell.precision == "int8":
         started = clock()
-        batches = calibration_batches(config, graph.input_shape)
+        batches = calibration_batches(config, graph.inputs)
         graph.path = quantize_int8(path, folder, batches, config, scheme)
         graph.phase_s["calibration_s"] = clock() - started
         symmetric = ", symmetric" if scheme.symmetric else ""
         graph.settings["precision_applied"] = (
             f"int8 QDQ static, {scheme.activation} activations{symmetric}, per-channel int8 weights"
             f"{' (7-bit, reduce_range)' if scheme.reduce_range else ''}, {config.calibration_method} calibration "
-            f"on {config.calibration_samples} {'dataset' if config.dataset else 'N(0,1)'} samples"
+            f"on {config.calibration_samples} {'dataset' if config.dataset else 'synthetic'} samples"
         )
         graph.settings["int8_activation_type"] = f"{scheme.activation} ({scheme.why})"
     elif cell.precision == "fp16":
@@ -212,3 +238,15 @@ def prepare_graph(cell: Cell, config: SweepConfig, phase: Phase, scheme: Int8Sch
     else:
         graph.settings["precision_applied"] = "fp32"
     return graph
+
+
+def count_graph(graph: Graph, example: dict[str, np.ndarray]) -> Callable[[], StepCount] | None:
+    """FLOPs of one step, counted on the PyTorch model the graph was exported from (the same graph); None
+    for a user's ONNX file, whose FLOPs wattgap does not count (stated as unknown, never guessed)."""
+    if graph.model is None:
+        return None
+    import torch
+
+    model = graph.model
+    tensors = tuple(torch.from_numpy(a) for a in example.values())
+    return lambda: count_step(lambda: model(*tensors), model)

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
-from wattgap.backends.onnx_export import INPUT, OUTPUT
 from wattgap.devices import synchronize
-from wattgap.measure.flops import count_step
+from wattgap.models.inputs import synthesize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
+    from wattgap.models.inputs import InputSpec
 
 PACKAGES = ("onnxruntime", "onnx", "onnxscript")
 
@@ -40,6 +40,7 @@ class OnnxRuntime(Backend):
         precisions=frozenset({"fp32", "fp16", "int8"}),
         workloads=frozenset({"infer"}),
         int8_activation_types=frozenset({"uint8", "int8"}),
+        frameworks=onnx_export.FRAMEWORKS,
     )
 
     def unavailable_reason(self) -> str:
@@ -50,6 +51,8 @@ class OnnxRuntime(Backend):
         if reason:
             return reason
         kind = cell.device.partition(":")[0]
+        if onnx_export.export_reason(cell.model):
+            return onnx_export.export_reason(cell.model)
         if cell.precision == "fp16" and kind != "cuda":
             return "onnxruntime's CPU provider has few float16 kernels: fp16 runs on CUDA"
         if cell.precision == "int8" and kind == "cuda":
@@ -58,7 +61,7 @@ class OnnxRuntime(Backend):
             return "this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
         return ""
 
-    def providers(self, cell: Cell, config: SweepConfig, input_shape: tuple[int, ...]) -> list[Any]:
+    def providers(self, cell: Cell, config: SweepConfig, inputs: list[InputSpec]) -> list[Any]:
         kind, _, index = cell.device.partition(":")
         if kind == "cuda":
             return [("CUDAExecutionProvider", {"device_id": int(index or 0)})]
@@ -70,10 +73,9 @@ class OnnxRuntime(Backend):
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
         import numpy as np
         import onnxruntime as ort
-        import torch
 
         graph = onnx_export.prepare_graph(cell, config, phase, self.int8_scheme(config))
-        settings, phases, model, input_shape = graph.settings, graph.phase_s, graph.model, graph.input_shape
+        settings, phases, inputs = graph.settings, graph.phase_s, graph.inputs
         clock = time.perf_counter
         started = clock()
         options = ort.SessionOptions()
@@ -81,25 +83,23 @@ class OnnxRuntime(Backend):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(graph.path), options, providers=self.providers(cell, config, input_shape))
-        generator = torch.Generator().manual_seed(config.seed)
-        host_input = torch.randn((cell.batch_size, *input_shape), generator=generator).numpy()
-        session.run(None, {INPUT: host_input})  # the first run builds kernels (and TensorRT engines)
+        session = ort.InferenceSession(str(graph.path), options, providers=self.providers(cell, config, inputs))
+        batch = synthesize(inputs, cell.batch_size, config.seed)
+        session.run(None, batch)  # the first run builds kernels (and TensorRT engines)
         phases["build_s"] = clock() - started
         settings.update(providers=session.get_providers(), ort_threads=cell.threads)
-        step = _step(session, cell, config, host_input)
+        step = _step(session, cell, config, batch)
 
-        def predict(batch: np.ndarray) -> np.ndarray:
-            return np.asarray(session.run(None, {INPUT: batch})[0], dtype=np.float32)
+        def predict(given: dict[str, np.ndarray]) -> np.ndarray:
+            return np.asarray(session.run(None, given)[0], dtype=np.float32)
 
-        example = torch.from_numpy(host_input)
         return Prepared(
             step=step,
             samples_per_step=cell.batch_size,
             sync=lambda: synchronize(cell.device),
-            count_step=lambda: count_step(lambda: model(example), model),  # the same graph, counted in PyTorch
+            count_step=onnx_export.count_graph(graph, batch),
             parameters=graph.parameters,
-            input_shape=tuple(input_shape),
+            input_shape=tuple(inputs[0].shape),
             settings=settings,
             predict=predict,
             host_timer=True,  # Run() returns once its provider's stream is synchronised
@@ -114,23 +114,31 @@ def _providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def _step(session: Any, cell: Cell, config: SweepConfig, host_input: np.ndarray) -> Callable[[], Any]:
-    """One inference. On CUDA the input is bound on the device once (or copied every time when the cell
-    is end-to-end) and the output stays there."""
+def _step(session: Any, cell: Cell, config: SweepConfig, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
+    """One inference. On CUDA the inputs are bound on the device once (or copied every time when the cell
+    is end-to-end) and the outputs stay there."""
     kind, _, index = cell.device.partition(":")
     if kind != "cuda":
-        feed = {INPUT: host_input}
-        return lambda: session.run(None, feed)
+        return lambda: session.run(None, batch)
     import onnxruntime as ort
 
     binding = session.io_binding()
     if config.end_to_end:
-        bind: Callable[[], None] = lambda: binding.bind_cpu_input(INPUT, host_input)  # noqa: E731
+
+        def bind() -> None:
+            for name, array in batch.items():
+                binding.bind_cpu_input(name, array)
+
     else:
-        on_device = ort.OrtValue.ortvalue_from_numpy(host_input, "cuda", int(index or 0))
-        binding.bind_ortvalue_input(INPUT, on_device)
-        bind = lambda: None  # noqa: E731
-    binding.bind_output(OUTPUT, "cuda", int(index or 0))
+        on_device = {name: ort.OrtValue.ortvalue_from_numpy(a, "cuda", int(index or 0)) for name, a in batch.items()}
+        for name, value in on_device.items():
+            binding.bind_ortvalue_input(name, value)
+
+        def bind() -> None:
+            return None
+
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cuda", int(index or 0))
 
     def step() -> None:
         bind()

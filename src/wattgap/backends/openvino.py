@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
-from wattgap.measure.flops import count_step
+from wattgap.models.inputs import synthesize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
+    from wattgap.models.inputs import InputSpec
 
 PACKAGES = ("openvino", "onnxruntime", "onnx", "onnxscript")  # onnxruntime: the QDQ int8 calibration
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -44,6 +45,7 @@ class OpenVino(Backend):
         precisions=frozenset({"fp32", "bf16", "int8"}),
         workloads=frozenset({"infer"}),
         int8_activation_types=frozenset({"uint8", "int8"}),
+        frameworks=onnx_export.FRAMEWORKS,
     )
 
     def unavailable_reason(self) -> str:
@@ -53,7 +55,7 @@ class OpenVino(Backend):
         reason = super().unsupported_reason(cell, hardware)
         if not reason and cell.precision == "bf16" and not any(f in hardware.cpu_flags for f in BF16_FLAGS):
             return "OpenVINO's bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither"
-        return reason
+        return reason or onnx_export.export_reason(cell.model)
 
     def settings_reason(self, cell: Cell, config: SweepConfig) -> str:
         if cell.precision == "int8" and config.openvino_int8 == "nncf":
@@ -67,7 +69,6 @@ class OpenVino(Backend):
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
         import numpy as np
         import openvino as ov
-        import torch
 
         nncf = cell.precision == "int8" and config.openvino_int8 == "nncf"
         exported = cell.model_copy(update={"precision": "fp32"}) if nncf else cell  # NNCF quantizes fp32
@@ -79,14 +80,14 @@ class OpenVino(Backend):
         graph.phase_s["read_s"] = clock() - started
         if nncf:
             started = clock()
-            model = _nncf_int8(model, config, graph.input_shape)
+            model = _nncf_int8(model, config, graph.inputs)
             graph.phase_s["calibration_s"] = clock() - started
             graph.settings["precision_applied"] = (
                 f"int8 NNCF post-training quantization (performance preset), on {config.calibration_samples} "
-                f"{'dataset' if config.dataset else 'N(0,1)'} samples"
+                f"{'dataset' if config.dataset else 'synthetic'} samples"
             )
         graph.settings["openvino_int8"] = config.openvino_int8 if cell.precision == "int8" else None
-        model.reshape([cell.batch_size, *graph.input_shape])  # static shapes: the plugin's fastest kernels
+        model.reshape({spec.name: [cell.batch_size, *spec.shape] for spec in graph.inputs})  # static: fastest
         started = clock()
         properties: dict[str, Any] = {
             "PERFORMANCE_HINT": config.openvino_hint.upper(),
@@ -96,9 +97,9 @@ class OpenVino(Backend):
             properties["INFERENCE_NUM_THREADS"] = cell.threads
         compiled = core.compile_model(model, "CPU", properties)
         request = compiled.create_infer_request()
-        generator = torch.Generator().manual_seed(config.seed)
-        host_input = torch.randn((cell.batch_size, *graph.input_shape), generator=generator).numpy()
-        request.set_input_tensor(ov.Tensor(host_input, shared_memory=True))
+        batch = synthesize(graph.inputs, cell.batch_size, config.seed)
+        for name, array in batch.items():
+            request.set_tensor(name, ov.Tensor(array, shared_memory=True))
         request.infer()  # the first inference allocates its buffers
         graph.phase_s["compile_s"] = clock() - started
         if cell.precision == "bf16":
@@ -112,17 +113,16 @@ class OpenVino(Backend):
             static_batch=cell.batch_size,
         )
 
-        def predict(batch: np.ndarray) -> np.ndarray:
-            return np.array(request.infer({0: np.ascontiguousarray(batch)})[0], dtype=np.float32)
+        def predict(given: dict[str, np.ndarray]) -> np.ndarray:
+            feed = {name: np.ascontiguousarray(array) for name, array in given.items()}
+            return np.array(request.infer(feed)[0], dtype=np.float32)
 
-        example = torch.from_numpy(host_input)
-        reference = graph.model
         return Prepared(
             step=request.infer,
             samples_per_step=cell.batch_size,
-            count_step=lambda: count_step(lambda: reference(example), reference),  # the same graph, in PyTorch
+            count_step=onnx_export.count_graph(graph, batch),
             parameters=graph.parameters,
-            input_shape=graph.input_shape,
+            input_shape=tuple(graph.inputs[0].shape),
             settings=graph.settings,
             predict=predict,
             host_timer=True,
@@ -130,10 +130,10 @@ class OpenVino(Backend):
         )
 
 
-def _nncf_int8(model: Any, config: SweepConfig, input_shape: tuple[int, ...]) -> Any:
+def _nncf_int8(model: Any, config: SweepConfig, inputs: list[InputSpec]) -> Any:
     """NNCF's post-training quantization of the OpenVINO model, on the calibration batches every int8
     path uses (the model's batch axis is still dynamic here)."""
     import nncf
 
-    batches = onnx_export.calibration_batches(config, input_shape)
+    batches = onnx_export.calibration_batches(config, inputs)
     return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))

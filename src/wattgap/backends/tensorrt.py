@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends.base import Capabilities
-from wattgap.backends.onnx_export import INPUT, SYMMETRIC_INT8, Int8Scheme
+from wattgap.backends.onnx_export import FRAMEWORKS, SYMMETRIC_INT8, Int8Scheme, export_reason
 from wattgap.backends.onnx_runtime import OnnxRuntime, _providers
 
 if TYPE_CHECKING:
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
+    from wattgap.models.inputs import InputSpec
 
 
 class TensorRT(OnnxRuntime):
@@ -27,6 +28,7 @@ class TensorRT(OnnxRuntime):
         precisions=frozenset({"fp32", "fp16", "int8"}),
         workloads=frozenset({"infer"}),
         int8_activation_types=frozenset({"int8"}),
+        frameworks=FRAMEWORKS,
     )
 
     def int8_scheme(self, config: SweepConfig) -> Int8Scheme:
@@ -49,19 +51,22 @@ class TensorRT(OnnxRuntime):
         caps = self.capabilities
         if cell.precision not in caps.precisions or cell.workload not in caps.workloads:
             return f"tensorrt runs {'/'.join(sorted(caps.precisions))} inference only"
-        return ""
+        return export_reason(cell.model)
 
-    def providers(self, cell: Cell, config: SweepConfig, input_shape: tuple[int, ...]) -> list[Any]:
+    def providers(self, cell: Cell, config: SweepConfig, inputs: list[InputSpec]) -> list[Any]:
         device_id = int(cell.device.partition(":")[2] or 0)
         batches = [*config.batch_sizes_for(cell.workload), cell.batch_size]  # a batch search's probes too
-        shape = "x".join(str(v) for v in input_shape)
+
+        def profile(batch: int) -> str:
+            return ",".join(f"{spec.name}:{batch}x{'x'.join(map(str, spec.shape))}" for spec in inputs)
+
         options = {
             "device_id": device_id,
             "trt_fp16_enable": cell.precision in ("fp16", "int8"),  # int8 engines fall back to fp16, not fp32
             "trt_int8_enable": cell.precision == "int8",
             "trt_engine_cache_enable": False,
-            "trt_profile_min_shapes": f"{INPUT}:{min(batches)}x{shape}",
-            "trt_profile_opt_shapes": f"{INPUT}:{cell.batch_size}x{shape}",
-            "trt_profile_max_shapes": f"{INPUT}:{max(batches)}x{shape}",
+            "trt_profile_min_shapes": profile(min(batches)),
+            "trt_profile_opt_shapes": profile(cell.batch_size),
+            "trt_profile_max_shapes": profile(max(batches)),
         }
         return [("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", {"device_id": device_id})]

@@ -1,5 +1,6 @@
 """TensorFlow: the Keras twin of the zoo model (weights copied from the seeded PyTorch model, so every
-stack runs the same network), called inside a ``tf.function``; ``tf-xla`` compiles it with XLA
+stack runs the same network), or a user's Keras file, SavedModel or Keras callable, called inside a
+``tf.function``; ``tf-xla`` compiles it with XLA
 (``jit_compile=True``). Channels-last inputs, as TensorFlow's CPU kernels want. Mixed precision by Keras
 policies (``mixed_bfloat16``, ``mixed_float16`` with loss scaling in training). The first call traces
 (and, with XLA, compiles) the function: it is timed as ``compile_s``, outside the measured window."""
@@ -9,14 +10,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
 from wattgap.devices import synchronize
 from wattgap.measure.flops import count_step
-from wattgap.models import MODELS, is_custom
+from wattgap.models import MODELS
 from wattgap.models.build import reference_model
+from wattgap.models.inputs import InputSpec, synthesize
+from wattgap.models.sources import kind_of, resolve_inputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
+    from wattgap.measure.flops import StepCount
 
 POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -55,6 +60,7 @@ class TfEager(Backend):
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"fp32", "bf16", "fp16"}),
         workloads=frozenset({"infer", "train"}),
+        frameworks=frozenset({"keras"}),
     )
 
     def unavailable_reason(self) -> str:
@@ -65,8 +71,14 @@ class TfEager(Backend):
         if reason:
             return reason
         kind = cell.device.partition(":")[0]
-        if is_custom(cell.model):
-            return f"{self.name} runs the zoo's Keras twins; a custom model is a PyTorch module"
+        source = kind_of(cell.model)
+        if cell.precision in POLICIES and source in ("keras", "savedmodel"):
+            return (
+                f"a saved Keras model keeps the dtype policy it was saved with; {cell.precision} needs a model "
+                "built under a mixed policy (give a package.module:callable that builds it)"
+            )
+        if cell.workload != "infer" and source == "savedmodel":
+            return "a SavedModel's serving signature runs inference only"
         if cell.model == "cyclegan" and cell.workload == "train":
             return f"{self.name} trains the classifiers; CycleGAN's four-network step exists in PyTorch only"
         if cell.precision == "fp16" and kind != "cuda":
@@ -84,47 +96,42 @@ class TfEager(Backend):
         if cell.threads is not None:
             tf.config.threading.set_intra_op_parallelism_threads(cell.threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        keras, model, reference, input_shape, classes = _twin(cell, config)
+        model = _zoo(cell, config) if cell.model in MODELS else _user(cell, config)
         kind, _, index = cell.device.partition(":")
         device = f"/GPU:{index or 0}" if kind == "cuda" else "/CPU:0"
         settings: dict[str, Any] = {
             "tf_threads": cell.threads,
             "xla": self.jit_compile,
-            "layout": "NHWC",
+            "layout": "NHWC" if cell.model in MODELS else "the model's own",
             "onednn": _onednn(),
             "precision_applied": f"keras policy {POLICIES[cell.precision]}" if cell.precision in POLICIES else "fp32",
         }
         phase("prepare")
-        import torch
-
-        generator = torch.Generator().manual_seed(config.seed)
-        host = torch.randn((cell.batch_size, *input_shape), generator=generator).numpy().transpose(0, 2, 3, 1)
-        forward = tf.function(lambda x: model(x, training=False), jit_compile=self.jit_compile)
+        batch = synthesize(model.inputs, cell.batch_size, config.seed)
+        forward = tf.function(lambda x: model.call(x, False), jit_compile=self.jit_compile)
         with tf.device(device):
-            inputs = tf.constant(host)
+            inputs = tf.nest.map_structure(tf.constant, model.arrange(batch))
             if cell.workload == "infer":
                 step: Callable[[], Any] = lambda: forward(inputs)  # noqa: E731
             else:
-                step = _train_step(tf, keras, model, inputs, cell, config, classes, settings, self.jit_compile)
+                step = _train_step(tf, model, inputs, cell, config, settings, self.jit_compile)
             started = time.perf_counter()
             step()  # traces the function (and compiles it with XLA)
             compile_s = time.perf_counter() - started
 
-        def predict(batch: np.ndarray) -> np.ndarray:  # through the same (XLA-compiled) function
+        def predict(given: dict[str, np.ndarray]) -> np.ndarray:  # through the same (XLA-compiled) function
             with tf.device(device):
-                output = forward(tf.constant(batch.transpose(0, 2, 3, 1)))
-            result = np.asarray(output, dtype=np.float32)
-            return result.transpose(0, 3, 1, 2) if result.ndim == 4 else result
+                output = forward(tf.nest.map_structure(tf.constant, model.arrange(given)))
+            return model.restore(np.asarray(output, dtype=np.float32))
 
-        example = torch.from_numpy(host.transpose(0, 3, 1, 2).copy())
         sync = getattr(tf.experimental, "sync_devices", None)
         return Prepared(
             step=(lambda: (step(), sync())) if kind == "cuda" and sync else step,
             samples_per_step=cell.batch_size,
             sync=lambda: synchronize(cell.device),
-            count_step=lambda: count_step(lambda: reference(example), reference),  # the same network, in PyTorch
-            parameters=sum(int(np.prod(w.shape)) for w in model.trainable_weights),
-            input_shape=tuple(input_shape),
+            count_step=model.counter(batch),
+            parameters=model.parameters,
+            input_shape=tuple(model.inputs[0].shape),
             settings=settings,
             predict=predict if cell.workload == "infer" else None,
             host_timer=True,
@@ -138,37 +145,94 @@ class TfXla(TfEager):
     jit_compile = True
 
 
-def _twin(cell: Cell, config: SweepConfig) -> tuple[Any, Any, Any, tuple[int, ...], int | None]:
-    """Keras, the Keras model under the cell's precision policy with the seeded PyTorch model's weights,
-    that PyTorch model, the input shape (channels first) and the number of classes."""
+@dataclass
+class _Model:
+    """What a cell drives, whatever the source: ``arrange`` turns a batch (inputs by name, channels first
+    for the zoo) into what ``call(x, training)`` takes, ``restore`` turns an output back (channels first
+    for the zoo's images); ``keras_model`` trains (None: a SavedModel's signature, which does not)."""
+
+    inputs: list[InputSpec]
+    arrange: Callable[[dict[str, np.ndarray]], Any]
+    call: Callable[[Any, bool], Any]
+    restore: Callable[[np.ndarray], np.ndarray]
+    keras_model: Any
+    parameters: int
+    classes: int | None
+    counter: Callable[[dict[str, np.ndarray]], Callable[[], StepCount] | None]
+
+
+def _zoo(cell: Cell, config: SweepConfig) -> _Model:
+    """The Keras twin of a zoo model under the cell's precision policy, with the seeded PyTorch model's
+    weights; FLOPs are counted on that PyTorch model (the same network)."""
     import keras
+    import numpy as np
 
     from wattgap.models.keras.transfer import copy_torch_weights
 
-    reference, input_shape, classifier = reference_model(cell.model, config.model_options, config.seed)
+    reference, inputs, classifier = reference_model(cell.model, config.model_options, config.seed)
     spec = MODELS[cell.model]
     keras.mixed_precision.set_global_policy(POLICIES.get(cell.precision, "float32"))
     model = spec.build_keras(config.image_size, config.num_classes)
-    source = reference.g_ab if cell.model == "cyclegan" else reference
+    source: Any = reference.g_ab if cell.model == "cyclegan" else reference
     copy_torch_weights(source, model)
-    classes = (config.num_classes or spec.default_num_classes) if classifier else None
-    return keras, model, source, input_shape, classes
+
+    def counter(batch: dict[str, np.ndarray]) -> Callable[[], StepCount]:
+        import torch
+
+        example = torch.from_numpy(batch[inputs[0].name])
+        return lambda: count_step(lambda: source(example), source)
+
+    return _Model(
+        inputs=inputs,
+        arrange=lambda batch: batch[inputs[0].name].transpose(0, 2, 3, 1),
+        call=lambda x, training: model(x, training=training),
+        restore=lambda out: out.transpose(0, 3, 1, 2) if out.ndim == 4 else out,
+        keras_model=model,
+        parameters=sum(int(np.prod(w.shape)) for w in model.trainable_weights),
+        classes=(config.num_classes or spec.default_num_classes) if classifier else None,
+        counter=counter,
+    )
+
+
+def _user(cell: Cell, config: SweepConfig) -> _Model:
+    """A user's Keras file, SavedModel or Keras callable, fed as it declares its inputs. Its FLOPs are
+    not counted (unknown, never guessed)."""
+    import keras
+
+    from wattgap.models.keras.user import load_keras
+
+    keras.mixed_precision.set_global_policy(POLICIES.get(cell.precision, "float32"))  # a callable builds under it
+    source = load_keras(cell.model, config.seed)
+    options = config.model_options
+    return _Model(
+        inputs=resolve_inputs(source.declared, options.inputs, options.input_shape, cell.model),
+        arrange=source.arrange,
+        call=source.call,
+        restore=lambda out: out,
+        keras_model=source.model,
+        parameters=source.parameters,
+        classes=None,
+        counter=lambda batch: None,
+    )
 
 
 def _train_step(
     tf: Any,
-    keras: Any,
-    model: Any,
+    model: _Model,
     inputs: Any,
     cell: Cell,
     config: SweepConfig,
-    classes: int | None,
     settings: dict[str, Any],
     jit_compile: bool,
 ) -> Callable[[], Any]:
-    """Forward, cross-entropy against seeded labels, backward and an optimiser step, in one tf.function."""
+    """Forward, the loss (cross-entropy against seeded labels for a classifier, else mean squared error
+    against a seeded target), backward and an optimiser step, in one tf.function."""
+    import keras
     import numpy as np
 
+    trained = model.keras_model
+    if trained is None:
+        raise ValueError("a SavedModel's serving signature runs inference only")
     name, rate = config.optimizer_for(cell.workload)
     settings["optimizer"] = f"{name} lr={rate:g} momentum={config.momentum:g}"
     optimizer = (
@@ -178,16 +242,23 @@ def _train_step(
     )
     if cell.precision == "fp16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    labels = tf.constant(np.random.default_rng(config.seed).integers(0, classes or 1, cell.batch_size))
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rng = np.random.default_rng(config.seed)
+    if model.classes is not None:
+        labels = tf.constant(rng.integers(0, model.classes, cell.batch_size))
+        cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss_fn = lambda output: cross_entropy(labels, output)  # noqa: E731
+    else:
+        shape = tuple(trained(inputs, training=False).shape)
+        target = tf.constant(rng.standard_normal(shape, dtype=np.float32))
+        loss_fn = lambda output: tf.reduce_mean(tf.square(output - target))  # noqa: E731
 
     @tf.function(jit_compile=jit_compile)
     def step() -> Any:
         with tf.GradientTape() as tape:
-            loss = loss_fn(labels, tf.cast(model(inputs, training=True), tf.float32))
+            loss = loss_fn(tf.cast(trained(inputs, training=True), tf.float32))
             scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply(gradients, model.trainable_variables)
+        gradients = tape.gradient(scaled, trained.trainable_variables)
+        optimizer.apply(gradients, trained.trainable_variables)
         return loss
 
     return step

@@ -14,6 +14,7 @@ from wattgap.backends.base import Backend, Capabilities, Phase, Prepared
 from wattgap.measure.flops import count_step
 from wattgap.models import is_custom
 from wattgap.models.build import build_model, count_parameters
+from wattgap.models.sources import kind_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from wattgap.config import SweepConfig
     from wattgap.datasets import Dataset
     from wattgap.devices import Hardware
+    from wattgap.models.inputs import InputSpec
     from wattgap.models.torch.objective import StepParts
 
 
@@ -47,6 +49,8 @@ class TorchEager(Backend):
         kind, _, index = cell.device.partition(":")
         if cell.workload == "train-to-accuracy" and is_custom(cell.model):
             return "train-to-accuracy trains zoo models only (a custom model's classifier head is its own)"
+        if cell.workload != "infer" and kind_of(cell.model) == "torch-export":
+            return "a saved torch.export program is an inference graph here (its module refuses train())"
         if cell.precision == "tf32" and kind != "cuda":
             return "tf32 is a mode of NVIDIA tensor cores (Ampere or newer); it needs a CUDA device"
         if kind == "cuda" and cell.precision in ("tf32", "bf16") and hardware.gpus:
@@ -65,9 +69,9 @@ class TorchEager(Backend):
         data = rt.load_data(cell, config, settings) if cell.workload != "train" else None
         if cell.workload == "train-to-accuracy" and data is None:
             raise ValueError("train-to-accuracy needs a dataset")  # the config validator requires one
-        model, input_shape, classes = build_model(cell.model, config.model_options, data.classes if data else None)
+        model, inputs, classes = build_model(cell.model, config.model_options, data.classes if data else None)
         parameters = count_parameters(model)
-        layout = rt.layout(cell, tuple(input_shape), device)
+        layout = rt.layout(cell, inputs, device)
         model.to(device)
         model.to(memory_format=layout.format)  # type: ignore[call-overload]  # documented, not in the stubs
         settings["memory_format"] = layout.applied
@@ -80,7 +84,7 @@ class TorchEager(Backend):
             samples_per_step=cell.batch_size,
             sync=rt.synchronizer(device),
             parameters=parameters,
-            input_shape=tuple(input_shape),
+            input_shape=_shape(inputs),
             settings=settings,
         )
         runner = self.wrap(model, cell, config, settings)
@@ -89,13 +93,14 @@ class TorchEager(Backend):
 
         import torch
 
+        from wattgap.models.inputs import synthesize
+
         generator = torch.Generator().manual_seed(config.seed)
-        host_input = layout(torch.randn((cell.batch_size, *input_shape), generator=generator))
         if precision.cast:
             model.to(precision.dtype)
-            host_input = host_input.to(precision.dtype)
-        device_input = host_input.to(device)
-        fetch = (lambda: host_input.to(device)) if config.end_to_end else (lambda: device_input)
+        host = rt.as_tensors(synthesize(inputs, cell.batch_size, config.seed), layout, precision)
+        on_device = tuple(tensor.to(device) for tensor in host)
+        fetch = (lambda: tuple(t.to(device) for t in host)) if config.end_to_end else (lambda: on_device)
         if cell.workload == "infer":
             return _infer(prepared, model, runner, cell, config, data, device, precision, fetch, layout)
 
@@ -109,6 +114,11 @@ class TorchEager(Backend):
         return prepared
 
 
+def _shape(inputs: list[InputSpec]) -> tuple[int, ...]:
+    """The stored input shape: the single input's (a zoo model's), or the first of several."""
+    return tuple(inputs[0].shape)
+
+
 def _optimizer(
     config: SweepConfig, cell: Cell, settings: dict[str, Any]
 ) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
@@ -120,13 +130,15 @@ def _step_parts(
     config: SweepConfig,
     device: torch.device,
     precision: rt.LowPrecision,
-    fetch: Callable[[], torch.Tensor],
+    fetch: Callable[[], tuple[torch.Tensor, ...]],
     generator: torch.Generator,
     classes: int | None,
     settings: dict[str, Any],
 ) -> StepParts:
     from wattgap.models.torch.objective import StepParts
 
+    if config.loss is not None:
+        settings["loss"] = config.loss
     return StepParts(
         fetch=fetch,
         autocast=precision.autocast,
@@ -136,6 +148,7 @@ def _step_parts(
         device=device,
         classes=classes,
         batch_size=cell.batch_size,
+        loss=rt.user_loss(config),
     )
 
 
@@ -154,7 +167,7 @@ def _infer(
     data: Dataset | None,
     device: torch.device,
     precision: rt.LowPrecision,
-    fetch: Callable[[], torch.Tensor],
+    fetch: Callable[[], tuple[torch.Tensor, ...]],
     layout: rt.Layout,
 ) -> Prepared:
     import torch
@@ -166,16 +179,15 @@ def _infer(
         with torch.inference_mode(), precision.autocast():
             yield
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        inputs = layout(torch.from_numpy(batch).to(device))
+    def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
         with context():
-            output = runner(inputs.to(precision.dtype) if precision.cast else inputs)
+            output = runner(*(tensor.to(device) for tensor in rt.as_tensors(batch, layout, precision)))
         return output.float().cpu().numpy()
 
-    prepared.step = lambda: runner(fetch())
+    prepared.step = lambda: runner(*fetch())
     prepared.context = context
     prepared.predict = predict
-    prepared.count_step = lambda: count_step(lambda: model(fetch()), model)
+    prepared.count_step = lambda: count_step(lambda: model(*fetch()), model)
     if data is not None:
         from wattgap.datasets import model_splits
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wattgap.models import is_custom
+from wattgap.models.inputs import InputSpec, floating
+from wattgap.models.sources import kind_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,7 +27,10 @@ _DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 def compiler_reason(cell: Cell) -> str:
-    """Why Inductor cannot compile ``cell`` here: its CPU code generation needs a C++ compiler."""
+    """Why Inductor cannot compile ``cell`` here: its CPU code generation needs a C++ compiler, and
+    TorchScript is a compiled form of its own that Dynamo does not trace."""
+    if kind_of(cell.model) == "torchscript":
+        return "torch.compile and torch.export do not take TorchScript (run it on torch-eager)"
     if cell.device == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
         return "torch.compile's CPU code generation needs a C++ compiler (g++) on the PATH"
     return ""
@@ -78,28 +83,57 @@ def low_precision(cell: Cell, config: SweepConfig, device: torch.device) -> LowP
 
 @dataclass(frozen=True)
 class Layout:
-    """A cell's memory format: what the model and every input it sees are converted to."""
+    """A cell's memory format: what the model and every 4-D input it sees are converted to."""
 
     format: torch.memory_format
     applied: str  # recorded as settings.memory_format
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.contiguous(memory_format=self.format)
+        return tensor.contiguous(memory_format=self.format) if tensor.dim() == 4 else tensor
 
 
-def layout(cell: Cell, input_shape: tuple[int, ...], device: torch.device) -> Layout:
-    """``auto`` is channels_last for 4-D inputs (N, C, H, W) on CPU and CUDA: PyTorch's documented fast
-    path for convolutions with oneDNN and with cuDNN's tensor-core kernels; contiguous elsewhere."""
+def layout(cell: Cell, inputs: list[InputSpec], device: torch.device) -> Layout:
+    """``auto`` is channels_last for a model of one 4-D float input (N, C, H, W) on CPU and CUDA:
+    PyTorch's documented fast path for convolutions with oneDNN and with cuDNN's tensor-core kernels;
+    contiguous elsewhere."""
     import torch
 
     formats = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
-    four_d = len(input_shape) == 3
-    if cell.memory_format == "channels_last" and not four_d:
-        raise ValueError(f"memory_format channels_last needs 4-D inputs (N, C, H, W); this model takes {input_shape}")
+    image = len(inputs) == 1 and len(inputs[0].shape) == 3 and floating(inputs)
+    if cell.memory_format == "channels_last" and not image:
+        taken = ", ".join(spec.describe() for spec in inputs)
+        raise ValueError(f"memory_format channels_last needs one 4-D input (N, C, H, W); this model takes {taken}")
     if cell.memory_format == "auto":
-        chosen = "channels_last" if four_d and device.type in ("cpu", "cuda") else "contiguous"
+        chosen = "channels_last" if image and device.type in ("cpu", "cuda") else "contiguous"
         return Layout(formats[chosen], f"{chosen} (auto)")
     return Layout(formats[cell.memory_format], cell.memory_format)
+
+
+def as_tensors(
+    batch: dict[str, np.ndarray], layout: Layout, precision: LowPrecision | None = None
+) -> tuple[torch.Tensor, ...]:
+    """A batch of every input as host tensors in the model's order: laid out as the cell says, and float
+    inputs cast to the cell's precision when it casts (integer inputs, token ids, stay as they are)."""
+    import torch
+
+    tensors = []
+    for array in batch.values():
+        tensor = layout(torch.from_numpy(array))
+        if precision is not None and precision.cast and tensor.is_floating_point():
+            tensor = tensor.to(precision.dtype)
+        tensors.append(tensor)
+    return tuple(tensors)
+
+
+def user_loss(config: SweepConfig) -> Callable[..., torch.Tensor] | None:
+    """The config's ``loss`` (``package.module:callable``), imported in the cell; None without one."""
+    if config.loss is None:
+        return None
+    import importlib
+
+    module_name, attr = config.loss.split(":", 1)
+    loss: Callable[..., torch.Tensor] = getattr(importlib.import_module(module_name), attr)
+    return loss
 
 
 def optimizer_factory(

@@ -24,14 +24,17 @@ from wattgap.backends.base import Backend, Capabilities, Phase, Prepared
 from wattgap.backends.onnx_export import calibration_batches
 from wattgap.measure.flops import count_step
 from wattgap.models.build import build_model, count_parameters
+from wattgap.models.inputs import synthesize
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from torch import nn
 
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
+    from wattgap.models.inputs import InputSpec
 
 
 class TorchAo(Backend):
@@ -56,40 +59,43 @@ class TorchAo(Backend):
 
         phase("load")
         device, settings = rt.setup_device(cell, config)
-        model, input_shape, _ = build_model(cell.model, config.model_options)
+        model, inputs, _ = build_model(cell.model, config.model_options)
         parameters = count_parameters(model)
         model.eval()
         phase("prepare")
-        generator = torch.Generator().manual_seed(config.seed)
-        host_input = torch.randn((cell.batch_size, *input_shape), generator=generator)
-        example = host_input.to(device)
+        keep = rt.Layout(torch.contiguous_format, "contiguous")
+        example = tuple(t.to(device) for t in rt.as_tensors(synthesize(inputs, cell.batch_size, config.seed), keep))
         phases: dict[str, float] = {}
         with torch.no_grad():
-            counted = count_step(lambda: model.to(device)(example), model)  # on the fp32 model: the same math
+            counted = count_step(lambda: model.to(device)(*example), model)  # on the fp32 model: the same math
         if device.type == "cuda":
             runner, dtype = _dynamic_int8(model, settings), torch.bfloat16
         else:
-            runner, dtype = _static_int8(model, tuple(input_shape), config, settings, phases), None
-        cast = (lambda x: x.to(dtype)) if dtype is not None else (lambda x: x)
+            runner, dtype = _static_int8(model, inputs, config, settings, phases), None
+
+        def cast(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            return tuple(t.to(dtype) if dtype is not None and t.is_floating_point() else t for t in tensors)
+
         feed = cast(example)
         started = time.perf_counter()
         with torch.no_grad():
-            runner(feed)  # compiles
+            runner(*feed)  # compiles
         rt.synchronizer(device)()
         phases["compile_s"] = time.perf_counter() - started
 
-        def predict(batch: np.ndarray) -> np.ndarray:
+        def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
             with torch.no_grad():
-                return runner(cast(torch.from_numpy(batch).to(device))).float().cpu().numpy()
+                given = cast(tuple(t.to(device) for t in rt.as_tensors(batch, keep)))
+                return runner(*given).float().cpu().numpy()
 
         return Prepared(
-            step=lambda: runner(feed),
+            step=lambda: runner(*feed),
             samples_per_step=cell.batch_size,
             context=torch.no_grad,
             sync=rt.synchronizer(device),
             count_step=lambda: counted,
             parameters=parameters,
-            input_shape=tuple(input_shape),
+            input_shape=tuple(inputs[0].shape),
             settings=settings,
             predict=predict,
             phase_s=phases,
@@ -98,7 +104,7 @@ class TorchAo(Backend):
 
 def _static_int8(
     model: nn.Module,
-    input_shape: tuple[int, ...],
+    inputs: list[InputSpec],
     config: SweepConfig,
     settings: dict[str, Any],
     phases: dict[str, float],
@@ -110,18 +116,19 @@ def _static_int8(
 
     clock = time.perf_counter
     started = clock()
-    example = torch.randn(2, *input_shape)  # batch 2: a batch of 1 would specialise the batch axis
+    example = tuple(torch.from_numpy(a) for a in synthesize(inputs, 2, config.seed).values())  # 2: 1 specialises
     batch = torch.export.Dim("batch")
+    dynamic = tuple({0: batch} for _ in example)
     with torch.no_grad():
-        graph = torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=True).module()
+        graph = torch.export.export(model, example, dynamic_shapes=dynamic, strict=True).module()
     phases["export_s"] = clock() - started
     started = clock()
     quantizer = x86.X86InductorQuantizer()
     quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for samples in calibration_batches(config, input_shape):
-            prepared(torch.from_numpy(samples))
+        for samples in calibration_batches(config, inputs):
+            prepared(*(torch.from_numpy(a) for a in samples.values()))
     converted = convert_pt2e(prepared)
     phases["calibration_s"] = clock() - started
     inductor.freezing = True  # this cell's process only

@@ -1,6 +1,6 @@
-"""The low-precision guardrail: how far a cell's inference outputs are from the fp32 PyTorch eager
-reference of the same model and weights, on a fixed seeded batch. Low precision is not free; this says
-what it cost. The reference (the seeded model), its outputs and the comparison live here together."""
+"""The low-precision guardrail: how far a cell's inference outputs are from the fp32 reference of the
+same model and weights in the model's own framework (models/reference.py), on a fixed seeded batch. Low
+precision is not free; this says what it cost."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from wattgap.cells import Cell
-from wattgap.models.build import ModelOptions, reference_model
-
-REFERENCE = ("torch-eager", "fp32")  # (backend, precision) of the reference itself
+from wattgap.models.build import ModelOptions
 
 
 class Agreement(BaseModel):
@@ -25,7 +23,13 @@ class Agreement(BaseModel):
     degraded: bool
 
 
-def compare_outputs(reference: np.ndarray, candidate: np.ndarray, classifier: bool, threshold: float) -> Agreement:
+def compare_outputs(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    classifier: bool,
+    threshold: float,
+    label: str = "PyTorch eager fp32, same weights",
+) -> Agreement:
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64).reshape(reference.shape)
     difference = np.abs(candidate - reference)
@@ -34,7 +38,7 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, classifier: bo
     finite = bool(np.isfinite(candidate).all())
     return Agreement(
         samples=len(reference),
-        reference="PyTorch eager fp32, same weights, seeded N(0,1) batch",
+        reference=f"{label}, seeded synthetic batch",
         max_abs_diff=float(difference.max()) if finite else float("inf"),
         mean_rel_diff=float(difference.mean() / scale) if finite else float("inf"),
         top1=top1,
@@ -43,38 +47,37 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, classifier: bo
     )
 
 
-def reference_outputs(
-    model: str, options: ModelOptions, seed: int, samples: int
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The guardrail's fixed batch (``samples`` N(0,1) inputs, seeded by ``seed + 1``), the reference's
-    outputs on it, and whether the model is a classifier."""
-    import torch
-
-    network, input_shape, classifier = reference_model(model, options, seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    inputs = torch.randn((samples, *input_shape), generator=generator)
-    with torch.inference_mode():
-        outputs = torch.cat([network(chunk) for chunk in inputs.split(64)])
-    return inputs.numpy(), outputs.numpy(), classifier
-
-
 def guardrail(
     cell: Cell,
-    predict: Callable[[np.ndarray], np.ndarray] | None,
+    predict: Callable[[dict[str, np.ndarray]], np.ndarray] | None,
     options: ModelOptions,
     seed: int,
     samples: int,
     threshold: float,
 ) -> Agreement | None:
-    """Agreement of an inference cell's outputs with the reference (which has none itself: it is the
-    reference). The fixed batch is fed in chunks of the cell's batch size, the last one padded."""
-    if predict is None or cell.workload != "infer" or (cell.backend, cell.precision) == REFERENCE:
+    """Agreement of an inference cell's outputs with the fp32 reference of the model's own framework
+    (models/reference.py; the reference's own cells have none), on ``samples`` synthetic samples seeded by
+    ``seed + 1``, fed in chunks of the cell's batch size, the last one padded with zeros."""
+    from wattgap.models.inputs import synthesize
+    from wattgap.models.reference import is_reference, reference
+
+    if (
+        predict is None
+        or cell.workload != "infer"
+        or is_reference(cell.model, cell.backend, cell.precision, cell.device)
+    ):
         return None
-    inputs, reference, classifier = reference_outputs(cell.model, options, seed, samples)
+    own = reference(cell.model, options, seed)
+    inputs = synthesize(own.inputs, samples, seed + 1)
     batch = cell.batch_size
-    chunks = []
-    for first in range(0, len(inputs), batch):
-        chunk = inputs[first : first + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        chunks.append(predict(padded)[: len(chunk)])
-    return compare_outputs(reference, np.concatenate(chunks), classifier, threshold)
+    expected, chunks = [], []
+    for first in range(0, samples, batch):
+        chunk = {name: array[first : first + batch] for name, array in inputs.items()}
+        taken = len(next(iter(chunk.values())))
+        padded = {
+            name: np.concatenate([array, np.zeros((batch - taken, *array.shape[1:]), array.dtype)])
+            for name, array in chunk.items()
+        }
+        expected.append(own.predict(chunk))
+        chunks.append(predict(padded)[:taken])
+    return compare_outputs(np.concatenate(expected), np.concatenate(chunks), own.classifier, threshold, own.label)

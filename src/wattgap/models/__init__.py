@@ -1,15 +1,12 @@
 """The model zoo: one registry of ModelSpec. Building a model imports its framework lazily, so listing
-the zoo costs nothing. A user's own model is named ``package.module:callable``."""
+the zoo costs nothing. A user's own models come from models/sources.py."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
-
-from wattgap.errors import ConfigError, field_error
 
 if TYPE_CHECKING:
     from torch import nn
@@ -121,44 +118,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class CustomModel:
-    """A user's model: ``package.module:callable`` returning an ``nn.Module``."""
-
-    target: str
-
-    def build_torch(self) -> Any:
-        module_name, attr = self.target.split(":", 1)
-        builder = getattr(importlib.import_module(module_name), attr)
-        return builder()
-
-    def declared_input_shape(self, built: Any = None) -> tuple[int, ...] | None:
-        module_name, attr = self.target.split(":", 1)
-        for owner in (built, getattr(importlib.import_module(module_name), attr)):
-            shape = getattr(owner, "input_shape", None)
-            if shape is not None:
-                return tuple(int(v) for v in shape)
-        return None
-
-
 def is_custom(name: str) -> bool:
-    return ":" in name
-
-
-def check_model_name(name: str, field_name: str = "models") -> None:
-    """Raise a ConfigError unless ``name`` is a zoo model or an importable ``module:callable``."""
-    if not is_custom(name):
-        if name not in MODELS:
-            raise field_error(field_name, name, [*MODELS, "package.module:callable"])
-        return
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr.isidentifier():
-        raise field_error(field_name, name, "a zoo model or package.module:callable")
-    try:
-        found = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        raise ConfigError(
-            f"{field_name}: module {module_name!r} of custom model {name!r} cannot be found on the Python path"
-        )
+    """A user's model (any source but the zoo: models/sources.py)."""
+    return name not in MODELS

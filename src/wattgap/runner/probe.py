@@ -1,54 +1,52 @@
-"""Before a run: what a user's model is. The file that defines it and a SHA-256 of its content, which the
-run stores so that it says which code it measured without ever needing that code again; and, when the
-config gives no input shape, the one the model declares, asked in a subprocess (building user code in the
-sweep's own process would give up the isolation every cell has)."""
+"""Before a run: what a user's model is. Its source's identity (models/sources.identity: the file and
+a SHA-256 of its content, no user code run), which the run stores so that it says which model it
+measured without ever needing it again; and, by loading it in its own framework in a subprocess (building
+user code in the sweep's own process would give up the isolation every cell has), its framework, the
+inputs it will be fed and its parameter count (models/reference.describe)."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
+from wattgap.errors import ConfigError
+from wattgap.models.build import ModelOptions
 from wattgap.runner.processes import descendants, end_new_descendants
 
 _PROBE = """
 import json, sys
-from wattgap.models import CustomModel
-custom = CustomModel(sys.argv[1])
-shape = custom.declared_input_shape()
-if shape is None:
-    shape = custom.declared_input_shape(custom.build_torch())
-print(json.dumps(shape))
+from wattgap.errors import WattgapError
+from wattgap.models.build import ModelOptions
+from wattgap.models.inputs import InputSpec
+from wattgap.models.reference import describe
+given = json.loads(sys.argv[2])
+inputs = given.pop("inputs")
+given["input_shape"] = tuple(given["input_shape"]) if given["input_shape"] else None
+given["inputs"] = tuple(InputSpec.model_validate(i) for i in inputs) if inputs else None
+seed = given.pop("seed")
+try:
+    found = {"described": describe(sys.argv[1], ModelOptions(**given), seed)}
+except WattgapError as error:
+    found = {"config_error": str(error)}
+except BaseException as error:
+    found = {"error": f"{type(error).__name__}: {error}"}
+print(json.dumps(found))
 """
 
 
-def source_of(target: str) -> dict[str, Any]:
-    """The file that defines the user's model ``target`` and a SHA-256 of its content, found without
-    running it (importlib finds the module's file; only its parent packages, if any, are imported).
-    Empty values when it cannot be found here: its cells will say why."""
-    module = target.split(":", 1)[0]
-    try:
-        spec = importlib.util.find_spec(module)
-        path = spec.origin if spec is not None and spec.has_location else None
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
-    except (ImportError, OSError, ValueError):
-        path = digest = None
-    return {"file": path, "sha256": digest}
-
-
-def declared_input_shape(target: str, timeout_s: float) -> list[int] | bool | None:
-    """The input shape the user's model ``target`` (package.module:callable) declares, on the callable or
-    on the module it returns (None when it declares none), learnt by building it in a subprocess; False
-    when that could not be learnt (the build failed, crashed or took longer than ``timeout_s``): its cells
-    will say why."""
+def describe(name: str, options: ModelOptions, seed: int, timeout_s: float) -> dict[str, Any]:
+    """``name`` loaded in a subprocess: {"described": {framework, inputs, parameters}}, {"config_error":
+    message} (the config does not fit the model: one line for the user), or {"error": message} when it
+    could not be loaded, crashed or took longer than ``timeout_s``."""
+    given = asdict(options)
+    given["inputs"] = [spec.model_dump(mode="json") for spec in options.inputs] if options.inputs else None
     before = descendants()
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _PROBE, target],
+            [sys.executable, "-c", _PROBE, name, json.dumps({**given, "seed": seed})],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -56,14 +54,28 @@ def declared_input_shape(target: str, timeout_s: float) -> list[int] | bool | No
             start_new_session=True,
         )
     except subprocess.TimeoutExpired:
-        return False
+        return {"error": f"loading it took longer than {timeout_s:g} s"}
     finally:
-        end_new_descendants(before)  # what building the model started ends with the probe
+        end_new_descendants(before)  # what loading the model started ends with the probe
     lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        return False
     try:
-        shape = json.loads(lines[-1])
+        found = json.loads(lines[-1]) if lines else None
     except ValueError:
-        return False
-    return shape if isinstance(shape, list) else None
+        found = None
+    if not isinstance(found, dict):
+        last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return {"error": f"loading it ended without an answer ({last[0]})"}
+    return found
+
+
+def refuse(field: str, name: str, found: dict[str, Any]) -> None:
+    """Raise the ConfigError a probe's answer calls for, if any, on one line."""
+    if "config_error" in found:
+        raise ConfigError(_line(f"{field}: {found['config_error']}"))
+    if "error" in found:
+        raise ConfigError(_line(f"{field}: {name!r} cannot be loaded: {found['error']}"))
+
+
+def _line(text: str, limit: int = 400) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

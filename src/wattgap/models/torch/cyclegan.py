@@ -111,11 +111,11 @@ class CycleGAN(nn.Module):
             target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
             return mse(prediction.float(), target.float())
 
-        shape = parts.fetch().shape
+        shape = parts.fetch()[0].shape
         domain_b = torch.randn(shape, generator=parts.generator).to(parts.device)
 
         def step() -> None:
-            real_a, real_b = parts.fetch(), domain_b
+            real_a, real_b = parts.fetch()[0], domain_b
             set_discriminators(False)
             with autocast():
                 fake_b, fake_a = g_ab(real_a), g_ba(real_b)
