@@ -61,7 +61,7 @@ def test_each_source_runs_where_it_can_and_reads_back_without_its_files(tmp_path
             "tokens.keras",
             "tokens_saved",
         ],
-        "backends": ["torch-eager", "onnxruntime", "tf-eager"],
+        "backends": ["torch-eager", "onnxruntime", "openvino", "tf-eager"],
         "workloads": ["infer", "train"],
         "devices": ["cpu"],
         "batch_sizes": [3],
@@ -80,10 +80,13 @@ def test_each_source_runs_where_it_can_and_reads_back_without_its_files(tmp_path
     assert {key: r.status for key, r in ran.items() if r.status != "skipped"} == {
         ("helpers.usermodels:tokens_and_features", "infer", "torch-eager"): "ok",
         ("helpers.usermodels:tokens_and_features", "infer", "onnxruntime"): "ok",
+        ("helpers.usermodels:tokens_and_features", "infer", "openvino"): "ok",
         ("helpers.usermodels:tokens_and_features", "train", "torch-eager"): "ok",  # with the user's loss
         ("tokens.onnx", "infer", "onnxruntime"): "ok",
+        ("tokens.onnx", "infer", "openvino"): "ok",  # the arrays its request reads stay alive with the cell
         ("tokens.pt2", "infer", "torch-eager"): "ok",
         ("tokens.pt2", "infer", "onnxruntime"): "ok",  # exported from the program
+        ("tokens.pt2", "infer", "openvino"): "ok",
         ("tokens.keras", "infer", "tf-eager"): "ok",
         ("tokens.keras", "train", "tf-eager"): "ok",
         ("tokens_saved", "infer", "tf-eager"): "ok",  # its serving signature

@@ -98,7 +98,7 @@ class OpenVino(Backend):
         compiled = core.compile_model(model, "CPU", properties)
         request = compiled.create_infer_request()
         batch = synthesize(graph.inputs, cell.batch_size, config.seed)
-        for name, array in batch.items():
+        for name, array in batch.items():  # shared, not copied: ``step`` below keeps the arrays alive
             request.set_tensor(name, ov.Tensor(array, shared_memory=True))
         request.infer()  # the first inference allocates its buffers
         graph.phase_s["compile_s"] = clock() - started
@@ -117,8 +117,11 @@ class OpenVino(Backend):
             feed = {name: np.ascontiguousarray(array) for name, array in given.items()}
             return np.array(request.infer(feed)[0], dtype=np.float32)
 
+        def step(held: dict[str, np.ndarray] = batch) -> Any:  # the request reads ``batch``'s memory: keep it
+            return request.infer()
+
         return Prepared(
-            step=request.infer,
+            step=step,
             samples_per_step=cell.batch_size,
             count_step=onnx_export.count_graph(graph, batch),
             parameters=graph.parameters,
