@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.models import MODELS
 from wattgap.models.inputs import InputSpec, image_inputs
-from wattgap.models.sources import Declared, kind_of, path_of, resolve_inputs, torch_dtype_name
+from wattgap.models.sources import HF_SEQUENCE, Declared, kind_of, path_of, resolve_inputs, torch_dtype_name
 
 if TYPE_CHECKING:
     from torch import nn
@@ -115,7 +115,7 @@ def _transformers(name: str) -> tuple[nn.Module, list[Declared], int | None]:
     auto = AutoModelForSequenceClassification if classifier else AutoModel
     has_weights = any(path_of(name).glob("*.safetensors")) or any(path_of(name).glob("*.bin"))
     model = auto.from_pretrained(folder, local_files_only=True) if has_weights else auto.from_config(config)
-    sequence = min(128, int(getattr(config, "max_position_embeddings", 128) or 128))
+    sequence = min(HF_SEQUENCE, int(getattr(config, "max_position_embeddings", HF_SEQUENCE) or HF_SEQUENCE))
     vocabulary = float(config.vocab_size)
     declared = [
         Declared("input_ids", (0,), "int64", [0.0, vocabulary], default=(sequence,)),

@@ -58,11 +58,6 @@ def path_of(name: str) -> Path:
     return Path(name.removeprefix(HF_PREFIX))
 
 
-def is_user(name: str) -> bool:
-    """Anything but the zoo: a model whose identity the run stores."""
-    return name not in MODELS
-
-
 def check_model_name(name: str, field_name: str = "models") -> None:
     """A ConfigError unless ``name`` is a zoo model, an importable ``module:callable``, an existing file
     of a known kind or a transformers folder; nothing is imported but the callable's parent packages."""
