@@ -186,3 +186,14 @@ def test_agreement_statistics() -> None:
     assert compare_outputs(reference, flipped, classifier=True, threshold=0.7).degraded is False
     broken = compare_outputs(reference, np.full_like(reference, np.nan), classifier=False, threshold=0.99)
     assert broken.degraded and broken.top1 is None
+
+
+def test_calibration_takes_what_a_smaller_dataset_holds() -> None:
+    from wattgap.backends.onnx_export import calibration_batches
+    from wattgap.config import parse_config
+    from wattgap.models.inputs import image_inputs
+
+    config = parse_config(fast_config(dataset="digits", calibration_samples=5000))  # digits trains on 1437
+    batches = calibration_batches(config, image_inputs((3, 32, 32)))
+    sizes = [len(batch["input"]) for batch in batches]
+    assert min(sizes) > 0 and sum(sizes) < 5000 and all(size == 16 for size in sizes[:-1])

@@ -124,7 +124,8 @@ def calibration_batches(config: SweepConfig, inputs: list[InputSpec]) -> list[di
         samples = {inputs[0].name: standardise(model_input(data.x_train, shape[0], shape[-1]))[0][:count]}
     else:
         samples = synthesize(inputs, count, config.seed + 2)
-    return [{name: a[first : first + 16] for name, a in samples.items()} for first in range(0, count, 16)]
+    total = len(next(iter(samples.values())))  # a dataset may hold fewer than calibration_samples
+    return [{name: a[first : first + 16] for name, a in samples.items()} for first in range(0, total, 16)]
 
 
 def quantize_int8(
