@@ -170,6 +170,8 @@ def test_inputs_that_do_not_fit_the_model_are_refused_before_the_run(tmp_path: P
     for inputs, expected in (
         ([{**TOKENS[0], "name": "tokens"}, TOKENS[1]], "inputs: got ['tokens', 'x']; allowed: the inputs"),
         ([TOKENS[0], {"name": "x", "shape": [5]}], "inputs.x: got x float32[5]; allowed: what 'tokens.onnx'"),
+        ({"tokens.onnx": [TOKENS[0], {"name": "x", "shape": [5]}]}, "inputs.x: got x float32[5]; allowed: what"),
+        ({"tokens.pt2": TOKENS}, "inputs: got 'tokens.pt2'; allowed: the user models of models (tokens.onnx)"),
     ):
         config = {"models": ["tokens.onnx"], "backends": ["onnxruntime"], "devices": ["cpu"], "inputs": inputs}
         (tmp_path / "bad.yaml").write_text(json.dumps(config))
@@ -184,6 +186,27 @@ def test_inputs_that_do_not_fit_the_model_are_refused_before_the_run(tmp_path: P
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "models[0]: inputs: 'tiny.pt' fails on the inputs it would be fed (input float32[3x9x9]): " in done.stderr
     assert not (tmp_path / "wattgap.db").exists()
+
+
+def test_inputs_per_model_feed_each_user_model_its_own(tmp_path: Path) -> None:
+    """Two user models in one sweep: one fed the inputs listed under its name, the other (not named)
+    ``input_shape``, which a mapping leaves to the models it does not name."""
+    config = {
+        "models": ["helpers.usermodels:tokens_and_features", "helpers.usermodels:no_shape"],
+        "inputs": {"helpers.usermodels:tokens_and_features": TOKENS},
+        "input_shape": [3, 2, 2],
+        "devices": ["cpu"], "batch_sizes": [2], "threads": [1], "protocol": QUICK, "energy": {"idle_s": 0},
+    }  # fmt: skip
+    (tmp_path / "sweep.yaml").write_text(json.dumps(config))
+    done = wattgap("run", "--config", "sweep.yaml", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = wattgap_api.load_run(tmp_path / "wattgap.db", "latest")
+    assert {r.cell.model: r.status for r in run.results} == dict.fromkeys(config["models"], "ok")
+    kept = run.environment["user_models"]
+    assert [spec["name"] for spec in kept["helpers.usermodels:tokens_and_features"]["inputs"]] == ["ids", "x"]
+    assert kept["helpers.usermodels:no_shape"]["inputs"] == [
+        {"name": "input", "shape": [3, 2, 2], "dtype": "float32", "range": None}
+    ]
 
 
 def test_inputs_resolve_from_what_the_model_declares() -> None:
@@ -235,3 +258,4 @@ def test_source_kinds_and_folder_identity(tmp_path: Path) -> None:
     assert identity(str(saved))["sha256"] != first  # a folder's digest covers every file in it
     os.remove(saved / "variables" / "v")
     assert identity(str(saved))["sha256"] == first
+

@@ -133,12 +133,11 @@ def _describe_user_models(sweep: SweepConfig) -> dict[str, Any]:
     to use. A file or folder that cannot be loaded, or inputs that do not fit the model, are refused here:
     every cell would fail. A callable that fails to build is not (its cells say why, each in its process)."""
     found: dict[str, Any] = {}
-    options = sweep.model_options
     for index, name in enumerate(sweep.models):
         if not is_custom(name):
             continue
         found[name] = identity(name)
-        probed = describe(name, options, sweep.seed, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S))
+        probed = describe(name, sweep.model_options(name), sweep.seed, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S))
         if kind_of(name) == "callable" and "error" in probed:
             continue  # its cells will say why it does not build
         refuse(f"models[{index}]", name, probed)

@@ -16,6 +16,7 @@ from wattgap.errors import ConfigError, field_error, shown
 from wattgap.measure.energy.settings import EnergySettings
 from wattgap.measure.noise import NoiseSettings
 from wattgap.measure.protocol import Protocol
+from wattgap.models import is_custom
 from wattgap.models.build import ModelOptions
 from wattgap.models.inputs import InputSpec
 from wattgap.models.sources import check_callable, check_model_name
@@ -58,7 +59,8 @@ class SweepConfig(BaseModel):
     image_size: int | None = Field(None, ge=8, le=4096)
     num_classes: int | None = Field(None, ge=1, le=1_000_000)
     input_shape: list[int] | None = None  # a user model's inputs, each this shape (one float input if it says nothing)
-    inputs: list[InputSpec] | None = Field(None, min_length=1)  # a user model's inputs, described (models/inputs.py)
+    # a user model's inputs, described (models/inputs.py): one list for every user model, or a list per model
+    inputs: list[InputSpec] | dict[str, list[InputSpec]] | None = Field(None, min_length=1)
     loss: str | None = None  # train: package.module:callable(output, *inputs) -> loss, for a user's PyTorch model
     infer_low_precision: Literal["autocast", "cast"] = "autocast"
     optimizer: Literal["sgd", "adam"] | None = None  # default: sgd for train, adam for train-to-accuracy
@@ -123,11 +125,12 @@ class SweepConfig(BaseModel):
     def max_host_memory_bytes(self) -> int | None:
         return None if self.max_host_memory_gb is None else int(self.max_host_memory_gb * 2**30)
 
-    @property
-    def model_options(self) -> ModelOptions:
-        """What shapes the models this sweep builds."""
+    def model_options(self, model: str) -> ModelOptions:
+        """What shapes ``model`` as this sweep builds it: its inputs are the ``inputs`` list, or its own entry
+        when ``inputs`` is per model (none: it is fed what it declares, or ``input_shape``)."""
         shape = tuple(self.input_shape) if self.input_shape else None
-        inputs = tuple(self.inputs) if self.inputs else None
+        given = self.inputs.get(model) if isinstance(self.inputs, dict) else self.inputs
+        inputs = tuple(given) if given else None
         return ModelOptions(self.image_size, self.num_classes, input_shape=shape, inputs=inputs)
 
     def optimizer_for(self, workload: str) -> tuple[str, float]:
@@ -150,8 +153,13 @@ class SweepConfig(BaseModel):
 
     @model_validator(mode="after")
     def _inputs_once(self) -> SweepConfig:
-        if self.inputs is not None and self.input_shape is not None:
+        if isinstance(self.inputs, list) and self.input_shape is not None:
             raise ConfigError("input_shape: give input_shape or inputs, not both (inputs holds each input's shape)")
+        if isinstance(self.inputs, dict):  # input_shape then serves the user models it does not name
+            users = [name for name in self.models if is_custom(name)]
+            for name in self.inputs:
+                if name not in users:
+                    raise field_error("inputs", name, f"the user models of models ({', '.join(users) or 'none'})")
         return self
 
     @model_validator(mode="after")
@@ -195,10 +203,17 @@ class SweepConfig(BaseModel):
 
     @field_validator("inputs")
     @classmethod
-    def _inputs_distinct(cls, value: list[InputSpec] | None) -> list[InputSpec] | None:
-        names = [spec.name for spec in value or []]
-        if len(set(names)) != len(names):
-            raise field_error("inputs", names, "inputs of distinct names")
+    def _inputs_distinct(
+        cls, value: list[InputSpec] | dict[str, list[InputSpec]] | None
+    ) -> list[InputSpec] | dict[str, list[InputSpec]] | None:
+        if value is None:
+            return None
+        lists = value.items() if isinstance(value, dict) else [("", value)]
+        for model, specs in lists:
+            names = [spec.name for spec in specs]
+            if not specs or len(set(names)) != len(names):
+                field = f"inputs[{model!r}]" if model else "inputs"
+                raise field_error(field, names, "one or more inputs of distinct names")
         return value
 
     @field_validator("devices")

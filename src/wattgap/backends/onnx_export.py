@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from wattgap.measure.flops import count_step
 from wattgap.models.build import count_parameters, reference_model
 from wattgap.models.inputs import synthesize
-from wattgap.models.sources import kind_of, onnx_declared, onnx_parameters, path_of, resolve_inputs
+from wattgap.models.sources import kind_of, onnx_declared, onnx_parameters, path_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -203,13 +203,13 @@ def prepare_graph(cell: Cell, config: SweepConfig, phase: Phase, scheme: Int8Sch
     phase("load")
     if cell.threads is not None:
         torch.set_num_threads(cell.threads)
-    options = config.model_options
+    options = config.model_options(cell.model)
     folder = Path(tempfile.mkdtemp(prefix="wattgap-onnx-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     clock = time.perf_counter
     if kind_of(cell.model) == "onnx":
         path = path_of(cell.model)
-        inputs = resolve_inputs(onnx_declared(path), options.inputs, options.input_shape, cell.model)
+        inputs = options.inputs_for(onnx_declared(path), cell.model)
         graph = Graph(path, None, inputs, onnx_parameters(path))
         graph.settings.update(onnx_source="the user's file, as it is", opset=opset(path))
         phase("prepare")

@@ -20,7 +20,7 @@ from wattgap.measure.flops import count_step
 from wattgap.models import MODELS
 from wattgap.models.build import reference_model
 from wattgap.models.inputs import InputSpec, synthesize
-from wattgap.models.sources import kind_of, resolve_inputs
+from wattgap.models.sources import kind_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -169,7 +169,7 @@ def _zoo(cell: Cell, config: SweepConfig) -> _Model:
 
     from wattgap.models.keras.transfer import copy_torch_weights
 
-    reference, inputs, classifier = reference_model(cell.model, config.model_options, config.seed)
+    reference, inputs, classifier = reference_model(cell.model, config.model_options(cell.model), config.seed)
     spec = MODELS[cell.model]
     keras.mixed_precision.set_global_policy(POLICIES.get(cell.precision, "float32"))
     model = spec.build_keras(config.image_size, config.num_classes)
@@ -203,9 +203,9 @@ def _user(cell: Cell, config: SweepConfig) -> _Model:
 
     keras.mixed_precision.set_global_policy(POLICIES.get(cell.precision, "float32"))  # a callable builds under it
     source = load_keras(cell.model, config.seed)
-    options = config.model_options
+    options = config.model_options(cell.model)
     return _Model(
-        inputs=resolve_inputs(source.declared, options.inputs, options.input_shape, cell.model),
+        inputs=options.inputs_for(source.declared, cell.model),
         arrange=source.arrange,
         call=source.call,
         restore=lambda out: out,

@@ -69,7 +69,9 @@ class TorchEager(Backend):
         data = rt.load_data(cell, config, settings) if cell.workload != "train" else None
         if cell.workload == "train-to-accuracy" and data is None:
             raise ValueError("train-to-accuracy needs a dataset")  # the config validator requires one
-        model, inputs, classes = build_model(cell.model, config.model_options, data.classes if data else None)
+        model, inputs, classes = build_model(
+            cell.model, config.model_options(cell.model), data.classes if data else None
+        )
         parameters = count_parameters(model)
         layout = rt.layout(cell, inputs, device)
         model.to(device)

@@ -59,7 +59,7 @@ class TorchAo(Backend):
 
         phase("load")
         device, settings = rt.setup_device(cell, config)
-        model, inputs, _ = build_model(cell.model, config.model_options)
+        model, inputs, _ = build_model(cell.model, config.model_options(cell.model))
         parameters = count_parameters(model)
         model.eval()
         phase("prepare")

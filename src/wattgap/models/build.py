@@ -27,6 +27,10 @@ class ModelOptions:
     input_shape: tuple[int, ...] | None = None
     inputs: tuple[InputSpec, ...] | None = None
 
+    def inputs_for(self, declared: list[Declared] | None, model: str) -> list[InputSpec]:
+        """The inputs ``model`` is fed, given what it declares (None: nothing): see ``resolve_inputs``."""
+        return resolve_inputs(declared, self.inputs, self.input_shape, model)
+
 
 class NotTorch(ValueError):
     """A source that is not a PyTorch model (a callable returning a Keras model)."""
@@ -46,18 +50,18 @@ def build_model(
         return model, image_inputs(spec.input_shape(options.image_size)), classes
     if kind == "callable":
         module, declared = _callable(name)
-        return module, resolve_inputs(declared, options.inputs, options.input_shape, name), None
+        return module, options.inputs_for(declared, name), None
     if kind == "torch-export":
         module, declared = _program(name)
-        return module, resolve_inputs(declared, options.inputs, options.input_shape, name), None
+        return module, options.inputs_for(declared, name), None
     if kind == "torchscript":
         import torch
 
         module = torch.jit.load(str(path_of(name)), map_location="cpu")
-        return module, resolve_inputs(None, options.inputs, options.input_shape, name), None
+        return module, options.inputs_for(None, name), None
     if kind == "hf":
         adapter, declared, classes = _transformers(name)
-        return adapter, resolve_inputs(declared, options.inputs, options.input_shape, name), classes
+        return adapter, options.inputs_for(declared, name), classes
     raise NotTorch(f"{name!r} is a {kind} model, which PyTorch does not run")
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from wattgap.errors import ConfigError
 from wattgap.models.build import ModelOptions, NotTorch, count_parameters, reference_model
 from wattgap.models.inputs import InputSpec, synthesize
-from wattgap.models.sources import kind_of, onnx_declared, onnx_parameters, path_of, resolve_inputs
+from wattgap.models.sources import kind_of, onnx_declared, onnx_parameters, path_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +71,7 @@ def _onnx(name: str, options: ModelOptions) -> Reference:
     import onnxruntime as ort
 
     path = path_of(name)
-    inputs = resolve_inputs(onnx_declared(path), options.inputs, options.input_shape, name)
+    inputs = options.inputs_for(onnx_declared(path), name)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -89,7 +89,7 @@ def _keras(name: str, options: ModelOptions, seed: int) -> Reference:
 
     keras.mixed_precision.set_global_policy("float32")
     source = load_keras(name, seed)
-    inputs = resolve_inputs(source.declared, options.inputs, options.input_shape, name)
+    inputs = options.inputs_for(source.declared, name)
 
     def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(source.call(source.arrange(batch), False), dtype=np.float32)

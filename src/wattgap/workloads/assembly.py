@@ -58,7 +58,7 @@ def cell_result(
     agreement = guardrail(
         cell,
         prepared.predict,
-        config.model_options,
+        config.model_options(cell.model),
         config.seed,
         config.guardrail_samples,
         config.min_top1_agreement,
