@@ -259,3 +259,23 @@ def test_source_kinds_and_folder_identity(tmp_path: Path) -> None:
     os.remove(saved / "variables" / "v")
     assert identity(str(saved))["sha256"] == first
 
+
+def test_an_onnx_graph_with_external_data_is_identified_with_its_weights(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 3])], [weight],
+    )  # fmt: skip
+    onnx.save_model(helper.make_model(graph), str(tmp_path / "m.onnx"), save_as_external_data=True,
+                    location="m.weights", size_threshold=0)  # fmt: skip
+    found = identity(str(tmp_path / "m.onnx"))
+    assert found["external_data"] == ["m.weights"] and found["sha256"]
+    data = tmp_path / "m.weights"
+    data.write_bytes(data.read_bytes()[:-4] + np.float32(2).tobytes())  # same graph file, other weights
+    assert identity(str(tmp_path / "m.onnx"))["sha256"] != found["sha256"]
+    data.unlink()
+    assert identity(str(tmp_path / "m.onnx"))["sha256"] is None  # the weights are gone: no identity claimed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -107,24 +108,59 @@ def identity(name: str) -> dict[str, Any]:
             path = None
     else:
         path = path_of(name).resolve()
+    found: dict[str, Any] = {"kind": kind, "file": str(path) if path is not None else None, "sha256": None}
     try:
-        digest = _digest(path) if path is not None else None
-    except OSError:
-        digest = None
-    return {"kind": kind, "file": str(path) if path is not None else None, "sha256": digest}
+        weights = _onnx_external_data(path) if kind == "onnx" and path is not None else []
+        if weights:  # the graph's weights live beside it: the identity covers them too
+            found["external_data"] = weights
+        found["sha256"] = _digest(path, weights) if path is not None else None
+    except (OSError, ValueError):
+        pass
+    return found
 
 
-def _digest(path: Path) -> str:
+def _digest(path: Path, beside: Sequence[str] = ()) -> str:
+    """SHA-256 of a file, or of a folder's files (each relative path and content); with ``beside`` (files
+    the file refers to, relative to its folder), of the file's digest followed by each of theirs."""
     sha = hashlib.sha256()
-    if path.is_dir():
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            sha.update(str(item.relative_to(path)).encode() + b"\0")
-            sha.update(hashlib.sha256(item.read_bytes()).digest())
+    if path.is_dir() or beside:
+        parts = [(name, path.parent / name) for name in beside]
+        if beside:
+            sha.update(bytes.fromhex(_digest(path)))
+        else:
+            parts = [(str(item.relative_to(path)), item) for item in sorted(p for p in path.rglob("*") if p.is_file())]
+        for name, item in parts:
+            sha.update(name.encode() + b"\0")
+            sha.update(bytes.fromhex(_digest(item)))
         return sha.hexdigest()
     with path.open("rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
+
+
+def _onnx_external_data(path: Path) -> list[str]:
+    """The files, relative to the graph's folder, that an ONNX graph keeps tensors in (its external data),
+    in every subgraph and constant; none for a self-contained file."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends: not an ONNX model (the probe says so)
+        raise ValueError(str(error)) from None
+    found: set[str] = set()
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        tensors = list(graph.initializer)
+        for node in graph.node:
+            for attribute in node.attribute:
+                tensors.extend([attribute.t, *attribute.tensors])
+                graphs.extend([attribute.g, *attribute.graphs])
+        for tensor in tensors:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                found.update(entry.value for entry in tensor.external_data if entry.key == "location")
+    return sorted(found)
 
 
 @dataclass(frozen=True)
