@@ -28,7 +28,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: where make test's 15 minutes go
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
