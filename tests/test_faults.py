@@ -128,7 +128,8 @@ def test_error_messages_are_one_short_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("model", ["spawns_orphans", "forks_holding_the_pipe"])
 def test_what_a_cell_starts_ends_with_it(tmp_path: Path, model: str) -> None:
     """A helper in a new session outlived the run (reparented to PID 1); a forked child holding the
-    result pipe made the sweep wait the whole cell timeout after the result had arrived."""
+    result pipe made the sweep wait the whole cell timeout after the result had arrived, and the probe
+    that loads a user model before the run wait its whole timeout for its answer."""
     pids = tmp_path / "pids"
     env = {**os.environ, "WATTGAP_TEST_PIDS": str(pids)}
     (tmp_path / "sweep.yaml").write_text(
@@ -141,6 +142,8 @@ def test_what_a_cell_starts_ends_with_it(tmp_path: Path, model: str) -> None:
     with Store.open_readonly(tmp_path / "wattgap.db") as store:
         (result,) = store.load_run("latest").results
     assert result.status == "ok" and result.phases.total_s is not None and result.phases.total_s < 60
+    with Store.open_readonly(tmp_path / "wattgap.db") as store:  # the probe answered, not waited for the pipe
+        assert store.load_run("latest").environment["user_models"][f"helpers.usermodels:{model}"]["parameters"]
 
 
 def _alive(pid: int) -> bool:

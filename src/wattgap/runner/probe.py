@@ -7,9 +7,12 @@ inputs it will be fed and its parameter count (models/reference.describe)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from wattgap.errors import ConfigError
@@ -33,7 +36,8 @@ except WattgapError as error:
     found = {"config_error": str(error)}
 except BaseException as error:
     found = {"error": f"{type(error).__name__}: {error}"}
-print(json.dumps(found))
+with open(sys.argv[3], "w") as answer:
+    json.dump(found, answer)
 """
 
 
@@ -44,28 +48,34 @@ def describe(name: str, options: ModelOptions, seed: int, timeout_s: float) -> d
     given = asdict(options)
     given["inputs"] = [spec.model_dump(mode="json") for spec in options.inputs] if options.inputs else None
     before = descendants()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _PROBE, name, json.dumps({**given, "seed": seed})],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"loading it took longer than {timeout_s:g} s"}
-    finally:
-        end_new_descendants(before)  # what loading the model started ends with the probe
-    lines = done.stdout.strip().splitlines()
-    try:
-        found = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        found = None
-    if not isinstance(found, dict):
-        last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        return {"error": f"loading it ended without an answer ({last[0]})"}
-    return found
+    # The answer comes in a file and the output goes to files, not pipes: the probe has ended when its
+    # process has, even if something the model started still holds what it inherited.
+    with tempfile.TemporaryDirectory(prefix="wattgap-probe-") as folder, tempfile.TemporaryFile() as stderr:
+        answer = Path(folder) / "answer.json"
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _PROBE, name, json.dumps({**given, "seed": seed}), str(answer)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                timeout=timeout_s,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"loading it took longer than {timeout_s:g} s"}
+        finally:
+            end_new_descendants(before)  # what loading the model started ends with the probe
+        try:
+            found = json.loads(answer.read_text())
+        except (OSError, ValueError):
+            found = None
+        if not isinstance(found, dict):
+            stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 4096))  # its last words are enough
+            last = stderr.read().decode(errors="replace").strip().splitlines()[-1:] or [
+                f"exit status {done.returncode}"
+            ]
+            return {"error": f"loading it ended without an answer ({last[0]})"}
+        return found
 
 
 def refuse(field: str, name: str, found: dict[str, Any]) -> None:
