@@ -6,8 +6,10 @@ subprocess, wattgap's defaults) and as a hand-written loop of the same stack in 
 here from that stack's documentation without calling wattgap's backend code (only the zoo's model
 definitions). The pairs run interleaved in rounds, each round in a new seeded random order, so drift on a
 shared VM falls on both sides alike. Printed per pair: wattgap's and the hand loop's throughput (batch over
-median latency, the median over rounds), wattgap/hand with its range over rounds, wattgap's throughput
-against torch-eager fp32 (the cross-stack table), its top-1 agreement with fp32 and the GOP/s it reaches;
+median latency, the median over rounds), wattgap/hand with its range over rounds, the best round of each
+side against each other (interference on a shared machine only ever slows a side down, so the best round
+is the closest either side came to what the stack can do), wattgap's throughput against torch-eager fp32
+(the cross-stack table), its top-1 agreement with fp32 and the GOP/s it reaches;
 then the best configuration of each side.
 
 The hand-written twins, each as its documentation describes the fast path on an x86 CPU:
@@ -312,12 +314,13 @@ def report(
     rounds: int,
 ) -> None:
     """The table so far (printed after every round, so that a long run interrupted still says something)."""
-    below = []
+    below, below_best = [], []
     for model, batch in groups:
         base = statistics.median(ours_sps.get((model, batch, "torch-eager", "fp32"), [float("nan")]))
         print(f"\n{model}, batch {batch}, {args.image_size}x{args.image_size}, {threads} threads, {rounds} round(s)")
         print(f"  {'backend':14s} {'prec':5s} {'wattgap sps':>11s} {'hand sps':>9s} {'wattgap/hand':>12s} "
-              f"{'range':>13s} {'vs eager fp32':>13s} {'top-1 agree':>11s} {'GOP/s':>7s}")  # fmt: skip
+              f"{'range':>13s} {'best/best':>9s} {'vs eager fp32':>13s} {'top-1 agree':>11s} "
+              f"{'GOP/s':>7s}")  # fmt: skip
         for pair in pairs:
             key = (model, batch, *pair)
             if key not in ours_sps:
@@ -327,14 +330,17 @@ def report(
             theirs = statistics.median(hand_sps[key]) if key in hand_sps else float("nan")
             ratio = statistics.median(ratios[key]) if key in ratios else float("nan")
             spread = f"[{min(ratios[key]):.2f}, {max(ratios[key]):.2f}]" if key in ratios else ""
+            best = max(ours_sps[key]) / max(hand_sps[key]) if key in hand_sps else float("nan")
             result = last[key]
             agreement = result.agreement
             agree = f"{agreement.top1:.0%}" if agreement and agreement.top1 is not None else "ref"
             gops = (result.flops_per_sample or 0) * mine / 1e9
             print(f"  {pair[0]:14s} {pair[1]:5s} {mine:11.1f} {theirs:9.1f} {ratio:12.3f} {spread:>13s} "
-                  f"{mine / base:12.2f}x {agree:>11s} {gops:7.0f}")  # fmt: skip
+                  f"{best:9.3f} {mine / base:12.2f}x {agree:>11s} {gops:7.0f}")  # fmt: skip
             if not ratio >= 0.95:
                 below.append((key, ratio))
+            if not best >= 0.95:
+                below_best.append((key, best))
         mine_best = max((p for p in pairs if (model, batch, *p) in ours_sps),
                         key=lambda p: statistics.median(ours_sps[(model, batch, *p)]), default=None)  # fmt: skip
         hand_best = max((p for p in pairs if (model, batch, *p) in hand_sps),
@@ -348,9 +354,10 @@ def report(
         if int8 in ours_sps and fp32 in ours_sps:
             print(f"  onnxruntime int8 / fp32 (wattgap): "
                   f"{statistics.median(ours_sps[int8]) / statistics.median(ours_sps[fp32]):.2f}x")  # fmt: skip
-    print(f"\npairs below 0.95 of their hand-written twin: {len(below)}")
-    for key, ratio in below:
-        print(f"  {' '.join(str(k) for k in key)}: {ratio:.3f}")
+    for label, pairs_below in (("median over rounds", below), ("best round against best round", below_best)):
+        print(f"\npairs below 0.95 of their hand-written twin, {label}: {len(pairs_below)}")
+        for key, ratio in pairs_below:
+            print(f"  {' '.join(str(k) for k in key)}: {ratio:.3f}")
     print(flush=True)
 
 
