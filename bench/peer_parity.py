@@ -332,11 +332,12 @@ def report(
             spread = f"[{min(ratios[key]):.2f}, {max(ratios[key]):.2f}]" if key in ratios else ""
             best = max(ours_sps[key]) / max(hand_sps[key]) if key in hand_sps else float("nan")
             result = last[key]
+            versus = f"{mine / base:.2f}x" if base == base else "-"  # nan: torch-eager fp32 not among --pairs
             agreement = result.agreement
             agree = f"{agreement.top1:.0%}" if agreement and agreement.top1 is not None else "ref"
             gops = (result.flops_per_sample or 0) * mine / 1e9
             print(f"  {pair[0]:14s} {pair[1]:5s} {mine:11.1f} {theirs:9.1f} {ratio:12.3f} {spread:>13s} "
-                  f"{best:9.3f} {mine / base:12.2f}x {agree:>11s} {gops:7.0f}")  # fmt: skip
+                  f"{best:9.3f} {versus:>13s} {agree:>11s} {gops:7.0f}")  # fmt: skip
             if not ratio >= 0.95:
                 below.append((key, ratio))
             if not best >= 0.95:
