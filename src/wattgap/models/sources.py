@@ -123,19 +123,19 @@ def _digest(path: Path, beside: Sequence[str] = ()) -> str:
     """SHA-256 of a file, or of a folder's files (each relative path and content); with ``beside`` (files
     the file refers to, relative to its folder), of the file's digest followed by each of theirs."""
     sha = hashlib.sha256()
-    if path.is_dir() or beside:
+    if beside:
+        sha.update(bytes.fromhex(_digest(path)))
         parts = [(name, path.parent / name) for name in beside]
-        if beside:
-            sha.update(bytes.fromhex(_digest(path)))
-        else:
-            parts = [(str(item.relative_to(path)), item) for item in sorted(p for p in path.rglob("*") if p.is_file())]
-        for name, item in parts:
-            sha.update(name.encode() + b"\0")
-            sha.update(bytes.fromhex(_digest(item)))
+    elif path.is_dir():
+        parts = [(str(item.relative_to(path)), item) for item in sorted(p for p in path.rglob("*") if p.is_file())]
+    else:
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                sha.update(block)
         return sha.hexdigest()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            sha.update(block)
+    for name, item in parts:
+        sha.update(name.encode() + b"\0")
+        sha.update(bytes.fromhex(_digest(item)))
     return sha.hexdigest()
 
 
