@@ -8,7 +8,9 @@ definitions). The pairs run interleaved in rounds, each round in a new seeded ra
 shared VM falls on both sides alike. Printed per pair: wattgap's and the hand loop's throughput (batch over
 median latency, the median over rounds), wattgap/hand with its range over rounds, the best round of each
 side against each other (interference on a shared machine only ever slows a side down, so the best round
-is the closest either side came to what the stack can do), wattgap's throughput against torch-eager fp32
+is the closest either side came to what the stack can do), the wall ratio (samples over the timed loop's
+wall time on both sides, wattgap's headline throughput_sps: a skewed latency distribution lowers it below
+batch over median), wattgap's throughput against torch-eager fp32
 (the cross-stack table), its top-1 agreement with fp32 and the GOP/s it reaches;
 then the best configuration of each side.
 
@@ -64,8 +66,9 @@ WARMUP_ITERS, WARMUP_S, MIN_ITERS, MIN_TIME_S, MAX_TIME_S = 3, 1.0, 5, 3.0, 10.0
 CALIBRATION = 32  # int8 calibration inputs, N(0,1), both sides
 
 
-def window(step: Callable[[], object]) -> float:
-    """Median latency (s) of ``step`` after warmup, over at least MIN_ITERS iterations and MIN_TIME_S."""
+def window(step: Callable[[], object]) -> tuple[float, float]:
+    """Median latency (s) of ``step`` after warmup, over at least MIN_ITERS iterations and MIN_TIME_S, and
+    the iterations per second of wall time over the same loop."""
     began = time.perf_counter()
     for _ in range(WARMUP_ITERS):
         step()
@@ -79,7 +82,7 @@ def window(step: Callable[[], object]) -> float:
         latencies.append(time.perf_counter() - start)
         if time.perf_counter() - began > MAX_TIME_S and len(latencies) >= MIN_ITERS:
             break
-    return statistics.median(latencies)
+    return statistics.median(latencies), len(latencies) / (time.perf_counter() - began)
 
 
 def calibration(batch: int, size: int) -> list[Any]:
@@ -226,14 +229,16 @@ def hand_step(backend: str, precision: str, model: str, batch: int, size: int, t
     raise ValueError(f"no hand-written twin for {backend}")
 
 
-def hand(pair: tuple[str, str], model: str, batch: int, size: int, threads: int) -> float | None:
-    """Throughput (samples/s) of the hand-written twin in a fresh process; None when it fails."""
+def hand(pair: tuple[str, str], model: str, batch: int, size: int, threads: int) -> tuple[float, float] | None:
+    """Throughput (samples/s) of the hand-written twin in a fresh process, batch over median latency and
+    samples over wall time; None when it fails."""
     job = {"backend": pair[0], "precision": pair[1], "model": model, "batch": batch, "size": size, "threads": threads}
     out = subprocess.run([sys.executable, __file__, "--hand", json.dumps(job)], capture_output=True, text=True,
                          timeout=1800)  # fmt: skip
     try:
-        return batch / float(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
+        median_s, per_wall_s = json.loads(out.stdout.strip().splitlines()[-1])
+        return batch / median_s, batch * per_wall_s
+    except (ValueError, IndexError, TypeError):
         print(f"    hand-written {pair} failed: {out.stderr[-400:]}")
         return None
 
@@ -263,7 +268,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.hand:
         job = json.loads(args.hand)
-        print(window(hand_step(**job)))
+        print(json.dumps(window(hand_step(**job))))
         return
     from wattgap.devices import physical_core_count
 
@@ -275,6 +280,7 @@ def main() -> None:
     ours_sps: dict[tuple[Any, ...], list[float]] = {}
     hand_sps: dict[tuple[Any, ...], list[float]] = {}
     ratios: dict[tuple[Any, ...], list[float]] = {}
+    wall_ratios: dict[tuple[Any, ...], list[float]] = {}
     last: dict[tuple[Any, ...], Any] = {}
     started = time.perf_counter()
     for round_index in range(args.rounds):
@@ -288,18 +294,19 @@ def main() -> None:
             else:
                 theirs = hand(pair, model, batch, args.image_size, threads)
                 result = ours(pair, model, batch, args.image_size, threads, folder / "bench.db")
-            print(f"  {' '.join(str(k) for k in key)}: wattgap {result.throughput_sps or 0:.1f} sps, "
-                  f"hand {theirs or 0:.1f} sps", flush=True)  # fmt: skip
-            if result.status != "ok" or result.throughput_sps is None:
+            print(f"  {' '.join(str(k) for k in key)}: wattgap {result.throughput_median_sps or 0:.1f} sps, "
+                  f"hand {theirs[0] if theirs else 0:.1f} sps", flush=True)  # fmt: skip
+            if result.status != "ok" or result.throughput_median_sps is None:
                 print(f"  round {round_index + 1} {key}: wattgap {result.status} {result.reason[:120]}")
                 continue
             last[key] = result
-            ours_sps.setdefault(key, []).append(result.throughput_sps)
+            ours_sps.setdefault(key, []).append(result.throughput_median_sps)
             if theirs is not None:
-                hand_sps.setdefault(key, []).append(theirs)
-                ratios.setdefault(key, []).append(result.throughput_sps / theirs)
+                hand_sps.setdefault(key, []).append(theirs[0])
+                ratios.setdefault(key, []).append(result.throughput_median_sps / theirs[0])
+                wall_ratios.setdefault(key, []).append(result.throughput_sps / theirs[1])
         print(f"round {round_index + 1} done, {time.perf_counter() - started:.0f} s", flush=True)
-        report(groups, pairs, ours_sps, hand_sps, ratios, last, args, threads, round_index + 1)
+        report(groups, pairs, ours_sps, hand_sps, ratios, wall_ratios, last, args, threads, round_index + 1)
 
 
 def report(
@@ -308,6 +315,7 @@ def report(
     ours_sps: dict[tuple[Any, ...], list[float]],
     hand_sps: dict[tuple[Any, ...], list[float]],
     ratios: dict[tuple[Any, ...], list[float]],
+    wall_ratios: dict[tuple[Any, ...], list[float]],
     last: dict[tuple[Any, ...], Any],
     args: argparse.Namespace,
     threads: int,
@@ -319,7 +327,7 @@ def report(
         base = statistics.median(ours_sps.get((model, batch, "torch-eager", "fp32"), [float("nan")]))
         print(f"\n{model}, batch {batch}, {args.image_size}x{args.image_size}, {threads} threads, {rounds} round(s)")
         print(f"  {'backend':14s} {'prec':5s} {'wattgap sps':>11s} {'hand sps':>9s} {'wattgap/hand':>12s} "
-              f"{'range':>13s} {'best/best':>9s} {'vs eager fp32':>13s} {'top-1 agree':>11s} "
+              f"{'range':>13s} {'best/best':>9s} {'wall ratio':>10s} {'vs eager fp32':>13s} {'top-1 agree':>11s} "
               f"{'GOP/s':>7s}")  # fmt: skip
         for pair in pairs:
             key = (model, batch, *pair)
@@ -331,13 +339,14 @@ def report(
             ratio = statistics.median(ratios[key]) if key in ratios else float("nan")
             spread = f"[{min(ratios[key]):.2f}, {max(ratios[key]):.2f}]" if key in ratios else ""
             best = max(ours_sps[key]) / max(hand_sps[key]) if key in hand_sps else float("nan")
+            wall = statistics.median(wall_ratios[key]) if key in wall_ratios else float("nan")
             result = last[key]
             versus = f"{mine / base:.2f}x" if base == base else "-"  # nan: torch-eager fp32 not among --pairs
             agreement = result.agreement
             agree = f"{agreement.top1:.0%}" if agreement and agreement.top1 is not None else "ref"
             gops = (result.flops_per_sample or 0) * mine / 1e9
             print(f"  {pair[0]:14s} {pair[1]:5s} {mine:11.1f} {theirs:9.1f} {ratio:12.3f} {spread:>13s} "
-                  f"{best:9.3f} {versus:>13s} {agree:>11s} {gops:7.0f}")  # fmt: skip
+                  f"{best:9.3f} {wall:10.3f} {versus:>13s} {agree:>11s} {gops:7.0f}")  # fmt: skip
             if not ratio >= 0.95:
                 below.append((key, ratio))
             if not best >= 0.95:
