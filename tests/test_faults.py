@@ -140,10 +140,10 @@ def test_what_a_cell_starts_ends_with_it(tmp_path: Path, model: str) -> None:
     started = [int(line) for line in pids.read_text().split()]
     assert started and not [pid for pid in started if psutil.pid_exists(pid) and _alive(pid)]
     with Store.open_readonly(tmp_path / "wattgap.db") as store:
-        (result,) = store.load_run("latest").results
+        run = store.load_run("latest")
+    (result,) = run.results
     assert result.status == "ok" and result.phases.total_s is not None and result.phases.total_s < 60
-    with Store.open_readonly(tmp_path / "wattgap.db") as store:  # the probe answered, not waited for the pipe
-        assert store.load_run("latest").environment["user_models"][f"helpers.usermodels:{model}"]["parameters"]
+    assert run.environment["user_models"][f"helpers.usermodels:{model}"]["parameters"]  # the probe answered
 
 
 def _alive(pid: int) -> bool:
