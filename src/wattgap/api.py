@@ -58,8 +58,8 @@ from wattgap.runner.isolate import forks
 from wattgap.runner.probe import describe, refuse
 from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
-from wattgap.store.spill import forget, spill, spilled
-from wattgap.store.sqlite import Store
+from wattgap.store.spill import forget, rescued_database, spill, spilled
+from wattgap.store.sqlite import DatabaseGone, Store
 from wattgap.version import __version__
 
 DEFAULT_DB = "wattgap.db"
@@ -137,7 +137,8 @@ def _describe_user_models(sweep: SweepConfig) -> dict[str, Any]:
         if not is_custom(name):
             continue
         found[name] = identity(name)
-        probed = describe(name, sweep.model_options(name), sweep.seed, min(sweep.cell_timeout_s, PROBE_TIMEOUT_S))
+        timeout_s = min(sweep.cell_timeout_s, PROBE_TIMEOUT_S)
+        probed = describe(name, sweep.model_options(name), sweep.seed, timeout_s, sweep.max_host_memory_bytes)
         if kind_of(name) == "callable" and "error" in probed:
             continue  # its cells will say why it does not build
         refuse(f"models[{index}]", name, probed)
@@ -216,16 +217,19 @@ def _recent_idle(
     now = datetime.now(timezone.utc)
     for run_id, created_at, earlier in store.recent_environments(energy.idle_reuse_s):
         idle = earlier.get("idle_power") or {}
-        if (
-            "idle_power_reused" in earlier  # only a measurement is reused, never a reuse: its age would grow
-            or not idle
-            or any(entry.get("warning") for entry in idle.values())
-            or not set(devices) <= set(earlier.get("idle_devices", []))
-            or earlier.get("idle_s") != energy.idle_s
-            or machine_key(earlier) != machine_key(environment)
-        ):
+        try:  # a neighbour whose environment is not what wattgap writes is passed over, never a crash
+            if (
+                "idle_power_reused" in earlier  # only a measurement is reused, never a reuse: its age would grow
+                or not idle
+                or any(entry.get("warning") for entry in idle.values())
+                or not set(devices) <= set(earlier.get("idle_devices", []))
+                or earlier.get("idle_s") != energy.idle_s
+                or machine_key(earlier) != machine_key(environment)
+            ):
+                continue
+            age_s = (now - datetime.fromisoformat(created_at)).total_seconds()
+        except (AttributeError, TypeError, ValueError):
             continue
-        age_s = (now - datetime.fromisoformat(created_at)).total_seconds()
         return {"idle_power": idle, "run_id": run_id, "age_s": round(age_s, 1)}
     return None
 
@@ -239,7 +243,7 @@ def resume(
 ) -> Run:
     """Run the cells of ``run_id`` that have no stored result yet, on the machine that started it. A run
     that another process is executing is refused (StoreError)."""
-    with Store.open(db) as store, executing(db, store.resolve(run_id)):
+    with Store.open(db, create=False) as store, executing(db, store.resolve(run_id)):
         previous = store.load_run(run_id)  # read under the lock: what is pending now
         here = machine_key(fingerprint(detect()))
         there = machine_key(previous.environment)
@@ -316,6 +320,13 @@ def _drive(
     def keep(result: CellResult, write: Callable[[str, CellResult], None]) -> None:
         try:
             write(run_id, result)
+        except DatabaseGone as error:  # its file is gone, not its content: copy that out, this result with it
+            copy = _rescue(store, run_id, result)
+            where = f"kept in {str(copy)!r}" if copy else "could not be kept"
+            raise StoreError(
+                f"{error}; the run and every result it stored, this cell's included, are {where}: move that file "
+                f"where you want it, then `wattgap run --resume {run_id} --db THAT_FILE` runs the rest"
+            ) from None
         except StoreError as error:  # the database cannot be written: keep the result, say how to go on
             kept = spill(run_id, result)
             where = f"its result is kept in {str(kept)!r}, " if kept else "its result could not be kept, "
@@ -344,6 +355,21 @@ def _drive(
             store.set_run_status(run_id, "interrupted")
         raise
     store.set_run_status(run_id, "complete")
+
+
+def _rescue(store: Store, run_id: str, result: CellResult) -> Path | None:
+    """A copy of what ``store``'s vanished file holds, ``result`` added, in the spill folder: its path, or
+    None when it could not be made."""
+    copy = rescued_database(run_id)
+    if copy is None:
+        return None
+    try:
+        store.rescue(run_id, copy)
+        with Store.open(copy) as rescued:
+            (rescued.store_repeat if result.repeat is not None else rescued.store_result)(run_id, result)
+    except StoreError:
+        return None
+    return copy
 
 
 def _search(
@@ -388,14 +414,22 @@ def load_runs(db: str | Path, run_ids: list[str]) -> list[Run]:
 
 
 def delete_run(db: str | Path, run_id: str) -> tuple[str, int]:
-    """Remove a run and everything stored with it; its full id and the number of results removed."""
-    with Store.open(db) as store:
-        return store.delete_run(run_id)
+    """Remove a run and everything stored with it; its full id and the number of results removed. A run
+    that a process is executing is refused (StoreError naming the process): its lock is held throughout."""
+    with Store.open(db, create=False) as store:
+        full = store.resolve(run_id)
+        with executing(db, full, then="stop that process before deleting the run"):
+            return store.delete_run(full)
 
 
-def list_runs(db: str | Path) -> list[dict[str, Any]]:
+def list_runs(db: str | Path, on_damaged: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """A summary of each run; a run whose row cannot be read is passed over, and ``on_damaged`` told why."""
     with Store.open_readonly(db) as store:
-        return store.run_summaries()
+        rows = store.run_summaries()
+        for line in store.damaged:
+            if on_damaged is not None:
+                on_damaged(line)
+        return rows
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from wattgap.errors import ConfigError, WattgapError, field_error
+from wattgap.errors import ConfigError, WattgapError, field_error, shown
 from wattgap.render.format import plain, quantity
 
 app = typer.Typer(
@@ -25,8 +26,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# A terminal's own width; else COLUMNS when set; else 120 columns (rich would take 80).
-console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+MIN_WIDTH, PIPED_WIDTH = 60, 120
+
+
+def _width() -> int:
+    """A terminal's own width, else COLUMNS when it is a number, else 120 columns (rich would take 80);
+    never under 60, where no table fits (COLUMNS=0 printed nothing at all)."""
+    given = os.environ.get("COLUMNS", "")
+    if sys.stdout.isatty():
+        width = shutil.get_terminal_size((PIPED_WIDTH, 24)).columns
+    else:
+        width = int(given) if given.strip().isdigit() else PIPED_WIDTH
+    return max(MIN_WIDTH, width)
+
+
+console = Console(width=_width())
 # Exit statuses of `wattgap run` (README: Exit statuses).
 EXIT_ALL_RAN, EXIT_NOT_ALL_RAN, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DbOption = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
@@ -167,7 +181,7 @@ def run(
     if resume is not None:
         if any(v is not None for v in (*sweep_options, *data_options)) or dry_run:
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
-        _execute(lambda p, created: api.resume(db, resume, p, created), quiet)
+        _execute(lambda p, created: api.resume(db, resume, p, created), quiet, resume)
         return
     overrides: dict[str, Any] = {
         "models": _split(model),
@@ -201,9 +215,10 @@ def run(
     _execute(lambda p, created: api.run(sweep, db, p, created, tags=tag), quiet)
 
 
-def _execute(start: Any, quiet: bool) -> None:
+def _execute(start: Any, quiet: bool, resuming: str | None = None) -> None:
     """Run with live progress (or, with --quiet, a line per finished cell), then print the table and the
-    run id. ``start(progress, on_created)`` is api.run or api.resume with their other arguments bound."""
+    run id. ``start(progress, on_created)`` is api.run or api.resume with their other arguments bound;
+    ``resuming``: the run id a resume was given."""
     from wattgap.render.progress import LineProgress, RichProgress
     from wattgap.render.terminal import run_view
 
@@ -219,9 +234,12 @@ def _execute(start: Any, quiet: bool) -> None:
         with progress:
             finished = start(progress, created)
     except KeyboardInterrupt as stop:
-        run_id = started.get("run_id", "?")
+        run_id = started.get("run_id", resuming)
         how = f"stopped by {signal.Signals(stop.signum).name}" if isinstance(stop, Stopped) else "interrupted"
-        console.print(f"{how}; finished cells are stored. Resume with: wattgap run --resume {run_id}")
+        if run_id is None:  # stopped while planning or probing models: the run was never created
+            console.print(f"{how} before the run was created; nothing was stored")
+        else:
+            console.print(Text(plain(f"{how}; finished cells are stored. Resume with: wattgap run --resume {run_id}")))
         raise typer.Exit(128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED) from None
     console.print(run_view(finished))
     console.print(f"run id: {finished.run_id}")
@@ -250,13 +268,16 @@ def list_(
     elif what is Listing.suites:
         rows = api.list_suites()
     else:
-        rows = api.list_runs(db)
+        rows = api.list_runs(db, _warn)
     if fmt is TableOrJson.json:
         _print_json(rows)
         return
     table = Table(title=what.value, title_justify="left")
     for column in rows[0] if rows else ["(none)"]:
-        table.add_column(column)
+        if column == ("run_id" if what is Listing.runs else "name"):  # what names a row is never cut
+            table.add_column(column, no_wrap=True, min_width=max(len(plain(row[column])) for row in rows))
+        else:
+            table.add_column(column)
     for row in rows:
         table.add_row(*(Text(plain(v)) for v in row.values()))
     console.print(table)
@@ -613,6 +634,24 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped(signum)
 
 
+def _flag_of(path: str) -> str:
+    """The option of the command line whose value the path came from (the path given, or one made from
+    it: the longest such value), else "path"."""
+    words = sys.argv[1:]
+    found = (0, "path")
+    for index, word in enumerate(words):
+        flag, _, value = word.partition("=")
+        if not value and index + 1 < len(words):
+            value = words[index + 1]
+        if flag.startswith("--") and value and (value in path or path in value):
+            found = max(found, (len(value), flag))
+    return found[1]
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"wattgap: warning: {one_line(message)}\n")
+
+
 def one_line(message: str) -> str:
     """A message as one line of printable text, at most MAX_MESSAGE characters."""
     text = "".join(c if c.isprintable() else " " for c in message)
@@ -631,6 +670,12 @@ def main() -> None:
         code = app(standalone_mode=False)
     except WattgapError as error:
         sys.stderr.write(f"wattgap: error: {one_line(str(error))}\n")
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as error:  # a path the user gave that the operating system refuses (too long, a loop...)
+        if error.filename is None:
+            raise
+        message = f"{_flag_of(str(error.filename))}: {shown(str(error.filename))}: {error.strerror}"
+        sys.stderr.write(f"wattgap: error: {one_line(message)}\n")
         sys.exit(EXIT_BAD_INPUT)
     except TyperException as error:  # a wrong option or value: one line too, not a usage panel
         if error.format_message():  # empty when help was printed for a bare command

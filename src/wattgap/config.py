@@ -3,6 +3,7 @@ config reads no hardware and writes nothing."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from importlib import resources
@@ -349,15 +350,26 @@ def _read_yaml(text: str, source: str) -> Any:
     return data
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a sweep file of a thousand models and every option is under 100 KB
+
+
 def load_config_data(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a YAML config file (validated later, after flags are merged in)."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--config: file {str(file)!r} does not exist or is not a file")
     try:
-        text = file.read_text(encoding="utf-8")
+        if not file.is_file():
+            raise ConfigError(f"--config: file {str(file)!r} does not exist or is not a file")
+        with file.open("rb") as handle:  # the size is checked on what was opened, and no more is read
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"--config: {str(file)!r} is {size} bytes; a sweep file is at most {MAX_CONFIG_BYTES} bytes"
+                )
+            text = handle.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"--config: cannot read {str(file)!r}: {error}") from None
+    if len(text) > MAX_CONFIG_BYTES:  # it grew while being read
+        raise ConfigError(f"--config: {str(file)!r} is over {MAX_CONFIG_BYTES} bytes")
     data = _read_yaml(text, str(file))
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a mapping of config keys at the top level")

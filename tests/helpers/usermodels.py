@@ -214,3 +214,33 @@ def keras_model():  # type: ignore[no-untyped-def]
 
     inputs = keras.Input((6,), name="features")
     return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(8, activation="relu")(inputs)))
+
+
+def large_at_build() -> nn.Module:
+    """Holds 1.5 GiB (every page touched) while it is built: over a 1 GiB host memory cap before any cell."""
+    import numpy as np
+
+    held = np.ones(3 * 2**28 // 2, dtype=np.float32)  # 1.5 GiB
+    time.sleep(5)
+    return _Built(float(held[-1]))
+
+
+class _Built(_Linear4):
+    def __init__(self, bias: float) -> None:
+        super().__init__()
+        self.bias = bias
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.linear(x) + self.bias
+
+
+def floods_then_crashes() -> nn.Module:
+    """Writes FLOOD_BYTES of junk to its output, then its last words, then dies without a result."""
+    line = b"junk " * 200 + b"\n"
+    for _ in range(FLOOD_BYTES // len(line)):
+        os.write(2, line)
+    os.write(2, b"the last words of the cell\n")
+    os._exit(3)
+
+
+FLOOD_BYTES = 200 * 2**20

@@ -65,7 +65,7 @@ def check(config: SweepConfig) -> None:
     elif config.dataset == "folder" and config.dataset_path:
         from wattgap.datasets import folder
 
-        folder.class_folders(config.dataset_path)
+        folder.check(config.dataset_path)
 
 
 def stratified_split(

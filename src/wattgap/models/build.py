@@ -5,10 +5,16 @@ parameter counts. Takes plain options, not the sweep config: models sit below ev
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import pickle
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wattgap.errors import ConfigError
 from wattgap.models import MODELS
 from wattgap.models.inputs import InputSpec, image_inputs
 from wattgap.models.sources import HF_SEQUENCE, Declared, kind_of, path_of, resolve_inputs, torch_dtype_name
@@ -30,6 +36,32 @@ class ModelOptions:
     def inputs_for(self, declared: list[Declared] | None, model: str) -> list[InputSpec]:
         """The inputs ``model`` is fed, given what it declares (None: nothing): see ``resolve_inputs``."""
         return resolve_inputs(declared, self.inputs, self.input_shape, model)
+
+
+@contextlib.contextmanager
+def weights_only(name: str, form: str) -> Iterator[None]:
+    """While the block loads a file, PyTorch unpickles weights-only: tensors and plain containers, never
+    a callable (TORCH_FORCE_WEIGHTS_ONLY_LOAD overrides even a call that asks for full unpickling, as
+    torch.export's loader does when the weights-only reader refuses). A file that needs more is refused:
+    a ConfigError naming its form and why."""
+    given = os.environ.get(WEIGHTS_ONLY)
+    os.environ[WEIGHTS_ONLY] = "1"
+    try:
+        yield
+    except pickle.UnpicklingError as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ConfigError(
+            f"models: {name!r}: this {form} file holds pickled Python objects that only a full unpickler would "
+            f"rebuild, which can run any code; wattgap loads model files weights-only ({reason})"
+        ) from None
+    finally:
+        if given is None:
+            os.environ.pop(WEIGHTS_ONLY, None)
+        else:
+            os.environ[WEIGHTS_ONLY] = given
+
+
+WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 
 
 class NotTorch(ValueError):
@@ -57,7 +89,7 @@ def build_model(
     if kind == "torchscript":
         import torch
 
-        module = torch.jit.load(str(path_of(name)), map_location="cpu")
+        module = torch.jit.load(str(path_of(name)), map_location="cpu")  # TorchScript's own reader: no Python pickle
         return module, options.inputs_for(None, name), None
     if kind == "hf":
         adapter, declared, classes = _transformers(name)
@@ -88,8 +120,20 @@ def _program(name: str) -> tuple[nn.Module, list[Declared]]:
     import types
 
     import torch
+    from torch.export.pt2_archive import constants
 
-    program = torch.export.load(str(path_of(name)))
+    with zipfile.ZipFile(path_of(name)) as archive:
+        entries = archive.namelist()
+    for entry in entries:
+        inside = entry.partition("/")[2]  # below the archive's root folder
+        if inside.startswith(constants.AOTINDUCTOR_DIR) or f"/{constants.OPAQUE_OBJ_FILENAME_PREFIX}" in entry:
+            what = "compiled AOTInductor code" if inside.startswith(constants.AOTINDUCTOR_DIR) else "a pickled object"
+            raise ConfigError(
+                f"models: {name!r}: this torch.export archive holds {what} ({entry}), which loading would run; "
+                "wattgap loads a saved program's graph and weights only"
+            )
+    with weights_only(name, "torch.export"):
+        program = torch.export.load(str(path_of(name)))
     names = set(program.graph_signature.user_inputs)
     declared = []
     for node in program.graph.nodes:
@@ -114,11 +158,16 @@ def _transformers(name: str) -> tuple[nn.Module, list[Declared], int | None]:
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     folder = str(path_of(name))
-    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    never_remote = {"local_files_only": True, "trust_remote_code": False}  # no download, no code from the folder
+    config = AutoConfig.from_pretrained(folder, **never_remote)
     classifier = any(arch.endswith("ForSequenceClassification") for arch in (config.architectures or []))
     auto = AutoModelForSequenceClassification if classifier else AutoModel
-    has_weights = any(path_of(name).glob("*.safetensors")) or any(path_of(name).glob("*.bin"))
-    model = auto.from_pretrained(folder, local_files_only=True) if has_weights else auto.from_config(config)
+    safetensors = any(path_of(name).glob("*.safetensors"))  # preferred: tensors only, no pickle at all
+    if safetensors or any(path_of(name).glob("*.bin")):
+        with weights_only(name, "transformers .bin"):
+            model = auto.from_pretrained(folder, use_safetensors=safetensors, **never_remote)
+    else:
+        model = auto.from_config(config, trust_remote_code=False)
     sequence = min(HF_SEQUENCE, int(getattr(config, "max_position_embeddings", HF_SEQUENCE) or HF_SEQUENCE))
     vocabulary = float(config.vocab_size)
     declared = [

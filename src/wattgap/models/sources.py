@@ -6,8 +6,11 @@ run, each cell again for itself), and resolved against the config's ``inputs`` /
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,12 +114,34 @@ def identity(name: str) -> dict[str, Any]:
     found: dict[str, Any] = {"kind": kind, "file": str(path) if path is not None else None, "sha256": None}
     try:
         weights = _onnx_external_data(path) if kind == "onnx" and path is not None else []
-        if weights:  # the graph's weights live beside it: the identity covers them too
-            found["external_data"] = weights
+    except ValueError:  # not an ONNX model: the probe says so
+        weights = []
+    if weights and path is not None:  # the graph's weights live beside it: the identity covers them too
+        for location in weights:
+            _check_inside(name, path.parent, location)
+        found["external_data"] = weights
+    with contextlib.suppress(OSError):  # unreadable: the probe says why
         found["sha256"] = _digest(path, weights) if path is not None else None
-    except (OSError, ValueError):
-        pass
     return found
+
+
+def _check_inside(name: str, folder: Path, location: str) -> None:
+    """A ConfigError unless ``location`` (a path an ONNX graph names for its external data) resolves, links
+    followed, to a regular file inside the graph's folder: a graph may not make wattgap (or ONNX Runtime)
+    read a device, a FIFO or a file elsewhere. Nothing is opened to find out."""
+    root = folder.resolve()
+    target = (folder / location).resolve()
+    if Path(location).is_absolute() or not target.is_relative_to(root):
+        raise ConfigError(
+            f"models: {name!r} names external data at {location!r}, outside the graph's folder {str(root)!r}; "
+            "external data must lie in that folder"
+        )
+    try:
+        status = target.stat()
+    except OSError as error:
+        raise ConfigError(f"models: {name!r} names external data at {location!r}: {error.strerror}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ConfigError(f"models: {name!r} names external data at {location!r}, which is not a regular file")
 
 
 def _digest(path: Path, beside: Sequence[str] = ()) -> str:
@@ -127,16 +152,36 @@ def _digest(path: Path, beside: Sequence[str] = ()) -> str:
         sha.update(bytes.fromhex(_digest(path)))
         parts = [(name, path.parent / name) for name in beside]
     elif path.is_dir():
-        parts = [(str(item.relative_to(path)), item) for item in sorted(p for p in path.rglob("*") if p.is_file())]
+        parts = [(str(item.relative_to(path)), item) for item in _regular_files(path)]
     else:
         with path.open("rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
+            status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):  # a device or FIFO never ends: read no further
+                raise OSError(f"{str(path)!r} is not a regular file")
+            left = status.st_size  # what the file held when opened, and no more
+            while left > 0:
+                block = file.read(min(left, 1 << 20))
+                if not block:
+                    break
                 sha.update(block)
+                left -= len(block)
         return sha.hexdigest()
     for name, item in parts:
         sha.update(name.encode() + b"\0")
         sha.update(bytes.fromhex(_digest(item)))
     return sha.hexdigest()
+
+
+def _regular_files(folder: Path) -> list[Path]:
+    """The regular files in ``folder`` and below it, sorted; links are not followed (a link in a model's
+    folder to a file or folder elsewhere is no part of the model's identity)."""
+    found = []
+    for root, _, files in os.walk(folder, followlinks=False):
+        for file_name in files:
+            item = Path(root) / file_name
+            if stat.S_ISREG(item.lstat().st_mode):
+                found.append(item)
+    return sorted(found)
 
 
 def _onnx_external_data(path: Path) -> list[str]:

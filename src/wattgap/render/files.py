@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wattgap.errors import ConfigError
+from wattgap.fs import own_folder
 from wattgap.render import html, markdown
 from wattgap.render.document import Document
 from wattgap.store.export import write_atomically
@@ -42,7 +43,8 @@ def image_folder(markdown_path: Path) -> Path:
 def _check_folder(folder: Path) -> None:
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise ConfigError(f"--md: {str(folder)!r} (for the plots) exists and is not a folder")
-    if folder.is_dir() and not (folder / FOLDER_MARK).is_file():
+    mark = folder / FOLDER_MARK
+    if folder.is_dir() and (mark.is_symlink() or not mark.is_file()):
         raise ConfigError(
             f"--md: {str(folder)!r} (for the plots) exists and is not a wattgap report's; give another --md path"
         )
@@ -65,8 +67,8 @@ def write(document: Document, html_path: Path | None, markdown_path: Path | None
         write_atomically(content, html_path, force=True)
         html_bytes = len(content.encode())
     if markdown_path is not None and folder is not None:
-        folder.mkdir(exist_ok=True)
-        (folder / FOLDER_MARK).write_text("plots of a wattgap report: wattgap replaces them\n", encoding="utf-8")
+        own_folder(folder, "--md: the plots' folder")
+        write_atomically("plots of a wattgap report: wattgap replaces them\n", folder / FOLDER_MARK, force=True)
         for stale in folder.glob("*.svg"):
             stale.unlink()
         for plot in document.plots:

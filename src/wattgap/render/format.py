@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from wattgap.text import visible
+
 if TYPE_CHECKING:
     from wattgap.results import CellResult
 
@@ -48,8 +50,8 @@ def seconds(value: float | None) -> str:
 
 def plain(value: object) -> str:
     """Foreign text (names, paths, error messages) made safe for a terminal: control characters,
-    escape sequences among them, are shown as ``\\x1b``-style escapes instead of being executed."""
-    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in str(value))
+    escape sequences among them, are shown as escapes instead of being executed (wattgap.text)."""
+    return visible(value, keep="\n\t")
 
 
 def result_notes(result: CellResult, suspect: str = "") -> str:

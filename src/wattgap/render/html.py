@@ -7,9 +7,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from html import escape
+from html import escape as escape_html
 
 from wattgap.render.document import Document, Plot, Section, Table
+from wattgap.text import visible
+
+
+def escape(value: str) -> str:
+    """Foreign text for HTML: control characters shown as escapes (wattgap.text), then markup escaped."""
+    return escape_html(visible(value, keep="\n"))
+
 
 GENERATOR = "wattgap report"  # the mark of a file wattgap wrote, which it may write again
 

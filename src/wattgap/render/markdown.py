@@ -1,13 +1,14 @@
 """The report's Markdown twin, for pull requests and papers: the same sections and tables, each plot an SVG
 file in a folder beside it (the same SVG the HTML inlines). Foreign text is escaped for Markdown: its
 punctuation is backslash-escaped and angle brackets become entities, so no name turns into a link, an
-emphasis, a table cell or raw HTML."""
+emphasis, a table cell or raw HTML, and control characters are shown as escapes (wattgap.text)."""
 
 from __future__ import annotations
 
 import re
 
 from wattgap.render.document import Document, Section, Table
+from wattgap.text import visible
 
 MARK = "<!-- wattgap report -->"  # the first line of a file wattgap wrote, which it may write again
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
@@ -15,7 +16,8 @@ _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 def text(value: str) -> str:
     """Foreign text for a Markdown paragraph or table cell."""
-    escaped = _SPECIAL.sub(r"\\\1", value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    shown = visible(value, keep="\n")
+    escaped = _SPECIAL.sub(r"\\\1", shown).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return " ".join(escaped.splitlines())
 
 

@@ -19,6 +19,7 @@ from wattgap.analysis.recommend import Candidate
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.tradeoff import Curve
 from wattgap.results import CellResult
+from wattgap.text import visible
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,8 +28,8 @@ WIDTH_IN, HEIGHT_IN = 7.5, 4.2
 
 
 def label(text: object) -> str:
-    """Foreign text as matplotlib text: its math markers escaped."""
-    return str(text).replace("\\", "\\\\").replace("$", r"\$")
+    """Foreign text as matplotlib text: control characters shown as escapes, math markers escaped."""
+    return visible(text).replace("\\", "\\\\").replace("$", r"\$")
 
 
 def _figure(title: str) -> tuple[Figure, Any]:

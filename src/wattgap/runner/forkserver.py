@@ -67,9 +67,10 @@ class ForkServer:
                 raise self._ended()
 
     def _ended(self) -> RuntimeError:
-        self.log.seek(0)
-        lines = self.log.read().decode("utf-8", "replace").strip().splitlines()
-        return RuntimeError(f"wattgap's fork server ended: {' | '.join(lines[-3:]) or 'no output'}")
+        from wattgap.runner.processes import last_lines
+
+        lines = last_lines(self.log)
+        return RuntimeError(f"wattgap's fork server ended: {' | '.join(lines) or 'no output'}")
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -23,7 +23,14 @@ from wattgap.measure.flops import Work
 from wattgap.results import CellResult, Memory, Phases
 from wattgap.runner.executors.base import CellJob
 from wattgap.runner.forkserver import fork_server
-from wattgap.runner.processes import descendants, die_with_parent, end_new_descendants, tree_rss_bytes
+from wattgap.runner.processes import (
+    MEMORY_LOOK_S,
+    descendants,
+    die_with_parent,
+    end_new_descendants,
+    last_lines,
+    tree_rss_bytes,
+)
 
 OnEvent = Callable[[dict[str, Any]], None]
 
@@ -32,10 +39,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _stderr_tail(file: Any, lines: int = 3) -> str:
-    file.seek(0)
-    text = file.read().decode("utf-8", "replace").strip().splitlines()
-    return " | ".join(line.strip() for line in text[-lines:])
+def _stderr_tail(file: Any) -> str:
+    return " | ".join(last_lines(file))
 
 
 def _signal_reason(returncode: int) -> str:
@@ -107,6 +112,8 @@ def _run(
                     break
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
+                if len(buffer) > MAX_EVENT_BYTES:  # no event is this long: a flood, dropped as it comes
+                    buffer = b""
                 for line in lines:
                     event = _parse(line)
                     if event is None:
@@ -161,9 +168,6 @@ def _run(
     )
 
 
-MEMORY_LOOK_S = 0.1  # how often the cell's host memory is read when a cap is set
-
-
 def _cap_text(config: SweepConfig) -> str:
     return f"max_host_memory_gb={config.max_host_memory_gb:g} GiB"
 
@@ -176,6 +180,7 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
+MAX_EVENT_BYTES = 256 * 2**20  # the longest event line read: a result with a million raw samples is ~25 MiB
 EXIT_GRACE_S = 10.0  # a worker that sent its result and is still not gone after this is killed
 
 

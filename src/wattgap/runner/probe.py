@@ -6,18 +6,21 @@ inputs it will be fed and its parameter count (models/reference.describe)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from wattgap.errors import ConfigError
 from wattgap.models.build import ModelOptions
-from wattgap.runner.processes import descendants, end_new_descendants
+from wattgap.runner.processes import MEMORY_LOOK_S, descendants, end_new_descendants, tree_rss_bytes
 
 _PROBE = """
 import json, sys
@@ -41,10 +44,13 @@ with open(sys.argv[3], "w") as answer:
 """
 
 
-def describe(name: str, options: ModelOptions, seed: int, timeout_s: float) -> dict[str, Any]:
+def describe(
+    name: str, options: ModelOptions, seed: int, timeout_s: float, cap_bytes: float | None = None
+) -> dict[str, Any]:
     """``name`` loaded in a subprocess: {"described": {framework, inputs, parameters}}, {"config_error":
     message} (the config does not fit the model: one line for the user), or {"error": message} when it
-    could not be loaded, crashed or took longer than ``timeout_s``."""
+    could not be loaded, crashed, took longer than ``timeout_s`` or held more host memory than
+    ``cap_bytes`` (its process tree, read as a cell's is: killed when over)."""
     given = asdict(options)
     given["inputs"] = [spec.model_dump(mode="json") for spec in options.inputs] if options.inputs else None
     before = descendants()
@@ -52,19 +58,19 @@ def describe(name: str, options: ModelOptions, seed: int, timeout_s: float) -> d
     # process has, even if something the model started still holds what it inherited.
     with tempfile.TemporaryDirectory(prefix="wattgap-probe-") as folder, tempfile.TemporaryFile() as stderr:
         answer = Path(folder) / "answer.json"
+        process = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, name, json.dumps({**given, "seed": seed}), str(answer)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                [sys.executable, "-c", _PROBE, name, json.dumps({**given, "seed": seed}), str(answer)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                timeout=timeout_s,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired:
-            return {"error": f"loading it took longer than {timeout_s:g} s"}
+            over = _watch(process, timeout_s, cap_bytes)
         finally:
             end_new_descendants(before)  # what loading the model started ends with the probe
+        if over is not None:
+            return {"error": over}
         try:
             found = json.loads(answer.read_text())
         except (OSError, ValueError):
@@ -72,10 +78,35 @@ def describe(name: str, options: ModelOptions, seed: int, timeout_s: float) -> d
         if not isinstance(found, dict):
             stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 4096))  # its last words are enough
             last = stderr.read().decode(errors="replace").strip().splitlines()[-1:] or [
-                f"exit status {done.returncode}"
+                f"exit status {process.returncode}"
             ]
             return {"error": f"loading it ended without an answer ({last[0]})"}
         return found
+
+
+def _watch(process: subprocess.Popen[bytes], timeout_s: float, cap_bytes: float | None) -> str | None:
+    """Wait for the probe's process, reading its tree's host memory as often as a cell's when capped;
+    why it was killed (over the time or the memory), or None when it ended by itself."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            process.wait(timeout=min(MEMORY_LOOK_S, max(0.0, deadline - time.monotonic())))
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        held = tree_rss_bytes(process.pid) if cap_bytes is not None else 0
+        late = time.monotonic() >= deadline
+        if late or (cap_bytes is not None and held > cap_bytes):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if late:
+                return f"loading it took longer than {timeout_s:g} s"
+            assert cap_bytes is not None
+            return (
+                f"loading it held {held / 2**30:.3g} GiB of host memory, over max_host_memory_gb="
+                f"{cap_bytes / 2**30:g} GiB (it was stopped there)"
+            )
 
 
 def refuse(field: str, name: str, found: dict[str, Any]) -> None:

@@ -9,6 +9,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
+
+MEMORY_LOOK_S = 0.1  # how often a cell's (or the model probe's) host memory is read when a cap is set
 
 
 def die_with_parent(parent: int | None = None) -> Callable[[], None] | None:
@@ -78,3 +81,15 @@ def tree_rss_bytes(pid: int) -> int:
         with contextlib.suppress(psutil.Error):
             held += process.memory_info().rss
     return held
+
+
+TAIL_BYTES = 64 * 1024  # of a process's output, the most that is read back to say why it ended
+
+
+def last_lines(file: Any, lines: int = 3) -> list[str]:
+    """The last ``lines`` non-blank lines of an output file, read from at most its last TAIL_BYTES: a cell
+    that wrote a gigabyte costs the sweep 64 KiB."""
+    end = file.seek(0, os.SEEK_END)
+    file.seek(max(0, end - TAIL_BYTES))
+    text = file.read(TAIL_BYTES).decode("utf-8", "replace")
+    return [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]

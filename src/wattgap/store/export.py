@@ -1,5 +1,5 @@
 """Export a run as CSV (one flat row per cell, no raw samples) or JSON (everything, raw samples and the
-environment included). Files are written whole or not at all."""
+environment included). Files are written whole or not at all; no control character is written raw."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from pathlib import Path
 from wattgap.errors import StoreError
 from wattgap.results import Run
 from wattgap.store.paths import existing_regular
+from wattgap.text import visible
 
 FORMATS = ("csv", "json")
 
 
 def render(run: Run, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(run.model_dump(mode="json"), indent=2)
+    if fmt == "json":  # ASCII only: every control or format character is a \u escape, by JSON's own rules
+        return json.dumps(run.model_dump(mode="json"), indent=2, ensure_ascii=True)
     rows = [{"run_id": run.run_id, **result.flat()} for result in run.results]
+    rows = [{key: visible(v) if isinstance(v, str) else v for key, v in row.items()} for row in rows]
     buffer = io.StringIO()
     if rows:
         columns = list(dict.fromkeys(key for row in rows for key in row))

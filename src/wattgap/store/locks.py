@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wattgap.errors import StoreError
+from wattgap.fs import open_own_file, own_folder
 
 
 def _folder(db: Path) -> Path:
@@ -20,22 +21,20 @@ def _folder(db: Path) -> Path:
 
 
 @contextlib.contextmanager
-def executing(db: str | Path, run_id: str) -> Iterator[None]:
-    """Hold the lock of ``run_id`` in ``db`` for the block; a StoreError naming the holder if another
-    process holds it."""
+def executing(db: str | Path, run_id: str, then: str = "resume it once that process has stopped") -> Iterator[None]:
+    """Hold the lock of ``run_id`` in ``db`` for the block (a resume, a deletion); a StoreError naming the
+    holder if another process holds it, and ``then``, what to do about it."""
     folder = _folder(Path(db))
-    folder.mkdir(exist_ok=True)
+    own_folder(folder, "the lock folder")
     path = folder / f"{run_id}.lock"
     while True:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        handle = open_own_file(path, os.O_RDWR | os.O_CREAT, "the lock file")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(handle, 200).decode("utf-8", "replace").strip() or "another process"
             os.close(handle)
-            raise StoreError(
-                f"run {run_id} is being executed by {holder}; resume it once that process has stopped"
-            ) from None
+            raise StoreError(f"run {run_id} is being executed by {holder}; {then}") from None
         try:
             if os.fstat(handle).st_ino == os.stat(path).st_ino:
                 break  # the lock is on the file the path names (not one a finishing holder just removed)

@@ -7,15 +7,7 @@ import stat
 from pathlib import Path
 
 from wattgap.errors import StoreError
-
-_KINDS = {
-    stat.S_IFLNK: "a symbolic link",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a folder",
-}
+from wattgap.fs import kind_of
 
 
 def existing_regular(path: Path, flag: str, follow_links: bool) -> os.stat_result | None:
@@ -26,6 +18,5 @@ def existing_regular(path: Path, flag: str, follow_links: bool) -> os.stat_resul
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(status.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(status.st_mode), "not a regular file")
-        raise StoreError(f"{flag}: {str(path)!r} is {kind}; give the path of a regular file or a new one")
+        raise StoreError(f"{flag}: {str(path)!r} is {kind_of(status)}; give the path of a regular file or a new one")
     return status

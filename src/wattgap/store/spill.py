@@ -31,6 +31,20 @@ def spill(run_id: str, result: CellResult) -> Path | None:
     return path
 
 
+def rescued_database(run_id: str) -> Path | None:
+    """A new path for a copy of a database whose file went away under ``run_id`` (None: none can be made)."""
+    folder = _folder(run_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    for number in range(1000):
+        path = folder / (f"wattgap-{number}.db" if number else "wattgap.db")
+        if not path.exists():
+            return path
+    return None
+
+
 def spilled(run_id: str) -> list[tuple[Path, CellResult]]:
     """The results of ``run_id`` waiting to be stored, with their files."""
     folder = _folder(run_id)

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from wattgap.results import CellResult, Run
 from wattgap.store import migrations
 from wattgap.store.migrations import APPLICATION_ID, SCHEMA_VERSION
 from wattgap.store.paths import existing_regular
+from wattgap.text import visible
 
 _INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -75,6 +77,60 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _why(error: Exception) -> str:
+    return " ".join(str(error).split())[:200]
+
+
+def _decoded(run_id: str, what: str, read: Callable[[], T]) -> T:
+    """``read()``, or a StoreError naming the run and what of it could not be read (garbage in a JSON
+    column, a value of the wrong type): one damaged row is reported as such, never as a traceback."""
+    try:
+        return read()
+    except (TypeError, ValueError, KeyError) as error:  # pydantic's ValidationError is a ValueError
+        raise StoreError(
+            f"run {visible(run_id)}: {what} cannot be read ({_why(error)}); other runs are unaffected "
+            f"(`wattgap delete {visible(run_id)}` removes this one)"
+        ) from None
+
+
+def _cell(row: tuple[Any, ...]) -> Cell:
+    model, workload, backend, device, precision, batch_size, threads, later = row
+    return Cell(
+        model=model,
+        workload=workload,
+        backend=backend,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        threads=threads,
+        **_mapping(json.loads(later)),
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"expected a JSON list of strings, found {value!r:.60}")
+    return value
+
+
+class DatabaseGone(StoreError):
+    """The database file was removed or replaced while a writer held it open."""
+
+
 class Store:
     """A wattgap database. ``Store.open`` for writing (creates the file), ``Store.open_readonly`` for
     commands that only read (never creates anything)."""
@@ -82,22 +138,27 @@ class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.connection = connection
         self.path = path
+        self.file_id: tuple[int, int] | None = None  # (device, inode) of the file a writer opened
+        self.damaged: list[str] = []  # what a listing passed over, one line each
         version = migrations.version_of(connection)
         self.tags = migrations.tags_column(version)
         self.later_fields = migrations.later_fields_column(version)
         self.has_repeats = migrations.has_repeats(version)
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
+    def open(cls, path: str | Path, create: bool = True) -> Store:
         """For writing: creates the database when the file is new, empty, or a blank SQLite file left by
         a creation that was interrupted; upgrades an older one. Creating is one immediate transaction, so
-        two processes creating the same file at once end with one schema."""
+        two processes creating the same file at once end with one schema. With ``create`` False (resuming,
+        deleting: there must be something there) a missing or empty file is refused and nothing is made."""
         file = Path(path)
         if not file.parent.is_dir():
             raise StoreError(f"--db: folder {str(file.parent)!r} does not exist; create it or choose another path")
         if file.is_dir():
             raise StoreError(f"--db: {str(file)!r} is a folder; give a file path such as {str(file / 'wattgap.db')!r}")
         existing = existing_regular(file, "--db", follow_links=True)
+        if not create and (existing is None or existing.st_size == 0):
+            raise StoreError(f"--db: {str(file)!r} does not exist; run `wattgap run` first or pass --db PATH")
         if existing is not None and existing.st_size > 0:
             cls._check(file, blank_ok=True).close()  # refuses what is not ours before anything is written
         try:
@@ -121,7 +182,9 @@ class Store:
             connection.isolation_level = "DEFERRED"  # back to transactions opened by each `with connection`
         except sqlite3.Error as error:
             raise StoreError(f"--db: cannot open {str(file)!r} for writing: {error}") from None
-        return cls(connection, file)
+        store = cls(connection, file)
+        store.file_id = _file_id(file)
+        return store
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> Store:
@@ -182,6 +245,7 @@ class Store:
         tags: list[str] | None = None,
     ) -> None:
         """The run, its planned cells and the results of its skipped cells, in one transaction."""
+        self.check_same_file()
         with self.connection:
             self.connection.execute(
                 "INSERT INTO runs (run_id, name, created_at, finished_at, status, wattgap_version, config_json, "
@@ -273,10 +337,36 @@ class Store:
             (status, _now(), run_id),
         )
 
+    def check_same_file(self) -> None:
+        """A DatabaseGone when the file at the store's path is no longer the one opened (removed, or
+        replaced by another): what would be committed now would go nowhere anyone can read."""
+        now = _file_id(self.path)
+        if self.file_id is not None and now != self.file_id:
+            what = "was removed" if now is None else "was replaced by another file"
+            raise DatabaseGone(f"--db: {str(self.path)!r} {what} while this run was writing to it")
+
+    def rescue(self, run_id: str, destination: Path) -> None:
+        """Copy what the opened file still holds (the run's stored results among them, though its path is
+        gone) to ``destination``, a new database of which ``run_id`` is marked interrupted."""
+        try:
+            copy = sqlite3.connect(destination)
+            try:
+                self.connection.backup(copy)
+                with copy:
+                    copy.execute(
+                        "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE run_id = ?", (_now(), run_id)
+                    )
+            finally:
+                copy.close()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot copy the run out of {str(self.path)!r}: {error}") from None
+
     def _write(self, what: str, statement: str, values: tuple[Any, ...]) -> None:
         """One statement committed, retried with backoff while another writer holds the database past the
         busy timeout; a StoreError saying why when it cannot be written (disk full, read-only, locked
-        throughout). Integrity errors (a duplicate) are the caller's."""
+        throughout), a DatabaseGone when the file was removed or replaced. Integrity errors (a duplicate)
+        are the caller's."""
+        self.check_same_file()
         for pause in (*WRITE_RETRY_PAUSES_S, None):
             try:
                 with self.connection:
@@ -328,10 +418,16 @@ class Store:
                 (since,),
             ).fetchall()
         )
-        return [(run_id, created, json.loads(text)) for run_id, created, text in rows]
+        found = []
+        for run_id, created, text in rows:
+            try:  # an unreadable neighbour is no reason for a new run to fail: it is passed over
+                found.append((str(run_id), str(created), _mapping(json.loads(text))))
+            except (TypeError, ValueError):
+                continue
+        return found
 
     def _run_ids(self) -> list[str]:
-        return [row[0] for row in self.connection.execute("SELECT run_id FROM runs ORDER BY created_at, rowid")]
+        return [str(row[0]) for row in self.connection.execute("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 
     def resolve(self, run_id: str) -> str:
         """A full run id from an id, a unique prefix of one, or ``latest``."""
@@ -354,17 +450,9 @@ class Store:
             f"{self.tags} FROM runs r WHERE r.run_id = ?",
             (run_id,),
         ).fetchone()
+        stored = {"stored": True}  # a run's config reads back where its user models and data are not
         cells = [
-            Cell(
-                model=r[0],
-                workload=r[1],
-                backend=r[2],
-                device=r[3],
-                precision=r[4],
-                batch_size=r[5],
-                threads=r[6],
-                **json.loads(r[7]),
-            )
+            _decoded(run_id, "a cell", partial(_cell, r))
             for r in self.connection.execute(
                 "SELECT model, workload, backend, device, precision, batch_size, threads, "
                 f"{self.later_fields} FROM cells WHERE run_id = ? ORDER BY position",
@@ -373,25 +461,23 @@ class Store:
         ]
         order = {c.cell_id: i for i, c in enumerate(cells)}
         results = [
-            CellResult.model_validate_json(r[0])
-            for r in self.connection.execute("SELECT result_json FROM results WHERE run_id = ?", (run_id,))
+            _decoded(run_id, f"the result of cell {cell_id}", partial(CellResult.model_validate_json, text))
+            for cell_id, text in self.connection.execute(
+                "SELECT cell_id, result_json FROM results WHERE run_id = ?", (run_id,)
+            )
         ]
         results.sort(key=lambda r: order.get(r.cell_id, len(order)))
-        stored = {"stored": True}  # a run's config reads back where its user models and data are not
-        return Run.model_validate(
-            {
-                "run_id": row[0],
-                "name": row[1],
-                "created_at": row[2],
-                "finished_at": row[3],
-                "status": row[4],
-                "config": SweepConfig.model_validate_json(row[5], context=stored),
-                "environment": json.loads(row[6]),
-                "tags": json.loads(row[7]),
-                "cells": cells,
-                "results": results,
-            },
-            context=stored,
+        fields = {
+            "config": lambda: SweepConfig.model_validate_json(row[5], context=stored),
+            "environment": lambda: _mapping(json.loads(row[6])),
+            "tags": lambda: _strings(json.loads(row[7])),
+        }
+        decoded = {name: _decoded(run_id, f"field {name}", read) for name, read in fields.items()}
+        data = {"run_id": row[0], "name": row[1], "created_at": row[2], "finished_at": row[3], "status": row[4]}
+        return _decoded(
+            run_id,
+            "its row",
+            lambda: Run.model_validate({**data, **decoded, "cells": cells, "results": results}, context=stored),
         )
 
     def _run_summaries(self) -> list[dict[str, Any]]:
@@ -405,7 +491,15 @@ class Store:
             FROM runs r ORDER BY r.created_at, r.rowid
         """
         keys = ("run_id", "name", "tags", "created_at", "status", "cells", "ok", "skipped", "failed")
-        rows = [dict(zip(keys, row, strict=True)) for row in self.connection.execute(query)]
-        for row in rows:
-            row["tags"] = ", ".join(json.loads(row["tags"]))
+        rows = []
+        for values in self.connection.execute(query):
+            row = dict(zip(keys, values, strict=True))
+            try:
+                row["tags"] = ", ".join(_strings(json.loads(row["tags"])))
+                if not all(isinstance(row[key], str) for key in ("run_id", "name", "created_at", "status")):
+                    raise TypeError("its id, name, creation time or status is not text")
+            except (TypeError, ValueError) as error:
+                self.damaged.append(f"run {visible(row['run_id'])} is not listed: {_why(error)}")
+                continue
+            rows.append(row)
         return rows

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wattgap.errors import ConfigError
 from wattgap.models.sources import Declared, dtype_named, kind_of, path_of
 
 
@@ -32,7 +33,16 @@ def load_keras(name: str, seed: int) -> KerasSource:
     if kind == "savedmodel":
         return _saved_model(name)
     if kind == "keras":
-        model = keras.saving.load_model(str(path_of(name)), compile=False)
+        try:  # safe mode: a Lambda layer's pickled Python (bytecode) is refused, never run
+            model = keras.saving.load_model(str(path_of(name)), compile=False, safe_mode=True)
+        except ValueError as error:
+            if "safe_mode" not in str(error):
+                raise
+            raise ConfigError(
+                f"models: {name!r}: this Keras file holds Python code (a Lambda layer's bytecode), which loading "
+                "would run; wattgap loads Keras files in safe mode (build the model from your code instead: "
+                "package.module:callable)"
+            ) from None
     else:
         module_name, attr = name.split(":", 1)
         keras.utils.set_random_seed(seed)
