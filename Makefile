@@ -31,6 +31,7 @@ test: lint browser
 	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: where make test's 15 minutes go
 
 bench: $(STAMP)
+	$(BIN)/python bench/aa.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/train_to_accuracy.py
 	$(BIN)/python bench/report.py

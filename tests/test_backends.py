@@ -188,6 +188,15 @@ def test_agreement_statistics() -> None:
     assert broken.degraded and broken.top1 is None
 
 
+def test_outputs_that_are_not_a_classifiers_have_a_threshold_and_a_figure() -> None:
+    """int8 cells of a user's regression model said 'outputs with fp32', no number, never degraded."""
+    reference = np.array([[1.0, 2.0], [3.0, 4.0]])
+    close = compare_outputs(reference, reference * 1.02, classifier=False, threshold=0.99, max_rel_diff=0.10)
+    assert not close.degraded and close.text() == "outputs 2.0% from fp32 (mean relative difference; at most 10%)"
+    far = compare_outputs(reference, reference * 1.3, classifier=False, threshold=0.99, max_rel_diff=0.10)
+    assert far.degraded and "30.0% from fp32" in far.text()
+
+
 def test_calibration_takes_what_a_smaller_dataset_holds() -> None:
     from wattgap.backends.onnx_export import calibration_batches
     from wattgap.config import parse_config

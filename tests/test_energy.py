@@ -5,6 +5,10 @@ path runs in test_gpu.py), windows, idle subtraction and labels."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +82,23 @@ def test_cpu_model_follows_utilisation_of_the_real_counters() -> None:
         assert 30.0 * 0.999 <= (reading.power_w or 0) <= 100.0 * 1.001
         assert "energy.cpu_tdp_w from the config" in reading.detail
     assert (busy.power_w or 0) > (idle.power_w or 0)
+
+
+def test_cpu_model_charges_the_cell_its_own_cpu_time_not_other_processes() -> None:
+    """The estimate used machine-wide utilisation: another process spinning was charged to the cell."""
+    meter = CpuModelMeter(tdp_w=100.0, idle_fraction=0.3)
+    window = EnergyWindow([meter])
+    orphan = "import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'while True: pass']).pid)"
+    spinner = int(subprocess.run([sys.executable, "-c", orphan], capture_output=True, text=True).stdout)
+    try:  # its parent has exited: another process of the machine, not one of this tree
+        time.sleep(0.3)
+        with window:
+            time.sleep(0.8)  # this process sleeps while the spinner burns a core
+    finally:
+        os.kill(spinner, signal.SIGKILL)
+    (reading,) = window.readings
+    assert (reading.power_w or 0) < 30.0 * 1.05, reading.detail  # at the idle floor: our tree did nothing
+    assert "of this process tree; the machine's" in reading.detail
 
 
 def test_cpu_tdp_comes_from_the_table_or_its_median() -> None:

@@ -125,6 +125,19 @@ def test_cells_that_cannot_run_are_skipped_with_reasons() -> None:
     assert len(plan.runnable) == 2
 
 
+def test_training_a_resnet_down_to_one_value_per_channel_is_skipped_with_the_hint() -> None:
+    """It failed every cell with a raw 'ValueError: Expected more than 1 value per channel'."""
+    config = parse_config(
+        {"models": ["resnet50", "vgg16"], "workloads": ["infer", "train"], "image_size": 32, "batch_sizes": [1, 2]}
+    )
+    plan = expand(config, CPU_ONLY)
+    skipped = {c.label: plan.skipped[c.cell_id] for c in plan.cells if c.cell_id in plan.skipped}
+    assert list(skipped) == ["resnet50/train/torch-eager/cpu/fp32/b1/t4"]
+    assert "batch norm cannot normalise one value per channel (use --image-size 33 or more" in "".join(skipped.values())
+    wider = expand(parse_config({"models": ["resnet50"], "workloads": ["train"], "image_size": 64}), CPU_ONLY)
+    assert not wider.skipped  # 2x2 at the last stage
+
+
 def test_capability_gates_bf16_and_tf32_on_older_gpus() -> None:
     config = parse_config({"models": ["conv6"], "devices": ["cuda", "cuda:1"], "precisions": ["fp16", "bf16", "tf32"]})
     plan = expand(config, TURING)

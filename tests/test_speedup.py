@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from helpers import make_run, result
 
-from wattgap.analysis.speedup import compare, regressions
+from wattgap.analysis.speedup import Spread, compare, regressions
 from wattgap.errors import ConfigError
 from wattgap.results import Run
 
 RNG = np.random.default_rng(7)
 BASE = RNG.normal(0.010, 0.0002, 400)
+
+MEASURED = Spread(sd_log=0.005, cells=4, runs=["m"], age_s=60.0)  # a machine's spread between processes
 
 
 def test_speedup_is_the_ratio_of_medians_with_an_interval_around_it() -> None:
@@ -73,7 +75,7 @@ def _on(run: Run, gpu: str) -> Run:
 def test_latency_metric_is_latency_per_iteration_b_over_a() -> None:
     a = make_run("a", [result(BASE, batch_size=1), result(BASE * 2, model="vgg16", batch_size=1)])
     b = make_run("b", [result(BASE * 3, batch_size=4), result(BASE * 2 / 2, model="vgg16", batch_size=1)])
-    by_batch = compare(a, b, by="batch_size", metric="latency")
+    by_batch = compare(a, b, by="batch_size", metric="latency", spread=MEASURED)
     (pair,) = [p for p in by_batch.pairs if p.key["model"] == "resnet18"]
     assert pair.speedup == pytest.approx(4 / 3)  # 4x the samples in 3x the time
     assert pair.latency_change[0] == pytest.approx(2.0)  # each iteration takes 3x as long
@@ -98,3 +100,19 @@ def test_runs_from_two_machines_compare_by_device_with_each_gpu_named() -> None:
     assert "different hardware" in by_precision.notes[0]  # a precision change confounded with a machine change
     other_t4 = _on(make_run("t4b", [result(BASE / 1.01, device="cuda", threads=None)]), "Tesla T4")
     assert compare(t4, other_t4, by="device").device_names == {}  # one kind of machine: devices keep their names
+
+
+@pytest.mark.parametrize("count", [3, 5])
+def test_an_aa_comparison_of_repeated_runs_rarely_cries_regression(count: int) -> None:
+    """A against A, each side in ``count`` processes drifting 5% between them (1% within): the gate at 1%
+    fires in at most 5% of 100 such comparisons (it fired in most of them when intervals ignored drift)."""
+    from helpers import repeated_result
+
+    rng = np.random.default_rng(count)
+
+    def side(run_id: str) -> Run:
+        groups = [rng.lognormal(np.log(0.001), 0.01, 100) * rng.lognormal(0, 0.05) for _ in range(count)]
+        return make_run(run_id, [repeated_result(groups)])
+
+    alarms = sum(bool(regressions(compare(side("a"), side("b"), by="device"), 1.0)) for _ in range(100))
+    assert alarms <= 5, f"{alarms} false alarms in 100 A/A comparisons"

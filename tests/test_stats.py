@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from wattgap.errors import MeasurementError
-from wattgap.measure.stats import bootstrap_medians, median_ci, summarize
+from wattgap.measure.stats import bootstrap_medians, median_ci, summarize, summarize_repeats
 
 
 def test_summary_matches_numpy() -> None:
@@ -56,3 +56,34 @@ def test_noise_warning_past_the_threshold() -> None:
 def test_bad_samples_are_refused(bad: list[float]) -> None:
     with pytest.raises(MeasurementError):
         summarize(bad)
+
+
+def _processes(rng: np.random.Generator, count: int, between_cv: float, within_cv: float) -> list[list[float]]:
+    """``count`` processes of one cell whose true median is 1: each process off it by a lognormal drift
+    (``between_cv``), its 100 samples lognormal around its own median (``within_cv``)."""
+    drift = rng.lognormal(0.0, between_cv, count)
+    return [(level * rng.lognormal(0.0, within_cv, 100)).tolist() for level in drift]
+
+
+@pytest.mark.parametrize("count", [2, 3, 5, 10])
+def test_the_interval_over_processes_covers_a_known_truth_95_percent(count: int) -> None:
+    """Between-process drift 5%, noise within a window 1%: the hierarchical bootstrap this replaced held
+    the truth 76% of the time with 3 processes, 87% with 5, 91% with 10. The t interval on the processes'
+    log medians holds it about 95% of the time at every count (400 draws: at least 92%, 3 standard errors
+    below 95%), and its width pays for few processes (t with 1 degree of freedom at 2)."""
+    rng = np.random.default_rng(count)
+    held, widths = 0, []
+    for _ in range(400):
+        stats = summarize_repeats(_processes(rng, count, 0.05, 0.01), resamples=50)
+        held += stats.median_ci_low_s <= 1.0 <= stats.median_ci_high_s
+        widths.append(stats.median_ci_high_s / stats.median_ci_low_s)
+    assert held / 400 >= 0.92, f"{count} processes: the interval held the truth {held / 400:.1%} of the time"
+    assert held / 400 <= 0.985  # honest, not merely wide
+    assert stats.covers == f"between {count} processes"
+    if count == 2:
+        assert np.median(widths) > 1.5  # two processes cannot say much about the spread between them
+
+
+def test_one_process_says_its_interval_is_within_it() -> None:
+    stats = summarize(np.random.default_rng(0).normal(1, 0.01, 100).tolist())
+    assert stats.covers == "within one process"

@@ -51,3 +51,16 @@ def test_measure_stops_at_the_iteration_cap() -> None:
     result = measure(lambda: None, Timer(), protocol, lambda f: None)
     assert result.stop_reason == "max_iters"
     assert len(result.latencies_s) == 20
+
+
+def test_a_hard_cap_is_a_cap_and_says_what_it_cut() -> None:
+    """`--max-time 1` took 9 min 44 s on a busy machine: the 30-iteration minimum won over the cap."""
+    slow = sleeper(0.05)
+    protocol = Protocol(min_iters=30, min_time_s=0.0, max_time_s=0.3, warmup_min_iters=10, hard_max_time=True)
+    started = time.perf_counter()
+    warm_iters, _ = warm_up(slow, Timer(), protocol, lambda _: None)
+    measured = measure(slow, Timer(), protocol, lambda _: None)
+    assert time.perf_counter() - started < 1.5  # 10 + 30 iterations of 50 ms would be 2 s
+    assert warm_iters < 10 and 5 <= len(measured.latencies_s) < 30 and measured.stop_reason == "max_time"
+    soft = measure(slow, Timer(), Protocol(min_iters=12, min_time_s=0.0, max_time_s=0.1), lambda _: None)
+    assert len(soft.latencies_s) >= 12  # without it, the minimums hold (DESIGN section 4)

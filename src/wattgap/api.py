@@ -19,7 +19,7 @@ from wattgap.analysis.projection import Projection, load_entries
 from wattgap.analysis.projection import project as project_of
 from wattgap.analysis.recommend import Constraints, Recommendation
 from wattgap.analysis.recommend import recommend as recommend_of
-from wattgap.analysis.speedup import Comparison
+from wattgap.analysis.speedup import SPREAD_MAX_AGE_S, Comparison, Spread, spread_of
 from wattgap.analysis.speedup import compare as compare_runs
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.studies import study as study_of
@@ -88,9 +88,9 @@ def sweep_from_options(
     order: str | None = None,
 ) -> SweepConfig:
     """A sweep from a shipped suite, a YAML file, or (with neither, but models among the overrides) the
-    overrides alone, which replace the file's fields. ``max_time_s`` caps each cell's measured window
-    (lowering the minimum time to it when needed); ``idle_s`` sets the idle-power measurement; ``repeats``
-    and ``order`` replace the protocol's."""
+    overrides alone, which replace the file's fields. ``max_time_s`` caps each cell's warmup and measured
+    window outright, minimums included (fewer iterations then, flagged; ``protocol.hard_max_time``);
+    ``idle_s`` sets the idle-power measurement; ``repeats`` and ``order`` replace the protocol's."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     if suite is not None and config is not None:
         raise ConfigError("--suite and --config: give one of them, not both")
@@ -107,7 +107,7 @@ def sweep_from_options(
         if max_time_s is not None:
             minimum = protocol.get("min_time_s", Protocol.model_fields["min_time_s"].default)
             lowered = {"min_time_s": max_time_s} if isinstance(minimum, int | float) and minimum > max_time_s else {}
-            given.update(max_time_s=max_time_s, **lowered)
+            given.update(max_time_s=max_time_s, hard_max_time=True, **lowered)
         data["protocol"] = {**protocol, **given}
     energy = data.get("energy", {})
     if idle_s is not None and isinstance(energy, dict):
@@ -441,7 +441,7 @@ def list_models() -> list[dict[str, Any]]:
             "name": s.name,
             "task": s.task,
             "input": "x".join(map(str, s.input_shape())),
-            "classes": s.default_num_classes,
+            "classes": s.default_num_classes if s.task == "classification" else None,  # a generator has none
             "reference_params": s.reference_params,
             "description": s.description,
         }
@@ -467,10 +467,35 @@ def compare(
     baseline: str | None = None,
     metric: str = "throughput",
 ) -> Comparison:
-    """B against A for cells that differ only in ``by``: throughput or latency (see analysis.speedup)."""
+    """B against A for cells that differ only in ``by``: throughput or latency (see analysis.speedup). A
+    side measured in one process is widened by the spread between processes that repeated cells of recent
+    runs of the same machine in ``db`` measured, when there are some."""
     with Store.open_readonly(db) as store:
         first, second = store.load_run(run_a), store.load_run(run_b)
-    return compare_runs(first, second, by=by, baseline=baseline, metric=metric)
+        spread = (
+            machine_spread(store, first) if machine_key(first.environment) == machine_key(second.environment) else None
+        )
+    return compare_runs(first, second, by=by, baseline=baseline, metric=metric, spread=spread)
+
+
+def machine_spread(store: Store, run: Run) -> Spread | None:
+    """The spread between processes measured on ``run``'s machine by the repeated cells of the runs of
+    ``store`` made there within SPREAD_MAX_AGE_S (None: none did)."""
+    key = machine_key(run.environment)
+    repeated = store.repeated_run_ids()
+    created: dict[str, float] = {}
+    for run_id, created_at, environment in store.recent_environments(SPREAD_MAX_AGE_S):
+        if run_id in repeated:
+            try:
+                if machine_key(environment) == key:
+                    created[run_id] = datetime.fromisoformat(created_at).timestamp()
+            except (AttributeError, TypeError, ValueError):  # an unreadable neighbour is passed over
+                continue
+    runs = []
+    for run_id in created:
+        with contextlib.suppress(StoreError):
+            runs.append(store.load_run(run_id))
+    return spread_of(runs, time.time(), created)
 
 
 def tradeoff(

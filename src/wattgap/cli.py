@@ -279,8 +279,18 @@ def list_(
         else:
             table.add_column(column)
     for row in rows:
-        table.add_row(*(Text(plain(v)) for v in row.values()))
+        table.add_row(*(Text(plain(_listed(v))) for v in row.values()))
     console.print(table)
+
+
+def _listed(value: object) -> object:
+    """A listed value as people read it: "-" for none, "generator 11378179, discriminator 2764737" for a
+    mapping (never a Python repr)."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {item}" for key, item in value.items())
+    return value
 
 
 @app.command()
@@ -399,6 +409,15 @@ def compare(
                 )
             ),
             soft_wrap=True,  # one line per regression, for logs and grep
+        )
+    unjudged = [pair for pair in comparison.pairs if not pair.judged]
+    if fail_above is not None and unjudged:
+        console.print(
+            Text(
+                f"not judged by --fail-above: {len(unjudged)} of {len(comparison.pairs)} pairs, whose intervals are "
+                "within one process (drift between processes unknown: no run in this database measured it on this "
+                "machine within 7 days); run either side with --repeats 3 or more, and its spread widens the rest"
+            )
         )
     if slower:
         raise typer.Exit(EXIT_NOT_ALL_RAN)

@@ -79,6 +79,9 @@ class SweepConfig(BaseModel):
     calibration_method: Literal["minmax", "entropy", "percentile"] = "entropy"
     guardrail_samples: int = Field(32, ge=1, le=4096)  # the fixed seeded batch compared with fp32
     min_top1_agreement: float = Field(0.99, ge=0, le=1)  # below it a cell is flagged degraded
+    # a model that is not a classifier (no top-1): degraded when its outputs' mean relative difference from
+    # the fp32 reference is over this
+    max_output_rel_diff: float = Field(0.10, gt=0)
     end_to_end: bool = False
     seed: int = 0
     cell_timeout_s: float = Field(900.0, gt=0)

@@ -15,6 +15,7 @@ from wattgap.cells import Cell
 from wattgap.config import MAX_BATCH_SIZE, SweepConfig
 from wattgap.devices import Hardware
 from wattgap.errors import field_error
+from wattgap.models import MODELS
 from wattgap.models.sources import FRAMEWORKS, kind_of
 from wattgap.workloads import WORKLOADS
 
@@ -85,10 +86,20 @@ def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str
                 or chosen.source_reason(model, framework)
                 or chosen.unsupported_reason(cell, hardware)
                 or chosen.settings_reason(cell, config)
+                or _model_reason(cell, config)
             )
             if reason:
                 skipped[cell.cell_id] = reason
     return Plan(tuple(cells), skipped)
+
+
+def _model_reason(cell: Cell, config: SweepConfig) -> str:
+    """Why a zoo model cannot run this cell whatever the backend ('' when it can): training a batch-norm
+    model where its last stage holds one value per channel."""
+    spec = MODELS.get(cell.model)
+    if spec is None or cell.workload == "infer":
+        return ""
+    return spec.train_reason(config.image_size, cell.batch_size)
 
 
 def schedule(cells: Sequence[Cell], config: SweepConfig) -> list[tuple[Cell, int]]:

@@ -105,6 +105,20 @@ def result(samples: np.ndarray, **fields: object) -> CellResult:
     return CellResult(cell=cell, status="ok", latency=summarize(samples.tolist()), latencies_s=samples.tolist())
 
 
+def repeated_result(groups: list[np.ndarray], **fields: object) -> CellResult:
+    """A finished cell measured in one process per group of latency samples (``protocol.repeats``)."""
+    from wattgap.measure.stats import summarize_repeats
+    from wattgap.results import Repeat
+
+    single = result(np.concatenate(groups), **fields)
+    repeats = [
+        Repeat(repeat=index, status="ok", samples=len(group), median_s=float(np.median(group)))
+        for index, group in enumerate(groups)
+    ]
+    latency = summarize_repeats([group.tolist() for group in groups], resamples=200)
+    return single.model_copy(update={"repeats": repeats, "latency": latency})
+
+
 def make_run(run_id: str, results: list[CellResult], **config: object) -> Run:
     return Run(
         run_id=run_id,

@@ -21,8 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wattgap.errors import field_error
+from wattgap.errors import ConfigError, field_error
 from wattgap.results import CellResult, Run
+from wattgap.text import number
 
 JOULES_PER = {"J": 1.0, "Wh": 3600.0, "kWh": 3.6e6}
 # Each ranking and the Efficiency field it reads (the co2 ranking reads grams, co2_g).
@@ -93,7 +94,7 @@ def gqi(accuracy: float, energy_j: float, params: EfficiencyParams) -> tuple[flo
         return params.beta * accuracy**params.alpha / math.log10(1 + electricity), ""
     if electricity <= 1:
         return None, (
-            f"electricity {electricity:.3g} {params.electricity_unit} <= 1 makes log10 <= 0: no index; "
+            f"electricity {number(electricity)} {params.electricity_unit} <= 1 makes log10 <= 0: no index; "
             "use a smaller unit (--electricity-unit J) or --gqi-variant log1p"
         )
     return params.beta * accuracy**params.alpha / math.log10(electricity), ""
@@ -118,7 +119,8 @@ def cell_efficiency(result: CellResult, params: EfficiencyParams) -> Efficiency:
     per_joule = samples / window_energy if samples and window_energy and window_energy > 0 else None
     note = "" if energy and energy.energy_j is not None else "no energy reading"
     if params.energy == "net" and basis_energy is None and not note:
-        note = "no idle power measured: net energy unknown"
+        rejected = [text for text in (energy.warnings if energy else []) if "no net energy" in text]
+        note = rejected[0] if rejected else "no idle power measured: net energy unknown"
     accuracy = result.accuracy_top1
     kwh = basis_energy / 3.6e6 if basis_energy is not None else None
     index = None
@@ -164,12 +166,21 @@ def default_rank(rows: list[Efficiency]) -> tuple[str, str]:
 
 def efficiency(run: Run, params: EfficiencyParams, rank: str | None = None) -> tuple[str, list[Efficiency]]:
     """The ranking metric used and the ok cells ranked by it (best first; cells without it last). Without
-    ``rank``, the default of ``default_rank``."""
+    ``rank``, the default of ``default_rank``; a ``rank`` that no cell has is refused (ConfigError)."""
     rows = [cell_efficiency(r, params) for r in run.results if r.status == "ok"]
+    asked = rank is not None
     if rank is None:
         rank = default_rank(rows)[0]
     if rank not in RANK_FIELDS:
         raise field_error("--rank", rank, RANKINGS)
+    if asked and rows and all(row.metric(rank) is None for row in rows):  # a ranking of nothing: sweep order
+        accuracy = rank in ("gqi", "accuracy_per_kwh") and all(row.accuracy is None for row in rows)
+        reasons = ["no cell has an accuracy (a dataset gives one)"] if accuracy else []
+        reasons += sorted({row.note for row in rows if row.note})
+        raise ConfigError(
+            f"--rank {rank}: no cell of run {run.run_id} has a {rank} to rank by ({'; '.join(reasons) or 'none'}); "
+            f"rank by {default_rank(rows)[0]} instead, or leave --rank out"
+        )
     lower_is_better = rank in LOWER_IS_BETTER
 
     def key(row: Efficiency) -> tuple[bool, float]:

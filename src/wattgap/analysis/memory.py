@@ -21,6 +21,7 @@ from wattgap.config import MAX_BATCH_SIZE
 from wattgap.errors import ConfigError, field_error
 from wattgap.plan import next_probe
 from wattgap.results import CellResult, Run
+from wattgap.text import number
 
 SEARCH_LIMIT = MAX_BATCH_SIZE  # the largest batch a sweep may ask for
 
@@ -183,7 +184,14 @@ def _curve(
             )
         )
     largest = largest_fit = None
-    if budget is not None:
+    explains = fit.degree >= 1 and fit.r2 is not None and fit.r2 >= MIN_R2
+    if budget is not None and not explains:
+        r2 = "undefined" if fit.r2 is None else f"{fit.r2:.2f}"
+        notes.append(
+            f"the fit explains little of how memory grows with batch (degree {fit.degree}, R^2 {r2}): no largest "
+            "batch is read off it; measure a wider range of batches"
+        )
+    if budget is not None and explains:
         grid = np.arange(1, SEARCH_LIMIT + 1, dtype=float)
         largest_fit = _largest(fit.predict(grid), budget)
         upper = prediction_interval(fit, batch, memory, grid, confidence)
@@ -194,11 +202,25 @@ def _curve(
             notes.append(
                 f"batch {largest} is {largest / batch.max():.0f}x beyond the largest measured: an extrapolation"
             )
+    failed = min((point.batch_size for point in points if point.status == "oom"), default=None)
+    if failed is not None:  # an observation outranks a fit: nothing at or past a batch that ran out fits
+        capped = [value if value is None else min(value, failed - 1) or None for value in (largest, largest_fit)]
+        if capped != [largest, largest_fit]:
+            notes.append(f"batch {failed} ran out of memory: the answer stays below it, whatever the fit says")
+        largest, largest_fit = capped
     for point in points:
         if point.status == "oom" and budget is not None and point.predicted_bytes <= budget:
+            why = (
+                "the allocator's fragmentation or other processes take the rest"
+                if source.startswith("device")
+                else "the host cap counts every process of the cell, the framework's own memory included, and "
+                "catches peaks between readings that the stored peak of a finished cell does not show"
+            )
             notes.append(
                 f"batch {point.batch_size} ran out of memory where the fit predicts "
-                f"{point.predicted_bytes / 2**30:.3g} GiB, within the budget: the allocator's fragmentation or "
-                "other processes take the rest"
+                f"{number(point.predicted_bytes / 2**30)} GiB, within the budget: {why}"
             )
     return MemoryCurve(key, source, fit, points, budget, largest, largest_fit, notes, search)
+
+
+MIN_R2 = 0.5  # a fit that explains less of memory's variation than this answers nothing

@@ -6,6 +6,8 @@ is the minimum that stops a wrong figure from looking right; it is not a noise a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from wattgap.cells import CELL_FIELDS
 from wattgap.results import CellResult, Run
 
@@ -33,4 +35,52 @@ def suspects(run: Run) -> dict[str, str]:
                         "(more work cannot take less time: the machine was likely busy)"
                     )
                     break
+    return found
+
+
+SUSPECT, NOISY = "SUSPECT", "noisy"
+
+
+def caveats(result: CellResult, flagged: dict[str, str]) -> list[str]:
+    """What must be said before an answer rests on ``result``: SUSPECT (its noise audit found the machine
+    busy, or its figures contradict a neighbour's: ``flagged``, from ``suspects``) and noisy (a wide
+    spread of latencies, within or between its processes). Empty for a quiet cell."""
+    found = []
+    if result.cell_id in flagged or (result.noise is not None and result.noise.suspect):
+        found.append(SUSPECT)
+    if result.latency is not None and result.latency.noisy:
+        found.append(NOISY)
+    return found
+
+
+def rests_on(found: list[str]) -> str:
+    """The words an answer carries when it rests on a cell with ``found`` caveats ('' for a quiet one)."""
+    if not found:
+        return ""
+    return f"rests on a {' and '.join(found)} cell: no quiet cell would do; measure again on a quiet machine"
+
+
+@dataclass(frozen=True)
+class Highest:
+    """The cell of a workload with the highest throughput (batch / median), and its caveats."""
+
+    workload: str
+    result: CellResult
+    caveats: list[str]
+
+
+def highest(run: Run) -> list[Highest]:
+    """Per workload, the ok cell with the highest throughput (batch / median) among the quiet ones, or
+    among all when none is quiet (then with its caveats); degraded cells never compete."""
+    flagged = suspects(run)
+    by_workload: dict[str, list[CellResult]] = {}
+    for result in run.results:
+        degraded = result.agreement is not None and result.agreement.degraded
+        if result.status == "ok" and result.throughput_median_sps is not None and not degraded:
+            by_workload.setdefault(result.cell.workload, []).append(result)
+    found = []
+    for workload, members in by_workload.items():
+        quiet = [member for member in members if not caveats(member, flagged)]
+        best = max(quiet or members, key=lambda member: member.throughput_median_sps or 0.0)
+        found.append(Highest(workload, best, caveats(best, flagged)))
     return found

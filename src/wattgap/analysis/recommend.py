@@ -9,8 +9,10 @@ Objectives (each of one sample's worth of work, so cells of different batch size
 
 Constraints: a latency percentile bound, a minimum top-1 agreement with fp32 (cells without an agreement,
 the fp32 reference among them, pass), a peak memory bound (device memory on GPUs, host RSS otherwise), and
-no degraded cells unless asked. Where nothing satisfies them, the answer names the binding constraint and
-the closest cell. Pure: stored results in, typed results out."""
+no degraded cells unless asked. Quiet cells are preferred: the answer rests on a SUSPECT or noisy cell
+only when no quiet cell satisfies the constraints, and then says so (``Candidate.caveats``). Where nothing
+satisfies them, the answer names the binding constraint and the closest cell. Pure: stored results in,
+typed results out."""
 
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from wattgap.analysis.efficiency import EfficiencyParams, cell_efficiency
+from wattgap.analysis.plausibility import caveats, suspects
 from wattgap.analysis.tradeoff import PERCENTILES, Estimate, finished_cells, measure_point
 from wattgap.errors import field_error
 from wattgap.results import CellResult, Run
+from wattgap.text import number
 
 OBJECTIVES = {"throughput": "samples/s", "latency": "s", "energy": "J/sample", "cost": "per 1000 samples"}
 HIGHER_IS_BETTER = {"throughput"}
@@ -56,6 +60,7 @@ class Candidate:
     memory_bytes: int | None
     broken: list[tuple[str, float]] = field(default_factory=list)  # constraint, relative excess (> 0)
     verdict: str = ""  # why it is not the answer
+    caveats: list[str] = field(default_factory=list)  # SUSPECT, noisy: quiet cells are preferred to it
 
     @property
     def satisfies(self) -> bool:
@@ -73,6 +78,7 @@ class Recommendation:
     binding: str  # with no answer: the constraint that binds
     closest: Candidate | None  # with no answer: the cell nearest to satisfying every constraint
     pareto: list[Candidate]  # no other cell is at least as good on p99 latency, throughput and J/sample
+    currency: str = ""  # of the cost objective
 
 
 def memory_of(result: CellResult) -> int | None:
@@ -111,24 +117,22 @@ def _broken(candidate: Candidate, constraints: Constraints) -> list[tuple[str, f
     return broken
 
 
-def _better(objective: str, a: float, b: float) -> bool:
-    return a > b if objective in HIGHER_IS_BETTER else a < b
-
-
 def _why(candidate: Candidate, best: Candidate | None, objective: str, constraints: Constraints) -> str:
     if candidate.score is None:
         return f"no {objective} value (no energy reading)" if objective in ("energy", "cost") else "no value"
     reasons = []
     for name, excess in candidate.broken:
         if name == "max-latency":
-            reasons.append(f"{constraints.percentile} {candidate.latency_s.value * 1e3:.3g} ms > bound (+{excess:.0%})")
+            reasons.append(
+                f"{constraints.percentile} {number(candidate.latency_s.value * 1e3)} ms > bound (+{excess:.0%})"
+            )
         elif name == "min-agreement":
             assert candidate.result.agreement is not None
             reasons.append(f"top-1 agreement {candidate.result.agreement.top1:.1%} < {constraints.min_agreement:.1%}")
         elif name == "degraded":
             reasons.append("degraded against fp32")
         else:
-            reasons.append(f"memory {(candidate.memory_bytes or 0) / 2**30:.3g} GiB > bound (+{excess:.0%})")
+            reasons.append(f"memory {number((candidate.memory_bytes or 0) / 2**30)} GiB > bound (+{excess:.0%})")
     if reasons:
         return "; ".join(reasons)
     if best is None or best.score is None:
@@ -175,6 +179,7 @@ def recommend(
     constraints.check()
     params = params or EfficiencyParams()
     rng = np.random.default_rng(seed)
+    flagged = {cell_id: why for run in runs for cell_id, why in suspects(run).items()}
     candidates = []
     for result in finished_cells(runs, "recommend"):
         point = measure_point(result, confidence, resamples, int(rng.integers(2**31)))
@@ -187,12 +192,13 @@ def recommend(
             point.throughput_sps.value,
             energy,
             memory_of(result),
+            caveats=caveats(result, flagged),
         )
         candidates.append(replace(bare, broken=_broken(bare, constraints)))
     satisfying = [c for c in candidates if c.satisfies]
-    order = sorted(
+    order = sorted(  # quiet cells first: an answer rests on a SUSPECT or noisy cell only when none is quiet
         satisfying,
-        key=lambda c: -c.score.value if objective in HIGHER_IS_BETTER else c.score.value,  # type: ignore[union-attr]
+        key=lambda c: (bool(c.caveats), -c.score.value if objective in HIGHER_IS_BETTER else c.score.value),  # type: ignore[union-attr]
     )
     best = order[0] if order else None
     runner_up = order[1] if len(order) > 1 else None
@@ -214,7 +220,8 @@ def recommend(
     if best is None:
         binding, closest = _binding(candidates)
     runner = replace(runner_up, verdict=_why(runner_up, best, objective, constraints)) if runner_up else None
-    return Recommendation(objective, constraints, best, runner, tied, others, binding, closest, _pareto(candidates))
+    pareto = _pareto(candidates)
+    return Recommendation(objective, constraints, best, runner, tied, others, binding, closest, pareto, params.currency)
 
 
 def _binding(candidates: list[Candidate]) -> tuple[str, Candidate | None]:

@@ -1,6 +1,13 @@
 """Speedups between matched cells: B over A as a ratio of throughput per sample, batch / median latency
 (for cells of equal batch size this is the time ratio, median latency of A / median latency of B), with
-percentile-bootstrap confidence intervals from the raw samples, and their geometric mean."""
+confidence intervals from the raw samples, and their geometric mean.
+
+Each side contributes draws of its log median (measure/stats.log_median_draws): a cell measured in
+several processes, from the t distribution of its processes' log medians; a cell measured in one process,
+from the bootstrap of its one window, which knows nothing of the drift between processes. Such a side is
+widened by the between-process spread measured on the same machine (``Spread``: the pooled spread of the
+repeated cells of recent runs in the same database) when there is one; when there is none its pair's
+interval is only ``within one process``, and ``regressions`` does not judge it."""
 
 from __future__ import annotations
 
@@ -10,8 +17,54 @@ import numpy as np
 
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.errors import ConfigError, field_error
-from wattgap.measure.stats import bootstrap_medians
+from wattgap.measure.stats import WITHIN_ONE_PROCESS, log_median_draws
 from wattgap.results import CellResult, Run
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The spread between fresh processes of the same cell on one machine: the pooled standard deviation
+    of the log medians of the processes of every repeated cell of ``runs`` (``cells`` of them), the newest
+    ``age_s`` old. It widens what a single process cannot know about itself."""
+
+    sd_log: float
+    cells: int
+    runs: list[str]
+    age_s: float
+
+    def text(self) -> str:
+        hours = self.age_s / 3600
+        age = f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.0f} days"
+        return (
+            f"this machine's spread between processes, {self.sd_log:.2%} (pooled over {self.cells} repeated cells "
+            f"of {len(self.runs)} runs, the newest {age} old)"
+        )
+
+
+SPREAD_MAX_AGE_S = 7 * 24 * 3600.0  # a machine's spread older than this is not used: machines change
+
+
+def spread_of(runs: list[Run], now_s: float, created_s: dict[str, float]) -> Spread | None:
+    """The spread between processes measured by the repeated cells (2 or more ok processes) of ``runs``
+    (made on one machine; ``created_s``: each run's creation time), or None when they hold none."""
+    squares, dof, cells, used = 0.0, 0, 0, []
+    for run in runs:
+        found = False
+        for result in run.results:
+            medians = [r.median_s for r in result.repeats if r.status == "ok" and r.median_s]
+            if result.status != "ok" or len(medians) < 2:
+                continue
+            logs = np.log(medians)
+            squares += float(np.sum((logs - logs.mean()) ** 2))
+            dof += len(logs) - 1
+            cells += 1
+            found = True
+        if found:
+            used.append(run.run_id)
+    if not dof:
+        return None
+    newest = max(created_s[run_id] for run_id in used)
+    return Spread(float(np.sqrt(squares / dof)), cells, used, max(0.0, now_s - newest))
 
 
 @dataclass(frozen=True)
@@ -24,6 +77,12 @@ class Pair:
     ci_high: float
     note: str = ""
     log_draws: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)  # of speedup
+    covers: str = "between processes"  # what the interval covers: also "within one process", or widened
+
+    @property
+    def judged(self) -> bool:
+        """Whether the interval covers the drift between processes, so that a regression gate may act on it."""
+        return self.covers != WITHIN_ONE_PROCESS
 
     @property
     def work_ratio(self) -> float:
@@ -52,6 +111,7 @@ class Comparison:
     metric: str = "throughput"  # what geomean is a ratio of: throughput per sample, or latency per iteration
     device_names: dict[str, str] = field(default_factory=dict)  # across machines: "A cuda" -> "cuda (NVIDIA T4)"
     notes: list[str] = field(default_factory=list)
+    spread: Spread | None = None  # what widened the single-process sides, if any did
 
     def device_label(self, side: str, device: str) -> str:
         return self.device_names.get(f"{side} {device}", device)
@@ -104,6 +164,7 @@ def compare(
     confidence: float = 0.95,
     seed: int = 0,
     metric: str = "throughput",
+    spread: Spread | None = None,
 ) -> Comparison:
     """Match each successful cell of ``run_a`` with the cells of ``run_b`` that differ from it at most in
     ``by`` (and in threads when comparing devices); where ``run_b`` holds the very same cell, that one
@@ -111,7 +172,8 @@ def compare(
     the A side is the cells whose ``by`` equals ``baseline`` (by default the first value of ``by`` in the
     run's cell order). ``metric``: the geometric mean is of throughput per sample, B over A, or of latency
     per iteration, B over A. Runs from different hardware are compared by device with each device named
-    (a T4 run against an L4 run)."""
+    (a T4 run against an L4 run). ``spread``: the machine's between-process spread, which widens each
+    side measured in one process (module docstring)."""
     if by not in CELL_FIELDS:
         raise field_error("--by", by, CELL_FIELDS)
     if metric not in METRICS:
@@ -154,13 +216,26 @@ def compare(
                     int(rng.integers(2**31)),
                     threads if by in ("device", "threads") else [],
                     confidence,
+                    spread=spread,
                 )
             )
     geomean = geomean_of(pairs, metric, confidence)
     names = device_names(run_a, run_b) if by == "device" else {}
     notes = _machine_notes(run_a, run_b, by)
+    widened = spread if any(p.covers == WIDENED for p in pairs) else None
     return Comparison(
-        by, run_a.run_id, run_b.run_id, baseline or "", pairs, *geomean, confidence, unmatched, metric, names, notes
+        by,
+        run_a.run_id,
+        run_b.run_id,
+        baseline or "",
+        pairs,
+        *geomean,
+        confidence,
+        unmatched,
+        metric,
+        names,
+        notes,
+        widened,
     )
 
 
@@ -172,16 +247,30 @@ def pair(
     notes: list[str] | None = None,
     confidence: float = 0.95,
     resamples: int = 2000,
+    spread: Spread | None = None,
 ) -> Pair:
-    """B against A: the ratio of their throughputs per sample with its percentile-bootstrap interval from
-    the raw samples (each side resampled on its own)."""
+    """B against A: the ratio of their throughputs per sample with its interval from the raw samples, each
+    side drawn on its own (module docstring); a side measured in one process is widened by ``spread``."""
+    rng = np.random.default_rng(seed)
+    single = [len(r.sample_groups()) == 1 for r in (a, b)]
+    draws = []
+    for result, alone in zip((a, b), single, strict=True):
+        side = log_median_draws([np.asarray(g) for g in result.sample_groups()], resamples, int(rng.integers(2**31)))
+        if alone and spread is not None:
+            side = side + spread.sd_log * rng.standard_normal(resamples)
+        draws.append(side)
     work = b.cell.batch_size / a.cell.batch_size
-    ratios = _bootstrap_ratio(a, b, resamples, seed) * work
+    log_ratios = draws[0] - draws[1] + np.log(work)
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
+    low, high = np.exp(np.percentile(log_ratios, [tail, 100 - tail]))
     flagged = [f"{side} degraded vs fp32" for side, r in (("A", a), ("B", b)) if r.agreement and r.agreement.degraded]
+    covers = "between processes" if not any(single) else WIDENED if spread is not None else WITHIN_ONE_PROCESS
     note = ", ".join([*(notes or []), *flagged])
-    return Pair(key, a, b, _median(a) / _median(b) * work, float(low), float(high), note, np.log(ratios))
+    speedup = _median(a) / _median(b) * work
+    return Pair(key, a, b, speedup, float(low), float(high), note, log_ratios, covers)
+
+
+WIDENED = "widened by this machine's spread between processes"
 
 
 def geomean_of(pairs: list[Pair], metric: str, confidence: float) -> tuple[float | None, float | None, float | None]:
@@ -232,17 +321,11 @@ def _median(result: CellResult) -> float:
     return result.latency.median_s
 
 
-def _bootstrap_ratio(a: CellResult, b: CellResult, resamples: int, seed: int) -> np.ndarray:
-    """Bootstrap distribution of median(a) / median(b), resampling each side independently (a side measured
-    in several processes hierarchically: its processes, then samples within them)."""
-    medians_a = bootstrap_medians([np.asarray(group) for group in a.sample_groups()], resamples, seed)
-    medians_b = bootstrap_medians([np.asarray(group) for group in b.sample_groups()], resamples, seed + 1)
-    return medians_a / medians_b
-
-
 def regressions(comparison: Comparison, threshold_pct: float) -> list[Pair]:
     """The pairs in which B is worse than A by more than ``threshold_pct`` percent with the whole interval
-    beyond it: throughput per sample lower, or (metric latency) latency per iteration higher."""
+    beyond it: throughput per sample lower, or (metric latency) latency per iteration higher. Only pairs
+    whose interval covers the drift between processes are judged (``Pair.judged``)."""
+    judged = [p for p in comparison.pairs if p.judged]
     if comparison.metric == "latency":
-        return [p for p in comparison.pairs if p.latency_change[1] > threshold_pct / 100]
-    return [p for p in comparison.pairs if p.ci_high < 1 - threshold_pct / 100]
+        return [p for p in judged if p.latency_change[1] > threshold_pct / 100]
+    return [p for p in judged if p.ci_high < 1 - threshold_pct / 100]

@@ -22,6 +22,7 @@ from wattgap.analysis.tradeoff import Estimate, finished_cells, measure_point
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.errors import ConfigError, field_error
 from wattgap.results import CellResult, Run
+from wattgap.text import number
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000
@@ -106,7 +107,7 @@ def gpu_vs_cpu(runs: list[Run]) -> StudyTable:
             "and batch among these runs"
         )
     low, high = min(p.speedup for p in pairs), max(p.speedup for p in pairs)
-    notes = [f"speedups from {low:.3g}x to {high:.3g}x (Democratizing AI: 11x to 246x in training on a T4)"]
+    notes = [f"speedups from {number(low)}x to {number(high)}x (Democratizing AI: 11x to 246x in training on a T4)"]
     return StudyTable(
         "gpu-vs-cpu",
         "GPU against CPU: median time per iteration, and the accelerator's speedup (CPU time / accelerator time)",
@@ -195,7 +196,7 @@ def precisions(runs: list[Run]) -> StudyTable:
         notes.append("no int8 cell among these runs: int8 / CPU fp32 is empty")
     ratios = [v.estimate.value for row in rows if (v := row.values["int8 / CPU fp32"]) is not None]
     if ratios:
-        notes.append(f"int8 reaches {max(ratios):.3g}x the CPU's fp32 throughput (DEEP-GAP: up to 58x on a T4)")
+        notes.append(f"int8 reaches {number(max(ratios))}x the CPU's fp32 throughput (DEEP-GAP: up to 58x on a T4)")
     return StudyTable(
         "precisions",
         "inference throughput per precision and batch (samples/s), and int8 over the CPU's fp32 at the same batch",

@@ -21,6 +21,7 @@ from wattgap.cells import curve_key
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import bootstrap_quantiles, pooled_quantiles
 from wattgap.results import CellResult, Run
+from wattgap.text import number
 
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
@@ -141,7 +142,7 @@ def _curve(
             fastest = min(points, key=lambda p: p.latency_s[percentile].value)
             notes.append(
                 f"no batch within the bound: the lowest {percentile} is batch {fastest.batch_size}'s, "
-                f"{fastest.latency_s[percentile].value * 1e3:.3g} ms"
+                f"{number(fastest.latency_s[percentile].value * 1e3)} ms"
             )
     unresolved = [p.batch_size for p in points if not p.resolves(percentile)]
     if unresolved:

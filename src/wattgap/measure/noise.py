@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wattgap.measure.cpu_times import machine_cpu_s
+from wattgap.measure.cpu_times import machine_cpu_s, tree_cpu_s
 
 # NVML's clock-throttle reasons that mean the GPU slowed itself (nvmlClocksEventReason*): not idle, not the
 # application's clock setting, not "none".
@@ -106,18 +106,6 @@ class GpuProbe:
             self.nvml.nvmlShutdown()
 
 
-def _own_cpu_s() -> float:
-    """CPU seconds of this process and its descendants (live ones, and reaped ones)."""
-    import psutil
-
-    process = psutil.Process()
-    spent = sum(process.cpu_times()[:4])
-    for child in process.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            spent += sum(child.cpu_times()[:2])
-    return spent
-
-
 def _cpu_mhz() -> float | None:
     readings = []
     for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq"):
@@ -149,7 +137,7 @@ class NoiseWindow:
                 self._errors.append(f"GPU audit unavailable: {type(error).__name__}: {error}")
         self._load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         self._machine = machine_cpu_s()
-        self._own = _own_cpu_s()
+        self._own = tree_cpu_s()
         if self.probe is not None:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -173,7 +161,7 @@ class NoiseWindow:
             return
         window_s = time.perf_counter() - self._started
         busy, total, steal = machine_cpu_s()
-        own = _own_cpu_s() - self._own
+        own = tree_cpu_s() - self._own
         if self._thread is not None:
             self._stop.set()
             self._thread.join()

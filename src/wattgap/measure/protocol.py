@@ -24,8 +24,11 @@ class Protocol(BaseModel):
     confidence: float = Field(0.95, gt=0, lt=1)
     bootstrap_resamples: int = Field(1000, ge=100)
     noise_iqr_ratio: float = Field(0.10, gt=0)
+    # true: max_time_s caps the warmup and the window outright, minimums included (at least CAPPED_ITERS
+    # iterations are kept, and a window cut under min_iters is flagged); --max-time sets it
+    hard_max_time: bool = False
     # each cell measured in this many fresh processes; its median and interval then come from a
-    # hierarchical bootstrap over them (measure/stats.py). train-to-accuracy cells run once.
+    # t interval over their log medians (measure/stats.py). train-to-accuracy cells run once.
     repeats: int = Field(1, ge=1, le=100)
     # sweep: the cells in sweep order, all of them once per round, a round per repeat; interleaved: every
     # repeat of every cell in one seeded random order. Default: interleaved when repeats > 1.
@@ -39,3 +42,6 @@ class Protocol(BaseModel):
         if self.max_iters < self.min_iters:
             raise field_error("protocol.max_iters", self.max_iters, f"at least min_iters ({self.min_iters})")
         return self
+
+
+CAPPED_ITERS = 5  # the fewest iterations a hard cap keeps: a median and its interval need some

@@ -1,12 +1,15 @@
-"""Statistics of per-iteration latencies: robust summaries, a bootstrap confidence interval of the
-median, and noise warnings. numpy only; seeded, so the same samples give the same interval.
+"""Statistics of per-iteration latencies: robust summaries, confidence intervals of the median, and
+noise warnings. numpy (and scipy's t distribution); seeded, so the same samples give the same interval.
 
-Samples come in one window or in several (``protocol.repeats``: one per fresh process). Several are
-summarised as one distribution in which every repeat weighs the same (a repeat that ran faster, and so
-took more iterations in its time window, does not pull the median its way), and their intervals come from
-a hierarchical bootstrap: each resample picks the repeats with replacement, then samples within each picked
-repeat with replacement, so the interval covers the spread between processes and not only the spread
-inside one window."""
+Samples come in one window or in several (``protocol.repeats``: one per fresh process). One window's
+interval is a percentile bootstrap of its median: it covers the noise inside that window and says nothing
+of the drift between processes (README: Statistics), so every view labels it ``within one process``.
+Several windows are summarised as one distribution in which every repeat weighs the same (a repeat that
+ran faster, and so took more iterations in its time window, does not pull the median its way); the
+interval of their median is a Student t interval on the processes' log medians: each process is one
+observation of what the cell does, and with k of them the t distribution with k - 1 degrees of freedom
+pays honestly for not knowing the spread between processes (a percentile bootstrap over 3 processes
+cannot see the spread it has not sampled: it held the truth 76% of the time where it claimed 95%)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from wattgap.errors import MeasurementError
+from wattgap.text import number
 
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -24,10 +28,10 @@ Samples = np.ndarray | Sequence[np.ndarray]  # one window's samples, or one arra
 
 
 class LatencyStats(BaseModel):
-    """Summary of one cell's latency samples, in seconds. With several repeats the median and its interval
-    are the hierarchical ones; ``repeat_medians_s`` and ``between_repeat_cv`` say how far the processes
-    disagreed, ``within_ci_rel_halfwidth`` how wide one window's own interval was (the median over the
-    repeats)."""
+    """Summary of one cell's latency samples, in seconds. With several repeats the median is the pooled
+    one and its interval the t interval over the processes; ``repeat_medians_s`` and ``between_repeat_cv``
+    say how far the processes disagreed, ``within_ci_rel_halfwidth`` how wide one window's own interval
+    was (the median over the repeats)."""
 
     n: int
     median_s: float
@@ -51,6 +55,45 @@ class LatencyStats(BaseModel):
     repeat_medians_s: list[float] = Field(default_factory=list)
     between_repeat_cv: float | None = None  # standard deviation of the repeats' medians over their mean
     within_ci_rel_halfwidth: float | None = None
+
+    @property
+    def covers(self) -> str:
+        """What the interval of the median covers, for every view to say."""
+        if self.repeats > 1:
+            return f"between {self.repeats} processes"
+        return WITHIN_ONE_PROCESS
+
+
+WITHIN_ONE_PROCESS = "within one process"
+
+
+def t_quantile(confidence: float, dof: float) -> float:
+    """The two-sided ``confidence`` quantile of Student's t with ``dof`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(1 - (1 - confidence) / 2, dof))
+
+
+def process_interval(medians: Sequence[float], confidence: float) -> tuple[float, float]:
+    """The interval of a cell's median from its processes' medians (at least 2): a t interval on their
+    logarithms, mapped back (asymmetric, never below zero)."""
+    logs = np.log(np.asarray(medians, dtype=float))
+    half = t_quantile(confidence, logs.size - 1) * float(np.std(logs, ddof=1)) / np.sqrt(logs.size)
+    center = float(np.mean(logs))
+    return float(np.exp(center - half)), float(np.exp(center + half))
+
+
+def log_median_draws(samples: Samples, resamples: int, seed: int = 0) -> np.ndarray:
+    """``resamples`` draws of the log of a cell's median, for intervals of ratios between cells: one
+    window's are the logs of bootstrap medians; several processes' are their mean log median plus a t
+    variable (k - 1 degrees of freedom) scaled by its standard error, the sampling distribution the
+    cell's own interval comes from."""
+    groups = _groups(samples)
+    if len(groups) == 1:
+        return np.log(bootstrap_medians(groups[0], resamples, seed))
+    logs = np.log([float(np.median(group)) for group in groups])
+    error = float(np.std(logs, ddof=1)) / np.sqrt(logs.size)
+    return float(np.mean(logs)) + error * np.random.default_rng(seed).standard_t(logs.size - 1, resamples)
 
 
 def bootstrap_medians(samples: Samples, resamples: int, seed: int = 0) -> np.ndarray:
@@ -135,7 +178,8 @@ def summarize_repeats(
     seed: int = 0,
 ) -> LatencyStats:
     """The samples of one or more windows (one per repeat) summarised as one distribution in which each
-    repeat weighs the same, with the hierarchical interval of its median and the spread between repeats."""
+    repeat weighs the same, with the interval of its median (within the one window, or a t interval over
+    the processes) and the spread between repeats."""
     groups = [np.asarray(samples, dtype=float) for samples in repeats]
     for index, samples in enumerate(groups):
         which = f" (repeat {index + 1})" if len(groups) > 1 else ""
@@ -150,7 +194,11 @@ def summarize_repeats(
     mean = float(np.average(pooled, weights=weights))
     spread = np.average((pooled - mean) ** 2, weights=weights) * pooled.size / (pooled.size - 1)
     std = float(np.sqrt(spread))
-    low, high = median_ci(groups, confidence, resamples, seed)
+    medians = [float(np.median(samples)) for samples in groups]
+    if len(groups) > 1:
+        low, high = process_interval(medians, confidence)
+    else:
+        low, high = median_ci(groups, confidence, resamples, seed)
     iqr = float(p75 - p25)
     rel_half = (high - low) / 2 / median if median > 0 else float("inf")
     warnings: list[str] = []
@@ -159,7 +207,6 @@ def summarize_repeats(
         warnings.append(f"noisy: IQR is {iqr / median:.0%} of the median (threshold {noise_iqr_ratio:.0%})")
     between: dict[str, object] = {}
     if len(groups) > 1:
-        medians = [float(np.median(samples)) for samples in groups]
         cv = float(np.std(medians, ddof=1) / np.mean(medians)) if np.mean(medians) > 0 else float("inf")
         within = []
         for index, samples in enumerate(groups):
@@ -173,7 +220,7 @@ def summarize_repeats(
         }
         if cv > noise_iqr_ratio:
             noisy = True
-            shown = ", ".join(f"{m * 1e3:.3g}" for m in medians)
+            shown = ", ".join(f"{number(m * 1e3)}" for m in medians)
             warnings.append(
                 f"noisy between processes: the repeats' medians ({shown} ms) vary by {cv:.0%} "
                 f"(threshold {noise_iqr_ratio:.0%})"

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from wattgap.devices import synchronize
-from wattgap.measure.protocol import Protocol
+from wattgap.measure.protocol import CAPPED_ITERS, Protocol
 from wattgap.measure.stats import median_ci
 
 Step = Callable[[], Any]
@@ -89,6 +89,8 @@ def warm_up(step: Step, timer: Timer, protocol: Protocol, progress: Callable[[fl
     iterations, elapsed = 0, 0.0
     block = 1
     while iterations < protocol.warmup_min_iters or elapsed < protocol.warmup_min_time_s:
+        if protocol.hard_max_time and iterations and elapsed >= protocol.max_time_s:
+            break  # a hard cap cuts the warmup too (one iteration at least: the first is never timed cold)
         _, wall = timer.block(step, block)
         iterations += block
         elapsed += wall
@@ -128,6 +130,8 @@ def measure(
                 return Measurement(latencies, wall, "converged", checks)
         if minimum_met and wall >= protocol.max_time_s:
             return Measurement(latencies, wall, "max_time", checks)
+        if protocol.hard_max_time and len(latencies) >= CAPPED_ITERS and wall >= protocol.max_time_s:
+            return Measurement(latencies, wall, "max_time", checks)  # fewer than the minimums: flagged by the cell
         if len(latencies) >= protocol.max_iters:
             return Measurement(latencies, wall, "max_iters", checks)
 

@@ -29,6 +29,22 @@ class ModelSpec:
     reference_image_size: int = 224
     reference_num_classes: int = 1000
     reference_params: dict[str, int] = field(default_factory=dict)
+    batch_norm_stride: int | None = None  # batch norm down to a last stage this many times smaller than the input
+
+    def train_reason(self, image_size: int | None, batch_size: int) -> str:
+        """Why training at ``batch_size`` cannot run ('' when it can): batch norm in training needs more
+        than one value per channel, and a ResNet's last stage is its input side over 32 (1x1 at 32x32)."""
+        if self.batch_norm_stride is None:
+            return ""
+        side = self.input_shape(image_size)[1]
+        last = -(-side // self.batch_norm_stride)
+        if batch_size * last * last > 1:
+            return ""
+        return (
+            f"training at batch {batch_size} with {side}x{side} inputs leaves {self.name}'s last stage {last}x{last}: "
+            f"batch norm cannot normalise one value per channel (use --image-size {self.batch_norm_stride + 1} "
+            "or more, or a batch of 2 or more)"
+        )
 
     def input_shape(self, image_size: int | None = None) -> tuple[int, int, int]:
         side = image_size or self.default_image_size
@@ -84,6 +100,7 @@ MODELS: dict[str, ModelSpec] = {
             default_image_size=224,
             default_num_classes=1000,
             reference_params={"model": 11_689_512},
+            batch_norm_stride=32,
         ),
         ModelSpec(
             "resnet50",
@@ -93,6 +110,7 @@ MODELS: dict[str, ModelSpec] = {
             default_image_size=224,
             default_num_classes=1000,
             reference_params={"model": 25_557_032},
+            batch_norm_stride=32,
         ),
         ModelSpec(
             "resnet101",
@@ -102,6 +120,7 @@ MODELS: dict[str, ModelSpec] = {
             default_image_size=224,
             default_num_classes=1000,
             reference_params={"model": 44_549_160},
+            batch_norm_stride=32,
         ),
         ModelSpec(
             "cyclegan",

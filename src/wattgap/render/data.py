@@ -48,9 +48,20 @@ def comparison_data(comparison: Comparison) -> dict[str, Any]:
                 "latency_change": p.latency_change[0],
                 "latency_change_ci": list(p.latency_change[1:]),
                 "note": p.note,
+                "interval_covers": p.covers,
+                "judged_by_gate": p.judged,
             }
             for p in comparison.pairs
         ],
+        "between_process_spread": None
+        if comparison.spread is None
+        else {
+            "sd_log": comparison.spread.sd_log,
+            "cells": comparison.spread.cells,
+            "runs": comparison.spread.runs,
+            "age_s": comparison.spread.age_s,
+            "method": "pooled standard deviation of the log medians of the processes of repeated cells",
+        },
         "metric": comparison.metric,
         "notes": comparison.notes,
         "geomean": comparison.geomean,
@@ -115,6 +126,7 @@ def _candidate_data(candidate: Candidate | None) -> dict[str, Any] | None:
         "memory_bytes": candidate.memory_bytes,
         "broken": [{"constraint": name, "relative_excess": excess} for name, excess in candidate.broken],
         "verdict": candidate.verdict,
+        "caveats": candidate.caveats,  # SUSPECT, noisy: an answer resting on it says so
     }
 
 

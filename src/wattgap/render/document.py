@@ -21,7 +21,7 @@ from wattgap.analysis.tradeoff import tradeoff
 from wattgap.cells import CELL_FIELDS
 from wattgap.errors import ConfigError
 from wattgap.render import plots
-from wattgap.render.format import by_unit, number, quantity, result_notes, seconds
+from wattgap.render.format import by_unit, interval, number, quantity, result_notes, seconds
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
@@ -86,7 +86,8 @@ def _varying(results: Sequence[CellResult]) -> list[str]:
 
 
 def _interval(value: float, low: float, high: float, shown: Callable[[float], str]) -> str:
-    return f"{shown(value)} [{shown(low)}, {shown(high)}]"
+    """A value with its interval; one reading (energy, cost) has none, and shows none."""
+    return shown(value) if low == high else f"{shown(value)} [{shown(low)}, {shown(high)}]"
 
 
 def build(runs: list[Run], generated_at: str | None = None) -> Document:
@@ -186,7 +187,7 @@ def _score(candidate: Candidate, objective: str) -> str:
         return _interval(score.value, score.low, score.high, seconds)
     energy = candidate.result.energy
     label = f" ({energy.label})" if energy is not None else ""
-    return _interval(score.value, score.low, score.high, lambda v: f"{number(v)} J") + label
+    return f"{number(score.value)} J{label}, one reading"
 
 
 def _only(runs: list[Run], workload: str) -> list[Run]:
@@ -451,7 +452,7 @@ def _cells(runs: list[Run]) -> Section:
                     result.cell.label,
                     result.status,
                     seconds(latency.median_s) if latency else "-",
-                    f"{latency.median_ci_rel_halfwidth:.1%}" if latency else "-",
+                    interval(latency) + ("" if latency is None or latency.repeats > 1 else " (1 process)"),
                     f"{between:.1%}" if between is not None else "-",
                     seconds(latency.p95_s) if latency else "-",
                     quantity(result.throughput_median_sps, "").strip(),

@@ -3,26 +3,14 @@ prefixes, rolling over to the next prefix when rounding reaches it."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wattgap.text import visible
+from wattgap.text import number, visible
 
 if TYPE_CHECKING:
+    from wattgap.measure.stats import LatencyStats
     from wattgap.results import CellResult
-
-
-def number(value: float, digits: int = 3) -> str:
-    """``value`` to ``digits`` significant digits, in fixed-point notation (integers keep every digit)."""
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    magnitude = math.floor(math.log10(abs(value)))
-    decimals = max(0, digits - 1 - magnitude)
-    rounded = round(value, decimals)
-    if rounded != 0 and math.floor(math.log10(abs(rounded))) > magnitude:  # 9.996 -> 10.0: one decimal less
-        decimals = max(0, decimals - 1)
-    return f"{rounded:.{decimals}f}"
 
 
 def quantity(value: float | None, unit: str, base: float = 1000.0) -> str:
@@ -46,6 +34,21 @@ def seconds(value: float | None) -> str:
         if abs(float(number(value / scale))) >= 1:
             return f"{number(value / scale)} {unit}"
     return f"{number(value / 1e-9)} ns"
+
+
+def interval(latency: LatencyStats | None) -> str:
+    """The interval of a median as its distance below and above it, in percent: "±0.5%" when the two
+    round alike, else "-3.1/+12%" (an interval need not be symmetric, and never goes below zero)."""
+    if latency is None or latency.median_s <= 0:
+        return "-"
+    below = (latency.median_s - latency.median_ci_low_s) / latency.median_s
+    above = (latency.median_ci_high_s - latency.median_s) / latency.median_s
+    low_text, high_text = _percent(below), _percent(above)
+    return f"±{low_text}%" if low_text == high_text else f"-{low_text}/+{high_text}%"
+
+
+def _percent(share: float) -> str:
+    return number(max(0.0, share) * 100, 2)
 
 
 def plain(value: object) -> str:
@@ -75,8 +78,7 @@ def result_notes(result: CellResult, suspect: str = "") -> str:
         notes.append(f"stopped: {result.stop_reason}")
     if result.agreement is not None:
         agreement = result.agreement
-        top1 = f"top-1 agrees {agreement.top1:.0%}" if agreement.top1 is not None else "outputs"
-        notes.append(("DEGRADED: " if agreement.degraded else "") + f"{top1} with fp32")
+        notes.append(("DEGRADED: " if agreement.degraded else "") + agreement.text())
     if result.energy and any("no net energy" in warning for warning in result.energy.warnings):
         notes.append("no net energy (see warnings)")
     applied = result.settings.get("precision_applied")

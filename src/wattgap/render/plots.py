@@ -19,7 +19,7 @@ from wattgap.analysis.recommend import Candidate
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.tradeoff import Curve
 from wattgap.results import CellResult
-from wattgap.text import visible
+from wattgap.text import number, visible
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -244,7 +244,7 @@ def memory(curves: list[MemoryCurve], varying: Sequence[str]) -> Figure | None:
             budgets.add(curve.budget_bytes)
     for budget in budgets:
         if budget <= 4 * max(max((p.predicted_bytes for p in c.points), default=0) for c in fitted):
-            axes.axhline(budget / 2**30, color="tab:red", linestyle=":", label=f"budget {budget / 2**30:.3g} GiB")
+            axes.axhline(budget / 2**30, color="tab:red", linestyle=":", label=f"budget {number(budget / 2**30)} GiB")
     axes.set_xlabel("batch size")
     axes.set_ylabel("GiB")
     _legend(axes)

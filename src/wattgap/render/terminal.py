@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from wattgap.analysis.efficiency import JOULES_PER, Efficiency, EfficiencyParams, default_rank
 from wattgap.analysis.memory import BatchLimit, MemoryCurve, batch_limits
-from wattgap.analysis.plausibility import suspects
+from wattgap.analysis.plausibility import highest, rests_on, suspects
 from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
-from wattgap.analysis.speedup import Comparison
+from wattgap.analysis.speedup import WIDENED, Comparison
 from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.whatif import WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
-from wattgap.measure.stats import LatencyStats
-from wattgap.render.format import by_unit, number, plain, quantity, result_notes, seconds
-from wattgap.results import CellResult, Run
+from wattgap.measure.stats import WITHIN_ONE_PROCESS, LatencyStats
+from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
+from wattgap.results import Run
 
 if TYPE_CHECKING:
     from wattgap.plan import Plan
@@ -80,9 +80,6 @@ def run_view(run: Run) -> RenderableType:
     title = Text(f"run {run.run_id} (", style="bold")
     title.append(plain(run.name + (f"; tags: {', '.join(run.tags)}" if run.tags else "")))
     title.append(f", {run.status})")
-    table = _table()
-    for name in varying:
-        _identity_column(table, name, (getattr(cell, name) for cell in shown))
     columns = {
         "status": "left",
         "median": "right",
@@ -93,18 +90,16 @@ def run_view(run: Run) -> RenderableType:
         "sps\nwall": "right",
         "FLOP/s\n(of peak)": "right",
         "peak\nmemory": "right",
-        f"energy J\n{one_label or ''}": "right",
+        f"energy J\n{ENERGY_HEADER.get(one_label or '', one_label or '')}": "right",
         "J/\nsample": "right",
         **({"top-1": "right"} if with_top1 else {}),
     }
-    for column, justify in columns.items():
-        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    table.add_column("notes", overflow="fold", min_width=12)
+    rows: list[tuple[list[Text | str], str]] = []
     for cell in shown:
         result = by_id.get(cell.cell_id)
         identity: list[Text | str] = [Text(plain(getattr(cell, name))) for name in varying]
         if result is None:
-            table.add_row(*identity, Text("pending", style="dim"), *["-"] * (len(columns) - 1), "")
+            rows.append(([*identity, Text("pending", style="dim"), *["-"] * (len(columns) - 1)], ""))
             continue
         latency, energy = result.latency, result.energy
         memory = result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
@@ -114,7 +109,7 @@ def run_view(run: Run) -> RenderableType:
             *identity,
             Text(result.status, style=STATUS_STYLE.get(result.status, "red")),
             seconds(latency.median_s) if latency else "-",
-            f"{latency.median_ci_rel_halfwidth:.1%}" if latency else "-",
+            interval(latency),
             *([_between(latency)] if repeated else []),
             seconds(latency.p95_s) if latency else "-",
             quantity(result.throughput_median_sps, "").strip(),
@@ -126,14 +121,70 @@ def run_view(run: Run) -> RenderableType:
         ]
         if with_top1:
             row.append(f"{result.accuracy_top1:.3f}" if result.accuracy_top1 is not None else "-")
-        table.add_row(*row, Text(plain(result_notes(result, flagged.get(cell.cell_id, "")))))
-    parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(results, varying, flagged)]
+        rows.append((row, plain(result_notes(result, flagged.get(cell.cell_id, "")))))
+    headers = [(_HEADERS.get(name, name), "left") for name in varying] + list(columns.items())
+    table = CellTable(headers, rows, len(varying))
+    parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(run, varying)]
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
     parts += [Text(summary_line(run)), Text(plain(idle_line(run)))]
     if run.config.protocol.repeats > 1:
         parts.append(Text(repeats_line(run)))
+    elif any(r.latency is not None for r in results):
+        parts.append(Text(SINGLE_PROCESS_LINE))
     return Group(*parts)
+
+
+ENERGY_HEADER = {"estimated": "(est.)", "measured": "(meas.)"}  # a narrow column; the idle line names the model
+NOTES_MIN_WIDTH = 24  # narrower, and the notes leave the table for lines under it
+
+
+class CellTable:
+    """A results table laid out for the width it is printed at: every column but the notes as wide as its
+    widest entry (a number or a cell's name is never cut). The notes fold in a last column when it can be
+    NOTES_MIN_WIDTH wide; else each is referred to by number ("n1") and written whole under the table. When
+    even the figures do not fit, they are split over tables printed one under the other, each repeating
+    the columns that say which cell a row is (the first ``identity`` columns)."""
+
+    def __init__(self, headers: list[tuple[str, str]], rows: list[tuple[list[Text | str], str]], identity: int):
+        self.headers, self.rows, self.identity = headers, rows, identity
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
+        widths = [
+            max([*(len(line) for line in header.split("\n")), *(len(str(row[index])) for row, _ in self.rows)])
+            for index, (header, _) in enumerate(self.headers)
+        ]
+        room = options.max_width
+        keys = {note: f"n{number}" for number, note in enumerate(dict.fromkeys(n for _, n in self.rows if n), 1)}
+        key_width = max([0, *(len(key) for key in keys.values())])
+        inline = sum(widths) + 2 * len(widths) + NOTES_MIN_WIDTH <= room
+        groups: list[list[int]] = [[]]
+        base = sum(widths[: self.identity]) + 2 * self.identity + key_width  # a 2-space gap before each column
+        for index in range(self.identity, len(widths)):  # as many figures per table as fit beside the key
+            if groups[-1] and base + sum(widths[i] + 2 for i in groups[-1]) + widths[index] + 2 > room:
+                groups.append([])
+            groups[-1].append(index)
+        for group in groups:
+            table = _table()
+            chosen = [*range(self.identity), *group]
+            for index in chosen:
+                header, justify = self.headers[index]
+                table.add_column(header, justify=justify, no_wrap=True, min_width=widths[index])
+            if inline:
+                table.add_column("notes", overflow="fold", min_width=NOTES_MIN_WIDTH)
+            else:  # a key per row, its note under the table
+                table.add_column("", no_wrap=True, min_width=key_width)
+            for row, note in self.rows:
+                table.add_row(*(row[index] for index in chosen), Text(note if inline else keys.get(note, "")))
+            yield table
+        if not inline:
+            yield from (Text(f"{key}: {note}") for note, key in keys.items())
+
+
+SINGLE_PROCESS_LINE = (
+    "±CI: the interval of the median within one process, below/above it; it does not cover the drift between "
+    "processes (--repeats 3 measures that)"
+)
 
 
 def _between(latency: LatencyStats | None) -> str:
@@ -147,28 +198,21 @@ def repeats_line(run: Run) -> str:
     order = "in a seeded random order" if config.order == "interleaved" else "round after round, in sweep order"
     return (
         f"repeats: each cell measured in {config.protocol.repeats} fresh processes, {order}; ±CI is the interval "
-        "of the median over them (hierarchical bootstrap), ±proc how far their medians differ (cv)"
+        "of the median over them (t interval on their log medians), ±proc how far their medians differ (cv)"
     )
 
 
-def _best_lines(results: list[CellResult], varying: list[str], flagged: dict[str, str]) -> list[RenderableType]:
-    """Per workload, the cell with the highest throughput (batch / median), named by the fields that vary;
-    suspect and degraded cells do not compete."""
-    best: dict[str, CellResult] = {}
-    for result in results:
-        degraded = result.agreement is not None and result.agreement.degraded
-        if result.throughput_median_sps is None or result.cell_id in flagged or degraded:
-            continue
-        current = best.get(result.cell.workload)
-        if current is None or result.throughput_median_sps > (current.throughput_median_sps or 0):
-            best[result.cell.workload] = result
+def _best_lines(run: Run, varying: list[str]) -> list[RenderableType]:
+    """Per workload, the cell with the highest throughput (analysis.plausibility.highest), named by the
+    fields that vary, with what it rests on when no quiet cell would do."""
     lines: list[RenderableType] = []
-    for workload, result in best.items():
+    for best in highest(run):
+        result = best.result
         name = ", ".join(f"{_HEADERS.get(k, k)} {getattr(result.cell, k)}" for k in varying if k != "workload")
         rate = quantity(result.throughput_median_sps, "samples/s")
-        lines.append(
-            Text(plain(f"highest throughput, {workload}: {name or result.cell.label}: {rate} (batch / median)"))
-        )
+        caveat = f" ({rests_on(best.caveats)})" if best.caveats else ""
+        line = f"highest throughput, {best.workload}: {name or result.cell.label}: {rate} (batch / median){caveat}"
+        lines.append(Text(plain(line)))
     return lines
 
 
@@ -253,6 +297,15 @@ def _maybe(value: float | None) -> str:
     return number(value) if value is not None else "-"
 
 
+def coverage(comparison: Comparison) -> str:
+    """What the pairs' intervals cover, said once: between processes, widened by the machine's spread, or
+    within one process (a gate does not judge those)."""
+    kinds = list(dict.fromkeys(pair.covers for pair in comparison.pairs))
+    if kinds == [WIDENED] and comparison.spread is not None:
+        return f"single-process sides widened by {comparison.spread.text()}"
+    return "; ".join(kinds) if kinds else "no pairs"
+
+
 def comparison_table(comparison: Comparison) -> RenderableType:
     """The pairs: the fields every pair shares said once, those that vary as unbroken columns; A's and B's
     value of the compared field (devices named by their hardware when the runs come from two machines),
@@ -268,7 +321,7 @@ def comparison_table(comparison: Comparison) -> RenderableType:
         if latency
         else "speedup of B over A: throughput per sample (batch / median latency) of B over A"
     )
-    title = Text(f"{comparison.by} ({sides}): {what}, {level} bootstrap CI")
+    title = Text(f"{comparison.by} ({sides}): {what}, {level} CI ({coverage(comparison)})")
     keys = [
         name for name in CELL_FIELDS if name != comparison.by and comparison.pairs and name in comparison.pairs[0].key
     ]
@@ -304,9 +357,11 @@ def comparison_table(comparison: Comparison) -> RenderableType:
             seconds(pair.a.latency.median_s),
             seconds(pair.b.latency.median_s),
             *ratios,
-            Text(plain(pair.note)),
+            Text(plain(", ".join(filter(None, [pair.note, "" if pair.judged else WITHIN_ONE_PROCESS])))),
         )
     notes = [Text(plain(f"note: {note}"), style="dim") for note in comparison.notes]
+    if comparison.spread is not None and len({pair.covers for pair in comparison.pairs}) > 1:
+        notes.append(Text(plain(f"note: single-process sides widened by {comparison.spread.text()}"), style="dim"))
     return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table, *notes)
 
 
@@ -362,14 +417,20 @@ def tradeoff_view(result: Tradeoff) -> RenderableType:
     return Group(*parts)
 
 
-def _score_text(candidate: Candidate, objective: str) -> str:
+def _score_text(candidate: Candidate, objective: str, currency: str = "") -> str:
+    """The objective's value with its interval; energy and cost (one reading each, no interval) say
+    whether the energy was measured or estimated, and cost its currency."""
     score = candidate.score
     if score is None:
         return "-"
     show = seconds if objective == "latency" else number
     interval = f" [{show(score.low)}-{show(score.high)}]" if score.low != score.high else ""
     unit = "" if objective == "latency" else f" {OBJECTIVES[objective]}"
-    return f"{show(score.value)}{unit}{interval}"
+    if objective == "cost":
+        unit = f" {currency}{unit}"
+    energy = candidate.result.energy
+    label = f" ({energy.label} energy)" if objective in ("energy", "cost") and energy is not None else ""
+    return f"{show(score.value)}{unit}{interval}{label}"
 
 
 def _constraint_text(answer: Recommendation) -> str:
@@ -397,15 +458,20 @@ def recommendation_view(answer: Recommendation) -> RenderableType:
             parts.append(Text(plain(f"closest: {answer.closest.result.cell.label} ({_why_text(answer.closest)})")))
     else:
         parts.append(
-            Text(plain(f"best: {answer.best.result.cell.label}: {_score_text(answer.best, objective)}"), style="bold")
+            Text(
+                plain(f"best: {answer.best.result.cell.label}: {_score_text(answer.best, objective, answer.currency)}"),
+                style="bold",
+            )
         )
+        if answer.best.caveats:
+            parts.append(Text(plain(f"caution: the answer {rests_on(answer.best.caveats)}"), style="bold"))
         if answer.runner_up is not None:
             tie = "statistically tied with the best (intervals overlap)" if answer.tied else answer.runner_up.verdict
             parts.append(
                 Text(
                     plain(
                         f"runner-up: {answer.runner_up.result.cell.label}: "
-                        f"{_score_text(answer.runner_up, objective)}; {tie}"
+                        f"{_score_text(answer.runner_up, objective, answer.currency)}; {tie}"
                     )
                 )
             )
@@ -417,7 +483,7 @@ def recommendation_view(answer: Recommendation) -> RenderableType:
         for candidate in answer.others:
             table.add_row(
                 Text(plain(candidate.result.cell.label)),
-                _score_text(candidate, objective),
+                _score_text(candidate, objective, answer.currency),
                 Text(plain(candidate.verdict)),
             )
         parts.append(table)
@@ -506,9 +572,9 @@ def projection_view(projection: Projection) -> RenderableType:
     ]
     for series in projection.series:
         fit = series.fit
-        growth = f", x{10 ** fit.coefficients[1]:.3g} a year at {fit.offset:.0f}" if fit.degree >= 1 else ""
+        growth = f", x{number(10 ** fit.coefficients[1])} a year at {fit.offset:.0f}" if fit.degree >= 1 else ""
         quality = (
-            f"leave-one-out RMSE x{10**fit.loocv_rmse:.3g}" if fit.loocv_rmse is not None else "no cross-validation"
+            f"leave-one-out RMSE x{number(10**fit.loocv_rmse)}" if fit.loocv_rmse is not None else "no cross-validation"
         )
         r2 = f", R^2 {fit.r2:.3f}" if fit.r2 is not None else ""
         parts.append(Text(f"  {series.name}: {len(series.years)} points, degree {fit.degree}{growth} ({quality}{r2})"))
@@ -659,11 +725,12 @@ def whatif_view(answer: WhatIf) -> RenderableType:
 
 def print_comparison(console: Console, comparison: Comparison) -> None:
     console.print(comparison_table(comparison))
-    if comparison.geomean is not None:
+    low, high = comparison.geomean_ci_low, comparison.geomean_ci_high
+    if comparison.geomean is not None and low is not None and high is not None:
         what = "latency per iteration, B over A," if comparison.metric == "latency" else "speedup"
         console.print(
-            f"geometric mean {what} over {len(comparison.pairs)} pairs: {comparison.geomean:.3g}x "
-            f"({comparison.confidence:.0%} CI {comparison.geomean_ci_low:.3g}-{comparison.geomean_ci_high:.3g})"
+            f"geometric mean {what} over {len(comparison.pairs)} pairs: {number(comparison.geomean)}x "
+            f"({comparison.confidence:.0%} CI {number(low)}-{number(high)})"
         )
     if comparison.unmatched:
         console.print(f"[dim]{comparison.unmatched} cell(s) of A had no match in B[/]")

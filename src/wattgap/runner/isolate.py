@@ -31,6 +31,7 @@ from wattgap.runner.processes import (
     last_lines,
     tree_rss_bytes,
 )
+from wattgap.text import number
 
 OnEvent = Callable[[dict[str, Any]], None]
 
@@ -142,10 +143,10 @@ def _run(
             peak = result.memory.host_peak_rss_bytes
             if cap is not None and peak is not None and peak > cap and result.status == "ok":
                 result.status = "oom"
-                result.reason = f"its peak host memory, {peak / 2**30:.3g} GiB, is over {_cap_text(config)}"
+                result.reason = f"its peak host memory, {number(peak / 2**30)} GiB, is over {_cap_text(config)}"
             return result
         if over:
-            status, reason = "oom", f"killed at {over / 2**30:.3g} GiB of host memory, over {_cap_text(config)}"
+            status, reason = "oom", f"killed at {number(over / 2**30)} GiB of host memory, over {_cap_text(config)}"
         elif timed_out:
             status, reason = "timeout", f"no result within cell_timeout_s={config.cell_timeout_s:g}"
         elif final is not None:

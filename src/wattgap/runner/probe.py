@@ -21,6 +21,7 @@ from typing import Any
 from wattgap.errors import ConfigError
 from wattgap.models.build import ModelOptions
 from wattgap.runner.processes import MEMORY_LOOK_S, descendants, end_new_descendants, tree_rss_bytes
+from wattgap.text import number
 
 _PROBE = """
 import json, sys
@@ -28,6 +29,7 @@ from wattgap.errors import WattgapError
 from wattgap.models.build import ModelOptions
 from wattgap.models.inputs import InputSpec
 from wattgap.models.reference import describe
+from wattgap.text import number
 given = json.loads(sys.argv[2])
 inputs = given.pop("inputs")
 given["input_shape"] = tuple(given["input_shape"]) if given["input_shape"] else None
@@ -104,7 +106,7 @@ def _watch(process: subprocess.Popen[bytes], timeout_s: float, cap_bytes: float 
                 return f"loading it took longer than {timeout_s:g} s"
             assert cap_bytes is not None
             return (
-                f"loading it held {held / 2**30:.3g} GiB of host memory, over max_host_memory_gb="
+                f"loading it held {number(held / 2**30)} GiB of host memory, over max_host_memory_gb="
                 f"{cap_bytes / 2**30:g} GiB (it was stopped there)"
             )
 

@@ -426,6 +426,14 @@ class Store:
                 continue
         return found
 
+    def repeated_run_ids(self) -> set[str]:
+        """The runs that measured some cell in several processes (their processes are in the repeats table)."""
+        if not self.has_repeats:
+            return set()
+        return self._reading(
+            lambda: {str(row[0]) for row in self.connection.execute("SELECT DISTINCT run_id FROM repeats")}
+        )
+
     def _run_ids(self) -> list[str]:
         return [str(row[0]) for row in self.connection.execute("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 

@@ -62,13 +62,14 @@ def cell_result(
         config.seed,
         config.guardrail_samples,
         config.min_top1_agreement,
+        config.max_output_rel_diff,
     )
     notes = list(stats.warnings) + energy.warnings
     if agreement is not None and agreement.degraded:
         notes.append(
             f"degraded: top-1 agreement with fp32 {agreement.top1:.1%} < {agreement.threshold:.0%}"
             if agreement.top1 is not None
-            else "degraded: non-finite outputs"
+            else f"degraded: {agreement.text()}"
         )
     phases.finish_s = events.since("finish")
     return CellResult(

@@ -14,6 +14,7 @@ from wattgap.measure.hardware import peak_flops_per_s
 from wattgap.measure.memory import DeviceMemory, peak_rss_bytes
 from wattgap.measure.noise import NoiseWindow
 from wattgap.results import Memory
+from wattgap.text import number
 from wattgap.workloads import assembly
 from wattgap.workloads.base import Events, Known, Workload
 
@@ -71,6 +72,11 @@ class Timed(Workload):
         achieved = flops_per_sample * throughput if flops_per_sample else None
         peak = peak_flops_per_s(cell.device, cell.precision)
         warnings = []
+        if len(measured.latencies_s) < protocol.min_iters:
+            warnings.append(
+                f"capped: {len(measured.latencies_s)} iterations in the max_time_s={number(protocol.max_time_s)} s "
+                f"cap, under min_iters={protocol.min_iters} (the hard cap of --max-time)"
+            )
         if measured.stop_reason != "converged":
             warnings.append(
                 f"stopped at {measured.stop_reason} before the median's CI half-width reached "

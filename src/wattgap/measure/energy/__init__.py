@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from wattgap.measure.energy.base import EnergyMeter, EnergyReading, EnergyWindow, MeterUnavailable, UnavailableMeter
+from wattgap.text import number
 
 if TYPE_CHECKING:
     from wattgap.measure.energy.settings import EnergySettings
@@ -190,8 +191,8 @@ def _subtract_idle(reading: EnergyReading, idle: Any) -> None:
         problem = f"no net energy: the idle reading is {idle['warning']}"
     elif net < 0:
         problem = (
-            f"no net energy: it would be {net:.3g} J, below zero (idle {power:.3g} W exceeds this window's "
-            f"{reading.power_w or 0:.3g} W; the machine was busier when idle was measured)"
+            f"no net energy: it would be {number(net)} J, below zero (idle {number(power)} W exceeds this window's "
+            f"{number(reading.power_w or 0)} W; the machine was busier when idle was measured)"
         )
     else:
         reading.net_energy_j = net
