@@ -88,8 +88,12 @@ def test_cpu_model_charges_the_cell_its_own_cpu_time_not_other_processes() -> No
     """The estimate used machine-wide utilisation: another process spinning was charged to the cell."""
     meter = CpuModelMeter(tdp_w=100.0, idle_fraction=0.3)
     window = EnergyWindow([meter])
-    orphan = "import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'while True: pass']).pid)"
-    spinner = int(subprocess.run([sys.executable, "-c", orphan], capture_output=True, text=True).stdout)
+    orphan = (
+        "import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'while True: pass'], "
+        "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"
+    )  # the spinner holds none of its parent's pipes: the parent's output ends when the parent does
+    spawned = subprocess.run([sys.executable, "-c", orphan], capture_output=True, text=True, timeout=60)
+    spinner = int(spawned.stdout)
     try:  # its parent has exited: another process of the machine, not one of this tree
         time.sleep(0.3)
         with window:

@@ -138,6 +138,8 @@ def _check_inside(name: str, folder: Path, location: str) -> None:
         )
     try:
         status = target.stat()
+    except FileNotFoundError:  # no identity is claimed for it, and loading the graph says what is missing
+        return
     except OSError as error:
         raise ConfigError(f"models: {name!r} names external data at {location!r}: {error.strerror}") from None
     if not stat.S_ISREG(status.st_mode):
