@@ -200,7 +200,8 @@ def _busy(cell: CellResult) -> CellResult:
 
 def test_answers_prefer_quiet_cells_and_say_when_they_rest_on_a_suspect_one() -> None:
     """On a busy machine `recommend` and the run's 'highest throughput' line picked from SUSPECT cells
-    without a word, and the JSON's best had no noise field."""
+    without a word, and the JSON's best had no noise field. A SUSPECT cell is passed over for any other;
+    a noisy one keeps its place, with its caveat."""
     from wattgap.analysis.plausibility import highest
     from wattgap.analysis.recommend import recommend
     from wattgap.render.data import recommendation_data
@@ -222,6 +223,13 @@ def test_answers_prefer_quiet_cells_and_say_when_they_rest_on_a_suspect_one() ->
     assert recommendation_data(answer)["best"]["caveats"] == ["SUSPECT"]
     (best,) = highest(only_busy)
     assert best.result.cell.model == "vgg16" and best.caveats == ["SUSPECT"]
+    fast = rated(result(ONE_MS, model="vgg16"))
+    assert fast.latency is not None
+    noisy = fast.model_copy(update={"latency": fast.latency.model_copy(update={"noisy": True})})
+    answer = recommend([make_run("n", [quiet, noisy])], "throughput")  # a noisy median stands, said so
+    assert answer.best is not None and answer.best.result.cell.model == "vgg16" and answer.best.caveats == ["noisy"]
+    (best,) = highest(make_run("n", [quiet, noisy]))
+    assert best.result.cell.model == "vgg16" and best.caveats == ["noisy"]
 
 
 def test_the_energy_objective_says_estimated_and_the_cost_its_currency() -> None:

@@ -55,9 +55,18 @@ def caveats(result: CellResult, flagged: dict[str, str]) -> list[str]:
 
 def rests_on(found: list[str]) -> str:
     """The words an answer carries when it rests on a cell with ``found`` caveats ('' for a quiet one)."""
-    if not found:
-        return ""
-    return f"rests on a {' and '.join(found)} cell: no quiet cell would do; measure again on a quiet machine"
+    if SUSPECT in found:
+        return f"rests on a {' and '.join(found)} cell: no quiet cell would do; measure again on a quiet machine"
+    if found:
+        return "rests on a noisy cell: its latencies spread widely around the median"
+    return ""
+
+
+def passed_over(found: list[str]) -> bool:
+    """Whether an answer prefers any other cell to one with ``found`` caveats: a SUSPECT cell's figures may
+    be wrong (the machine was busy), so a quiet cell is preferred to it; a noisy cell's median stands, with
+    its spread said."""
+    return SUSPECT in found
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,8 @@ class Highest:
 
 
 def highest(run: Run) -> list[Highest]:
-    """Per workload, the ok cell with the highest throughput (batch / median) among the quiet ones, or
-    among all when none is quiet (then with its caveats); degraded cells never compete."""
+    """Per workload, the ok cell with the highest throughput (batch / median) among those not SUSPECT, or
+    among all when every one is (``passed_over``); with its caveats; degraded cells never compete."""
     flagged = suspects(run)
     by_workload: dict[str, list[CellResult]] = {}
     for result in run.results:
@@ -80,7 +89,7 @@ def highest(run: Run) -> list[Highest]:
             by_workload.setdefault(result.cell.workload, []).append(result)
     found = []
     for workload, members in by_workload.items():
-        quiet = [member for member in members if not caveats(member, flagged)]
+        quiet = [member for member in members if not passed_over(caveats(member, flagged))]
         best = max(quiet or members, key=lambda member: member.throughput_median_sps or 0.0)
         found.append(Highest(workload, best, caveats(best, flagged)))
     return found

@@ -9,8 +9,8 @@ Objectives (each of one sample's worth of work, so cells of different batch size
 
 Constraints: a latency percentile bound, a minimum top-1 agreement with fp32 (cells without an agreement,
 the fp32 reference among them, pass), a peak memory bound (device memory on GPUs, host RSS otherwise), and
-no degraded cells unless asked. Quiet cells are preferred: the answer rests on a SUSPECT or noisy cell
-only when no quiet cell satisfies the constraints, and then says so (``Candidate.caveats``). Where nothing
+no degraded cells unless asked. The answer rests on a SUSPECT cell only when no other satisfies the
+constraints, and says so, as it says when it rests on a noisy one (``Candidate.caveats``). Where nothing
 satisfies them, the answer names the binding constraint and the closest cell. Pure: stored results in,
 typed results out."""
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from wattgap.analysis.efficiency import EfficiencyParams, cell_efficiency
-from wattgap.analysis.plausibility import caveats, suspects
+from wattgap.analysis.plausibility import caveats, passed_over, suspects
 from wattgap.analysis.tradeoff import PERCENTILES, Estimate, finished_cells, measure_point
 from wattgap.errors import field_error
 from wattgap.results import CellResult, Run
@@ -196,9 +196,9 @@ def recommend(
         )
         candidates.append(replace(bare, broken=_broken(bare, constraints)))
     satisfying = [c for c in candidates if c.satisfies]
-    order = sorted(  # quiet cells first: an answer rests on a SUSPECT or noisy cell only when none is quiet
+    order = sorted(  # an answer rests on a SUSPECT cell only when every satisfying cell is one
         satisfying,
-        key=lambda c: (bool(c.caveats), -c.score.value if objective in HIGHER_IS_BETTER else c.score.value),  # type: ignore[union-attr]
+        key=lambda c: (passed_over(c.caveats), -c.score.value if objective in HIGHER_IS_BETTER else c.score.value),  # type: ignore[union-attr]
     )
     best = order[0] if order else None
     runner_up = order[1] if len(order) > 1 else None
