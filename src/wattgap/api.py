@@ -472,9 +472,9 @@ def compare(
     runs of the same machine in ``db`` measured, when there are some."""
     with Store.open_readonly(db) as store:
         first, second = store.load_run(run_a), store.load_run(run_b)
-        spread = (
-            machine_spread(store, first) if machine_key(first.environment) == machine_key(second.environment) else None
-        )
+        single = any(len(r.sample_groups()) == 1 for run in (first, second) for r in run.results if r.status == "ok")
+        same_machine = machine_key(first.environment) == machine_key(second.environment)
+        spread = machine_spread(store, first) if single and same_machine else None  # widens single-process sides
     return compare_runs(first, second, by=by, baseline=baseline, metric=metric, spread=spread)
 
 

@@ -77,10 +77,15 @@ def t_quantile(confidence: float, dof: float) -> float:
 def process_interval(medians: Sequence[float], confidence: float) -> tuple[float, float]:
     """The interval of a cell's median from its processes' medians (at least 2): a t interval on their
     logarithms, mapped back (asymmetric, never below zero)."""
-    logs = np.log(np.asarray(medians, dtype=float))
-    half = t_quantile(confidence, logs.size - 1) * float(np.std(logs, ddof=1)) / np.sqrt(logs.size)
-    center = float(np.mean(logs))
+    center, error = _log_mean_and_error(medians)
+    half = t_quantile(confidence, len(medians) - 1) * error
     return float(np.exp(center - half)), float(np.exp(center + half))
+
+
+def _log_mean_and_error(medians: Sequence[float]) -> tuple[float, float]:
+    """The mean of the processes' log medians and its standard error (k - 1 degrees of freedom)."""
+    logs = np.log(np.asarray(medians, dtype=float))
+    return float(np.mean(logs)), float(np.std(logs, ddof=1)) / float(np.sqrt(logs.size))
 
 
 def log_median_draws(samples: Samples, resamples: int, seed: int = 0) -> np.ndarray:
@@ -91,9 +96,8 @@ def log_median_draws(samples: Samples, resamples: int, seed: int = 0) -> np.ndar
     groups = _groups(samples)
     if len(groups) == 1:
         return np.log(bootstrap_medians(groups[0], resamples, seed))
-    logs = np.log([float(np.median(group)) for group in groups])
-    error = float(np.std(logs, ddof=1)) / np.sqrt(logs.size)
-    return float(np.mean(logs)) + error * np.random.default_rng(seed).standard_t(logs.size - 1, resamples)
+    center, error = _log_mean_and_error([float(np.median(group)) for group in groups])
+    return center + error * np.random.default_rng(seed).standard_t(len(groups) - 1, resamples)
 
 
 def bootstrap_medians(samples: Samples, resamples: int, seed: int = 0) -> np.ndarray:
