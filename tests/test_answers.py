@@ -48,7 +48,7 @@ def test_the_regression_gate_needs_the_whole_interval_past_the_threshold() -> No
     a = make_run("a", [result(ONE_MS), result(ONE_MS, model="vgg16")])
     b = make_run("b", [result(ONE_MS * 1.3), result(ONE_MS * 1.02, model="vgg16")])
     comparison = compare(a, b, by="device", spread=Spread(sd_log=0.005, cells=4, runs=["m"], age_s=60.0))
-    assert [p.a.cell.model for p in regressions(comparison, 10)] == ["resnet18"]  # -23% throughput
+    assert [r.pair.a.cell.model for r in regressions(comparison, 10)] == ["resnet18"]  # -23% throughput
     assert regressions(comparison, 30) == []  # -23% is not beyond 30%
 
 

@@ -395,12 +395,12 @@ def compare(
             f"--by {by}: no cells of {comparison.run_a} and {comparison.run_b} match on every other field"
         )
     print_comparison(console, comparison)
-    for pair in slower:
+    for found in slower:
+        pair = found.pair
         if metric == "latency":
-            change, best, _ = pair.latency_change
-            what = f"{change:+.1%} latency per iteration ({best:+.1%} at best)"
+            what = f"{pair.latency_change[0]:+.1%} latency per iteration ({found.best:+.1%} at best)"
         else:
-            what = f"{pair.speedup - 1:+.1%} throughput per sample ({pair.ci_high - 1:+.1%} at best)"
+            what = f"{pair.speedup - 1:+.1%} throughput per sample ({found.best:+.1%} at best)"
         console.print(
             Text(
                 plain(

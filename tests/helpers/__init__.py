@@ -89,9 +89,10 @@ def start_slow_sweep(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, run_id
 
 
-def result(samples: np.ndarray, **fields: object) -> CellResult:
+def result(samples: np.ndarray, resamples: int = 1000, **fields: object) -> CellResult:
     """A finished cell with the given latency samples (ResNet18 inference on 2 CPU threads, batch 8,
-    unless ``fields`` say otherwise), for analyses of known results."""
+    unless ``fields`` say otherwise), for analyses of known results; ``resamples``: its summary's
+    bootstrap (the analyses draw their own)."""
     base: dict[str, object] = {
         "model": "resnet18",
         "workload": "infer",
@@ -102,20 +103,21 @@ def result(samples: np.ndarray, **fields: object) -> CellResult:
         "threads": 2,
     }
     cell = Cell(**(base | fields))  # type: ignore[arg-type]
-    return CellResult(cell=cell, status="ok", latency=summarize(samples.tolist()), latencies_s=samples.tolist())
+    latency = summarize(samples.tolist(), resamples=resamples)
+    return CellResult(cell=cell, status="ok", latency=latency, latencies_s=samples.tolist())
 
 
-def repeated_result(groups: list[np.ndarray], **fields: object) -> CellResult:
+def repeated_result(groups: list[np.ndarray], resamples: int = 200, **fields: object) -> CellResult:
     """A finished cell measured in one process per group of latency samples (``protocol.repeats``)."""
     from wattgap.measure.stats import summarize_repeats
     from wattgap.results import Repeat
 
-    single = result(np.concatenate(groups), **fields)
+    single = result(np.concatenate(groups), resamples, **fields)
     repeats = [
         Repeat(repeat=index, status="ok", samples=len(group), median_s=float(np.median(group)))
         for index, group in enumerate(groups)
     ]
-    latency = summarize_repeats([group.tolist() for group in groups], resamples=200)
+    latency = summarize_repeats([group.tolist() for group in groups], resamples=resamples)
     return single.model_copy(update={"repeats": repeats, "latency": latency})
 
 

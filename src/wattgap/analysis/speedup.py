@@ -321,11 +321,28 @@ def _median(result: CellResult) -> float:
     return result.latency.median_s
 
 
-def regressions(comparison: Comparison, threshold_pct: float) -> list[Pair]:
-    """The pairs in which B is worse than A by more than ``threshold_pct`` percent with the whole interval
-    beyond it: throughput per sample lower, or (metric latency) latency per iteration higher. Only pairs
-    whose interval covers the drift between processes are judged (``Pair.judged``)."""
+GATE_ALPHA = 0.05  # the chance, at most, that --fail-above cries regression over all it judges when nothing changed
+
+
+@dataclass(frozen=True)
+class Regression:
+    pair: Pair
+    best: float  # B's change against A in the gate's metric at its most favourable bound (throughput: -0.2 = -20%)
+
+
+def regressions(comparison: Comparison, threshold_pct: float, alpha: float = GATE_ALPHA) -> list[Regression]:
+    """The pairs in which B is worse than A by more than ``threshold_pct`` percent even at the bound most
+    favourable to B: throughput per sample lower, or (metric latency) latency per iteration higher. Only
+    pairs whose interval covers the drift between processes are judged (``Pair.judged``), and the chance
+    of any false alarm among the m judged pairs is held to ``alpha`` (Bonferroni): each pair's bound is
+    one-sided at 1 - alpha / m. A sweep of many cells would otherwise cry regression somewhere by chance
+    (four pairs at a two-sided 95% each: about one A/A comparison in ten)."""
     judged = [p for p in comparison.pairs if p.judged]
-    if comparison.metric == "latency":
-        return [p for p in judged if p.latency_change[1] > threshold_pct / 100]
-    return [p for p in judged if p.ci_high < 1 - threshold_pct / 100]
+    found = []
+    for p in judged:
+        upper = float(np.exp(np.quantile(p.log_draws, 1 - alpha / len(judged))))  # of B's throughput over A's
+        best = p.work_ratio / upper - 1 if comparison.metric == "latency" else upper - 1
+        worse = best > threshold_pct / 100 if comparison.metric == "latency" else best < -threshold_pct / 100
+        if worse:
+            found.append(Regression(p, best))
+    return found
