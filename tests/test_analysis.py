@@ -24,6 +24,7 @@ from wattgap.analysis.whatif import whatif
 from wattgap.errors import ConfigError
 from wattgap.measure.energy import CellEnergy
 from wattgap.measure.guardrail import Agreement
+from wattgap.measure.noise import NoiseAudit
 from wattgap.results import CellResult, Memory
 
 BATCHES = [1, 2, 4, 8, 16, 32]
@@ -515,7 +516,10 @@ def test_whatif_scales_the_measured_time_by_the_ratio_of_rooflines() -> None:
     first, second = sorted(answer.check.pairs, key=lambda p: p.source.cell.threads or 0)
     assert first.estimate_s == pytest.approx(0.16 * 0.04 / 0.08) and first.error == pytest.approx(0.08 / 0.12 - 1)
     assert second.estimate_s == pytest.approx(0.12 * 0.08 / 0.04) and second.error == pytest.approx(0.24 / 0.16 - 1)
-    assert answer.check.median_abs_error == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert answer.check.by_kind["cpu to cpu"].median_abs_error == pytest.approx((1 / 3 + 1 / 2) / 2)
+    # a thread count's error says nothing of a GPU's: the estimates stay unvalidated, and say so
+    assert {row.kind for row in answer.rows} == {"cpu to gpu"} and answer.check.for_row(one) is None
+    assert one.caveats == [] and one.estimate_range_s == pytest.approx((one.estimate_s, one.estimate_s, 1))
 
 
 def test_whatif_never_estimates_below_the_targets_roofline_and_names_what_it_cannot_do() -> None:
@@ -526,12 +530,48 @@ def test_whatif_never_estimates_below_the_targets_roofline_and_names_what_it_can
     (row,) = answer.rows
     assert row.share == pytest.approx(8.0) and row.estimate_s == pytest.approx(row.target_roof_s)
     assert answer.left_out == {"T4 lists no bf16 rate": 1}
-    assert answer.check.pairs == [] and answer.check.median_abs_error is None
+    assert answer.check.pairs == [] and answer.check.by_kind == {}
     unknown = make_run("u", [_counted(0.16, threads=1)])  # a CPU whose rates the run did not measure
     (row,) = whatif([unknown], ["L4"]).rows
     assert row.source_roof_s is None and row.estimate_s is None and row.ceiling_throughput_sps > 0
     with pytest.raises(ConfigError, match="--target: got 'V100'; allowed: H100 PCIe, H100 SXM"):
         whatif([run], ["V100"])
+
+
+def test_whatif_states_the_error_of_like_pairs_flags_suspect_sources_and_spreads_over_measurements() -> None:
+    """Three runs of one CPU cell (one in three processes, one on a busy host that measured half the CPU's
+    rates) and a GPU twin: the CPU-to-GPU error comes from the CPU/GPU pair only, each estimate shows the
+    range its cell's five measurements give, and a source its noise audit flagged says so."""
+    from helpers import repeated_result
+
+    gpu_cell = _counted(0.004, device="cuda", threads=None)
+    quiet = make_run("q", [_counted(0.16, threads=1), gpu_cell])
+    machine = {"gpus": [{"name": "Tesla T4"}], "cpu": {"model": "X"}}
+    quiet = quiet.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE, **machine}})
+    halved = {"1": {"fp32_flops_per_s": 5e10, "bandwidth_bytes_per_s": 5e9}}
+    busy = make_run("b", [_counted(0.16, threads=1)])
+    busy = busy.model_copy(update={"environment": {"cpu_roofline": halved, **machine}})
+    counts = {k: v for k, v in _counted(0.1).model_dump().items() if k.endswith(("per_sample", "elements"))}
+    groups = [SPREAD * 0.15, SPREAD * 0.16, SPREAD * 0.20]
+    repeated = repeated_result(groups, threads=1).model_copy(update=counts)
+    again = make_run("r", [repeated])
+    again = again.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE, **machine}})
+    noise = NoiseAudit(window_s=1.0, suspect=["other processes used 0.98 cores (over 0.1)"])
+    flagged = busy.model_copy(update={"results": [busy.results[0].model_copy(update={"noise": noise})]})
+    answer = whatif([quiet, flagged, again], ["L4"])
+    pairs = {p.kind for p in answer.check.pairs}
+    assert pairs == {"cpu to gpu", "gpu to cpu"}
+    cpu_rows = [row for row in answer.rows if row.result.cell.device == "cpu"]
+    assert all(answer.check.for_row(row) is answer.check.by_kind["cpu to gpu"] for row in cpu_rows)
+    (gpu_row,) = [row for row in answer.rows if row.result.cell.device == "cuda"]
+    assert answer.check.for_row(gpu_row) is None  # no GPU-to-GPU pair is owned
+    from_quiet, from_busy, from_repeated = cpu_rows  # in the order of the runs
+    low, high, count = from_quiet.estimate_range_s  # type: ignore[misc]
+    assert count == 5  # one process in each of two runs, three in the third
+    # the busy run measured half the CPU's rates: its cell seemed at twice the share, the rosiest estimate
+    assert high / low == pytest.approx(0.20 / (0.16 / 2))
+    assert from_repeated.estimate_range_s == from_quiet.estimate_range_s  # the same cell, the same measurements
+    assert from_busy.caveats == ["SUSPECT"] and from_quiet.caveats == []
 
 
 def test_whatif_on_a_real_run(tmp_path: Path) -> None:
@@ -543,11 +583,15 @@ def test_whatif_on_a_real_run(tmp_path: Path) -> None:
     db = str(tmp_path / "wattgap.db")
     table = wattgap("whatif", run.run_id, "--target", "L4", "--db", db, cwd=tmp_path)
     assert table.returncode == 0, table.stderr
-    assert "ESTIMATES by roofline" in table.stdout and "the estimator's error on the 2 owned pairs" in table.stdout
+    assert "ESTIMATES by roofline" in table.stdout and "error on the 2 owned cpu to cpu pairs" in table.stdout
+    assert "unvalidated: these runs own no cpu to gpu pair" in table.stdout
     data = json.loads(
         wattgap("whatif", run.run_id, "--target", "L4", "--format", "json", "--db", db, cwd=tmp_path).stdout
     )
     assert data["label"] == "estimate" and {row["label"] for row in data["rows"]} == {"estimate"}
-    assert len(data["error_on_owned_pairs"]["pairs"]) == 2
+    assert len(data["error_on_owned_pairs"]["pairs"]) == 2 and set(data["error_on_owned_pairs"]["by_kind"]) == {
+        "cpu to cpu"
+    }
+    assert {(row["kind"], row["validated"]) for row in data["rows"]} == {("cpu to gpu", False)}
     bad = wattgap("whatif", run.run_id, "--target", "K80", "--db", db, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("wattgap: error: --target: got 'K80'; allowed: ")

@@ -290,7 +290,7 @@ def geomean_of(pairs: list[Pair], metric: str, confidence: float) -> tuple[float
 def device_names(run_a: Run, run_b: Run) -> dict[str, str]:
     """For runs made on different hardware, each side's devices named by what they are (a T4 run and an
     L4 run both call theirs cuda): side and device -> "cuda (NVIDIA L4)". Empty for one machine."""
-    named = {side: _hardware(run) for side, run in (("A", run_a), ("B", run_b))}
+    named = {side: hardware(run) for side, run in (("A", run_a), ("B", run_b))}
     if named["A"] == named["B"]:
         return {}
     return {
@@ -298,7 +298,8 @@ def device_names(run_a: Run, run_b: Run) -> dict[str, str]:
     }
 
 
-def _hardware(run: Run) -> dict[str, str]:
+def hardware(run: Run) -> dict[str, str]:
+    """The devices of the machine that made ``run``, named: "cpu" -> its CPU model, "cuda:0" -> its GPU."""
     environment = run.environment
     devices = {f"cuda:{index}": str(gpu.get("name")) for index, gpu in enumerate(environment.get("gpus", []))}
     if "cuda:0" in devices:
@@ -308,7 +309,7 @@ def _hardware(run: Run) -> dict[str, str]:
 
 
 def _machine_notes(run_a: Run, run_b: Run, by: str) -> list[str]:
-    if by == "device" or _hardware(run_a) == _hardware(run_b):
+    if by == "device" or hardware(run_a) == hardware(run_b):
         return []
     return [
         f"runs {run_a.run_id} and {run_b.run_id} were made on different hardware: every pair's difference in {by} "

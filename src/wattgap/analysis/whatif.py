@@ -11,7 +11,13 @@ the GEMM rate and copy bandwidth the run measured (measure/roofline.py).
 
 How wrong that is, is measured, not assumed: on every pair of cells a set of runs owns that differ only
 in the device or the thread count (a CPU cell and its GPU twin, 1 and 2 threads), each is estimated
-from the other and set against its measurement. Pure: stored results in, typed results out."""
+from the other and set against its measurement. An estimate states only the error of pairs like itself
+(from a CPU to a GPU, or from a GPU to a GPU): a thread count's error says nothing of a GPU's, so without
+such pairs an estimate is "unvalidated". It also carries its source's caveats (a SUSPECT or noisy cell:
+analysis/plausibility.py) and the spread of the estimates that the same cell's other measurements give
+(each process of a repeated cell, the same cell in the other runs from the same machine): each run
+measures its CPU's rates anew, so a busy host moves the estimate twice. Pure: stored results in, typed
+results out."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wattgap.analysis.plausibility import caveats, suspects
+from wattgap.analysis.speedup import hardware
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.hardware import gpu_entry, known_gpus
@@ -27,6 +35,11 @@ from wattgap.results import CellResult, Run
 
 ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 LABEL = "estimate"
+UNVALIDATED = "unvalidated"
+
+
+def device_kind(device: str) -> str:
+    return "cpu" if device == "cpu" else "gpu"
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,15 @@ class Row:
     source_roof_s: float | None  # the roofline time where it ran (None: that device's rates are unknown)
     estimate_s: float | None  # measured time scaled by the ratio of roofline times, never below target_roof_s
     label: str = LABEL
+    caveats: list[str] = field(default_factory=list)  # the source cell's: SUSPECT, noisy
+    # the lowest and highest estimate from each measurement of this cell (its processes, the same cell in
+    # the other runs from the same machine), and how many there were; None without an estimate
+    estimate_range_s: tuple[float, float, int] | None = None
+
+    @property
+    def kind(self) -> str:
+        """What the estimate crosses: "cpu to gpu" or "gpu to gpu" (every target is a GPU)."""
+        return f"{device_kind(self.result.cell.device)} to gpu"
 
     @property
     def share(self) -> float | None:
@@ -83,12 +105,29 @@ class CheckPair:
         """Estimate over measurement, minus 1: +0.2 is 20% too slow an estimate."""
         return self.estimate_s / self.measured_s - 1
 
+    @property
+    def kind(self) -> str:
+        """What the pair's estimate crosses: "cpu to cpu" (a thread count), "cpu to gpu", ..."""
+        return f"{device_kind(self.source.cell.device)} to {device_kind(self.target.cell.device)}"
+
+
+@dataclass(frozen=True)
+class KindError:
+    """The estimator's measured error on the owned pairs of one kind."""
+
+    pairs: int
+    median_abs_error: float
+    max_abs_error: float
+
 
 @dataclass(frozen=True)
 class ErrorCheck:
     pairs: list[CheckPair]
-    median_abs_error: float | None
-    max_abs_error: float | None
+    by_kind: dict[str, KindError]  # "cpu to cpu" -> its error; kinds without pairs are absent
+
+    def for_row(self, row: Row) -> KindError | None:
+        """The error that applies to ``row``: that of pairs of its kind, or None (unvalidated)."""
+        return self.by_kind.get(row.kind)
 
 
 @dataclass(frozen=True)
@@ -160,14 +199,16 @@ def _median(result: CellResult) -> float:
 
 
 def whatif(runs: list[Run], targets: list[str]) -> WhatIf:
-    """Every finished inference cell of ``runs`` estimated on each target, and the estimator's error on
-    the pairs the runs own."""
+    """Every finished inference cell of ``runs`` estimated on each target, with its caveats and the spread
+    of its other measurements' estimates, and the estimator's error on the pairs the runs own."""
     if not targets:
         raise field_error("--target", None, target_names())
     entries = [_entry(name) for name in targets]
     rows: list[Row] = []
     left_out: dict[str, int] = {}
-    for run, result in _finished(runs):
+    finished = _finished(runs)
+    flagged = {run.run_id: suspects(run) for run in runs}
+    for run, result in finished:
         counted = work(result)
         if counted is None:
             reason = "no traffic count (inference cells stored by wattgap before result schema 3)"
@@ -185,12 +226,44 @@ def whatif(runs: list[Run], targets: list[str]) -> WhatIf:
             here_s = here.time_s(flops, moved) if here else None
             measured = _median(result)
             estimate = _scaled(measured, here_s, there_s) if here_s else None
+            spread = _estimate_range(run, result, finished, there_s) if estimate else None
             rows.append(
-                Row(result, roof.device, measured, flops, moved, there_s, roof.bound(flops, moved), here_s, estimate)
+                Row(
+                    result,
+                    roof.device,
+                    measured,
+                    flops,
+                    moved,
+                    there_s,
+                    roof.bound(flops, moved),
+                    here_s,
+                    estimate,
+                    caveats=caveats(result, flagged[run.run_id]),
+                    estimate_range_s=spread,
+                )
             )
     if not rows and not left_out:
         raise ConfigError(f"whatif: runs {', '.join(r.run_id for r in runs)} hold no finished inference cells")
     return WhatIf([str(e["name"]) for e in entries], rows, check(runs), left_out)
+
+
+def _estimate_range(
+    run: Run, result: CellResult, finished: list[tuple[Run, CellResult]], there_s: float
+) -> tuple[float, float, int]:
+    """The lowest and highest estimate, on a target whose roofline time is ``there_s``, from every
+    measurement of ``result``'s cell on ``run``'s machine among ``finished``: each process's median, each
+    scaled by the roofline its own run measured."""
+    machine = hardware(run)
+    estimates = []
+    for other_run, other in finished:
+        if other.cell != result.cell or hardware(other_run) != machine:
+            continue
+        roof, counted = source_roof(other_run, other.cell), work(other)
+        if roof is None or counted is None:
+            continue
+        medians = [r.median_s for r in other.repeats if r.status == "ok" and r.median_s] or [_median(other)]
+        estimates += [_scaled(median, roof.time_s(*counted), there_s) for median in medians]
+    return min(estimates), max(estimates), len(estimates)
 
 
 def _finished(runs: list[Run]) -> list[tuple[Run, CellResult]]:
@@ -220,7 +293,11 @@ def check(runs: list[Run]) -> ErrorCheck:
                     continue
                 estimate = _scaled(_median(a), roof_a.time_s(*counted), roof_b.time_s(*counted))
                 pairs.append(CheckPair(a, b, estimate, _median(b)))
-    errors = [abs(p.error) for p in pairs if math.isfinite(p.error)]
-    if not errors:
-        return ErrorCheck(pairs, None, None)
-    return ErrorCheck(pairs, float(np.median(errors)), float(max(errors)))
+    by_kind: dict[str, list[float]] = {}
+    for p in pairs:
+        if math.isfinite(p.error):
+            by_kind.setdefault(p.kind, []).append(abs(p.error))
+    return ErrorCheck(
+        pairs,
+        {kind: KindError(len(errors), float(np.median(errors)), max(errors)) for kind, errors in by_kind.items()},
+    )

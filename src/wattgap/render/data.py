@@ -13,7 +13,7 @@ from wattgap.analysis.recommend import Candidate, Recommendation
 from wattgap.analysis.speedup import Comparison
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.tradeoff import Point, Tradeoff
-from wattgap.analysis.whatif import CheckPair, Row, WhatIf
+from wattgap.analysis.whatif import CheckPair, KindError, Row, WhatIf
 from wattgap.results import Run
 
 
@@ -164,7 +164,7 @@ def study_data(table: StudyTable) -> dict[str, Any]:
     return dataclasses.asdict(table)
 
 
-def _whatif_row(row: Row) -> dict[str, Any]:
+def _whatif_row(row: Row, error: KindError | None) -> dict[str, Any]:
     return {
         "cell_id": row.result.cell_id,
         "cell": row.result.cell.model_dump(),
@@ -180,6 +180,13 @@ def _whatif_row(row: Row) -> dict[str, Any]:
         "estimate_s": row.estimate_s,
         "estimate_throughput_sps": row.estimate_throughput_sps,
         "ceiling_throughput_sps": row.ceiling_throughput_sps,
+        "kind": row.kind,
+        "caveats": row.caveats,
+        "estimate_range_s": None
+        if row.estimate_range_s is None
+        else dict(zip(("low", "high", "measurements"), row.estimate_range_s, strict=True)),
+        "error_of_like_pairs": None if error is None else dataclasses.asdict(error),
+        "validated": error is not None,
     }
 
 
@@ -190,6 +197,7 @@ def _check_pair(pair: CheckPair) -> dict[str, Any]:
         "estimate_s": pair.estimate_s,
         "measured_s": pair.measured_s,
         "error": pair.error,
+        "kind": pair.kind,
     }
 
 
@@ -198,11 +206,10 @@ def whatif_data(answer: WhatIf) -> dict[str, Any]:
     return {
         "label": answer.label,
         "targets": answer.targets,
-        "rows": [_whatif_row(row) for row in answer.rows],
+        "rows": [_whatif_row(row, check.for_row(row)) for row in answer.rows],
         "left_out": answer.left_out,
         "error_on_owned_pairs": {
             "pairs": [_check_pair(pair) for pair in check.pairs],
-            "median_abs_error": check.median_abs_error,
-            "max_abs_error": check.max_abs_error,
+            "by_kind": {kind: dataclasses.asdict(error) for kind, error in check.by_kind.items()},
         },
     }

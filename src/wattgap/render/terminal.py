@@ -19,7 +19,7 @@ from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
 from wattgap.analysis.speedup import WIDENED, Comparison
 from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
-from wattgap.analysis.whatif import WhatIf
+from wattgap.analysis.whatif import UNVALIDATED, WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.measure.stats import WITHIN_ONE_PROCESS, LatencyStats
 from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
@@ -661,51 +661,66 @@ def study_view(table: StudyTable) -> RenderableType:
 
 
 def whatif_view(answer: WhatIf) -> RenderableType:
-    """The estimates, each labelled, with the roofline they rest on, and the estimator's measured error
-    on the owned pairs (or that there were none to measure it on)."""
+    """The estimates, each labelled, with the roofline they rest on, the spread of its cell's other
+    measurements, the measured error of the owned pairs like it (or "unvalidated") and its source's
+    caveats; then the error of each kind of owned pair (or that there were none to measure it on)."""
     cells = [row.result.cell for row in answer.rows]
     varying, fixed = _varying_fields(cells)
     parts: list[RenderableType] = [
         Text(
             "what-if: ESTIMATES by roofline (share = the share of its roofline a cell reached where it ran, "
-            "assumed on the target: estimate = target roofline / share; ceiling = batch / target roofline, the "
-            "most the target can do)",
+            "assumed on the target: estimate = target roofline / share; range = the estimates of each of this "
+            "cell's measurements on this machine; error = the median |error| of the owned pairs of the same kind; "
+            "ceiling = batch / target roofline, the most the target can do)",
             style="bold",
         )
     ]
     if cells:
         parts.append(_shared_line(fixed))
-    table = _table()
-    for name in varying:
-        _identity_column(table, name, (getattr(cell, name) for cell in cells))
-    for column in ("target", "bound", "measured", "share", "estimate", "est. sps", "ceiling sps", "label"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in answer.rows:
-        table.add_row(
-            *(Text(plain(getattr(row.result.cell, name))) for name in varying),
-            Text(plain(row.target)),
-            row.bound,
-            seconds(row.measured_s),
-            "-" if row.share is None else f"{row.share:.0%}",
-            seconds(row.estimate_s),
-            quantity(row.estimate_throughput_sps, "").strip(),
-            quantity(row.ceiling_throughput_sps, "").strip(),
-            row.label,
-        )
-    if answer.rows:
-        parts.append(table)
+    columns = ["target", "bound", "measured", "share", "estimate", "range", "est. sps", "ceiling sps", "error"]
+    headers = [(_HEADERS.get(name, name), "left") for name in varying] + [(c, "right") for c in [*columns, "label"]]
     check = answer.check
-    if check.median_abs_error is not None and check.max_abs_error is not None:
-        parts.append(
-            Text(
-                f"the estimator's error on the {len(check.pairs)} owned pairs of these runs (each cell estimated "
-                f"from its twin on another device or thread count): median |error| {check.median_abs_error:.0%}, "
-                f"worst {check.max_abs_error:.0%}"
+    rows: list[tuple[list[Text | str], str]] = []
+    for row in answer.rows:
+        error = check.for_row(row)
+        spread = row.estimate_range_s
+        rows.append(
+            (
+                [
+                    *(Text(plain(getattr(row.result.cell, name))) for name in varying),
+                    Text(plain(row.target)),
+                    row.bound,
+                    seconds(row.measured_s),
+                    "-" if row.share is None else f"{row.share:.0%}",
+                    seconds(row.estimate_s),
+                    "-"
+                    if spread is None or spread[2] < 2
+                    else f"{seconds(spread[0])}-{seconds(spread[1])} ({spread[2]})",
+                    quantity(row.estimate_throughput_sps, "").strip(),
+                    quantity(row.ceiling_throughput_sps, "").strip(),
+                    UNVALIDATED if error is None else f"{error.median_abs_error:.0%}",
+                    row.label,
+                ],
+                f"from a {' and '.join(row.caveats)} cell: measure it again on a quiet machine" if row.caveats else "",
             )
         )
-    else:
+    if answer.rows:
+        parts.append(CellTable(headers, rows, len(varying)))
+    for kind, error in check.by_kind.items():
         parts.append(
-            Text("these runs own no pair of cells differing only in device or threads: the error is not measured here")
+            Text(
+                f"the estimator's error on the {error.pairs} owned {kind} pairs of these runs (each cell estimated "
+                f"from its twin): median |error| {error.median_abs_error:.0%}, worst {error.max_abs_error:.0%}"
+            )
+        )
+    unvalidated = sorted({row.kind for row in answer.rows if check.for_row(row) is None})
+    if unvalidated:
+        parts.append(
+            Text(
+                f"{UNVALIDATED}: these runs own no {' or '.join(unvalidated)} pair (the same cell measured on both "
+                "kinds of device), so the error of those estimates is not measured here; the error of another kind "
+                "says nothing of it"
+            )
         )
     if any(row.estimate_s is None for row in answer.rows):
         parts.append(
