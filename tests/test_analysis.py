@@ -59,6 +59,28 @@ def test_the_best_batch_under_a_latency_bound() -> None:
     assert "no batch within the bound: the lowest p99 is batch 1's, 10.1 ms" in curve.notes
 
 
+def test_the_knee_and_the_bounded_batch_pass_over_suspect_points_and_say_what_they_rest_on() -> None:
+    """Batch 16's noise audit found the machine busy: the knee (90% of the highest, 410 at batch 32) and
+    the best batch under a bound skip it; a pick on a noisy point says so; when every point is SUSPECT
+    the pick still stands, flagged."""
+    run = curve_run()
+    busy = NoiseAudit(window_s=1.0, suspect=["other processes used 0.98 cores (over 0.1)"])
+    inflated = result(16 / 1000 * SPREAD, batch_size=16).model_copy(update={"noise": busy})  # 1000 sps
+    results = [inflated if r.cell.batch_size == 16 else r for r in run.results]
+    (curve,) = tradeoff([run.model_copy(update={"results": results})], max_latency_s=0.022, percentile="p50").curves
+    assert curve.knee.batch_size == 8  # 380 of 410; with batch 16's 1000 the knee was 16
+    assert curve.points[4].caveats == ["SUSPECT"] and "batch 16 passed over: SUSPECT" in curve.notes[0]
+    assert curve.bounded is not None and curve.bounded.batch_size == 8  # batch 16 (16 ms, 1000 sps) passed over
+    wide = np.concatenate([SPREAD[:100] * 0.5, [1.0], SPREAD[101:] * 1.5])  # median 1, a spread far beyond noisy's
+    noisy = [result(8 / 380 * wide, batch_size=8) if r.cell.batch_size == 8 else r for r in run.results]
+    (curve,) = tradeoff([run.model_copy(update={"results": noisy})]).curves
+    assert curve.knee.batch_size == 8 and curve.knee.caveats == ["noisy"]
+    assert "the knee (batch 8) rests on a noisy cell" in " ".join(curve.notes)
+    all_busy = [r.model_copy(update={"noise": busy}) for r in run.results]
+    (curve,) = tradeoff([run.model_copy(update={"results": all_busy})]).curves
+    assert curve.knee.batch_size == 8 and "the knee (batch 8) rests on a SUSPECT cell" in " ".join(curve.notes)
+
+
 def test_intervals_come_from_the_samples_and_contain_the_estimate() -> None:
     rng = np.random.default_rng(3)
     noisy = rng.lognormal(0, 0.05, 400)
@@ -402,6 +424,21 @@ def test_the_memory_formula_keeps_its_signs() -> None:
     console = Console(width=200, record=True)
     console.print(memory_view("r", [curve]))
     assert "477 MiB - 2.86 MiB x batch + 19.5 KiB x batch^2" in console.export_text()
+
+
+def test_a_study_passes_over_a_suspect_cpu_cell_and_flags_a_row_that_rests_on_one() -> None:
+    """The 2-thread CPU cell is quicker but its noise audit found the machine busy: the speedup is over
+    the 1-thread cell; the GPU cell it is set against is SUSPECT too, and the row says so."""
+    busy = NoiseAudit(window_s=1.0, suspect=["other processes used 0.98 cores (over 0.1)"])
+    cpu = make_run(
+        "cpu", [result(SPREAD * 0.2, threads=1), result(SPREAD * 0.1, threads=2).model_copy(update={"noise": busy})]
+    )
+    gpu = make_run("gpu", [result(SPREAD * 0.01, device="cuda", threads=None).model_copy(update={"noise": busy})])
+    (row,) = study("gpu-vs-cpu", [cpu, gpu]).rows
+    assert row.values["speedup"].estimate.value == pytest.approx(20.0)  # type: ignore[union-attr]
+    assert row.caveats == ["SUSPECT"] and row.note == "CPU at 1 threads, rests on a SUSPECT cell"
+    (row,) = study("precisions", [gpu]).rows
+    assert row.caveats == ["SUSPECT"]
 
 
 def test_gpu_vs_cpu_table_sets_each_accelerator_cell_against_the_fastest_cpu_cell() -> None:

@@ -38,6 +38,19 @@ def suspects(run: Run) -> dict[str, str]:
     return found
 
 
+def suspects_of(runs: list[Run]) -> dict[str, str]:
+    """``suspects`` over several runs: a cell held by several of them is judged as the last run given
+    holds it (the one the analyses keep: tradeoff.finished_cells)."""
+    found: dict[str, str] = {}
+    for run in runs:
+        flagged = suspects(run)
+        for result in run.results:
+            found.pop(result.cell_id, None)
+            if result.cell_id in flagged:
+                found[result.cell_id] = flagged[result.cell_id]
+    return found
+
+
 SUSPECT, NOISY = "SUSPECT", "noisy"
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from wattgap.analysis.efficiency import EfficiencyParams, cell_efficiency
-from wattgap.analysis.plausibility import caveats, passed_over, suspects
+from wattgap.analysis.plausibility import caveats, passed_over, suspects_of
 from wattgap.analysis.tradeoff import PERCENTILES, Estimate, finished_cells, measure_point
 from wattgap.errors import field_error
 from wattgap.results import CellResult, Run
@@ -179,7 +179,7 @@ def recommend(
     constraints.check()
     params = params or EfficiencyParams()
     rng = np.random.default_rng(seed)
-    flagged = {cell_id: why for run in runs for cell_id, why in suspects(run).items()}
+    flagged = suspects_of(runs)
     candidates = []
     for result in finished_cells(runs, "recommend"):
         point = measure_point(result, confidence, resamples, int(rng.integers(2**31)))

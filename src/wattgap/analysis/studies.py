@@ -10,13 +10,17 @@ from two machines included):
 - ``precisions`` (DEEP-GAP): inference throughput per precision and batch on each device (the fastest
   backend for each), and int8's throughput over the CPU's fp32 baseline at the same batch.
 
-Intervals are percentile bootstraps of the raw samples. Pure: stored results in, typed tables out."""
+Intervals are percentile bootstraps of the raw samples. Where a study picks one of several cells (the
+CPU's fastest thread count, a precision's fastest backend) it passes over a SUSPECT cell unless all are,
+and a row resting on a SUSPECT or noisy cell carries the flag (``Row.caveats``) and says so in its note
+(analysis/plausibility.py). Pure: stored results in, typed tables out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wattgap.analysis.plausibility import NOISY, SUSPECT, caveats, passed_over, suspects_of
 from wattgap.analysis.speedup import Pair, check_same_work, geomean_of, pair
 from wattgap.analysis.tradeoff import Estimate, finished_cells, measure_point
 from wattgap.cells import CELL_FIELDS, Cell
@@ -39,6 +43,14 @@ class Row:
     key: dict[str, object]
     values: dict[str, Value | None]
     note: str = ""
+    caveats: list[str] = field(default_factory=list)  # of the cells the row rests on: SUSPECT, noisy
+
+
+def _row(key: dict[str, object], values: dict[str, Value | None], notes: list[str], found: list[str]) -> Row:
+    """A row whose values rest on cells with the caveats ``found`` (any order, repeats allowed)."""
+    kept = [flag for flag in (SUSPECT, NOISY) if flag in found]
+    said = [f"rests on a {' and '.join(kept)} cell"] if kept else []
+    return Row(key, values, ", ".join([*notes, *said]), kept)
 
 
 @dataclass(frozen=True)
@@ -64,18 +76,21 @@ def _speedup(matched: Pair) -> Value:
     return Value(Estimate(matched.speedup, matched.ci_low, matched.ci_high), "x")
 
 
-def _cells(runs: list[Run], study: str) -> list[CellResult]:
+def _cells(runs: list[Run], study: str) -> tuple[list[CellResult], dict[str, str]]:
+    """The runs' finished cells, and which of them are SUSPECT (plausibility.suspects_of)."""
     for other in runs[1:]:
         check_same_work(runs[0], other)
-    return finished_cells(runs, f"study {study}")
+    return finished_cells(runs, f"study {study}"), suspects_of(runs)
 
 
-def _fastest(results: list[CellResult]) -> CellResult:
-    return min(results, key=lambda r: r.latency.median_s if r.latency else float("inf"))
+def _fastest(results: list[CellResult], flagged: dict[str, str]) -> CellResult:
+    """The quickest of ``results`` by median, a SUSPECT one only when all are."""
+    quiet = [r for r in results if not passed_over(caveats(r, flagged))] or results
+    return min(quiet, key=lambda r: r.latency.median_s if r.latency else float("inf"))
 
 
 def gpu_vs_cpu(runs: list[Run]) -> StudyTable:
-    cells = _cells(runs, "gpu-vs-cpu")
+    cells, flagged = _cells(runs, "gpu-vs-cpu")
     cpu: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
     for result in cells:
         if result.cell.device == "cpu":
@@ -86,19 +101,20 @@ def gpu_vs_cpu(runs: list[Run]) -> StudyTable:
         candidates = cpu.get(_key(result.cell, {"device", "threads"}))
         if not candidates:
             continue
-        base = _fastest(candidates)
+        base = _fastest(candidates, flagged)
         matched = pair(base, result, {}, seed)
         pairs.append(matched)
         key = {name: getattr(result.cell, name) for name in ("model", "workload", "backend", "precision", "batch_size")}
         rows.append(
-            Row(
+            _row(
                 key | {"device": result.cell.device},
                 {
                     "CPU time": _median(base, 2 * seed),
                     "accelerator time": _median(result, 2 * seed + 1),
                     "speedup": _speedup(matched),
                 },
-                f"CPU at {base.cell.threads} threads" if len(candidates) > 1 else "",
+                [f"CPU at {base.cell.threads} threads"] if len(candidates) > 1 else [],
+                caveats(base, flagged) + caveats(result, flagged),
             )
         )
     if not rows:
@@ -123,7 +139,7 @@ FRAMEWORK_PAIRS = {"tf-eager": "torch-eager", "tf-xla": "torch-compile"}
 
 
 def frameworks(runs: list[Run]) -> StudyTable:
-    cells = _cells(runs, "frameworks")
+    cells, flagged = _cells(runs, "frameworks")
     torch = {_key(r.cell, set()): r for r in cells if r.cell.backend in FRAMEWORK_PAIRS.values()}
     rows: list[Row] = []
     pairs: list[Pair] = []
@@ -137,13 +153,15 @@ def frameworks(runs: list[Run]) -> StudyTable:
         change, low, high = matched.latency_change
         key = {name: getattr(result.cell, name) for name in ("model", "workload", "device", "precision", "batch_size")}
         rows.append(
-            Row(
+            _row(
                 key | {"stacks": f"{result.cell.backend} vs {base.cell.backend}"},
                 {
                     "PyTorch time": _median(base, 2 * seed),
                     "TensorFlow time": _median(result, 2 * seed + 1),
                     "TensorFlow latency change": Value(Estimate(change, low, high), "change"),
                 },
+                [],
+                caveats(base, flagged) + caveats(result, flagged),
             )
         )
     if not rows:
@@ -167,28 +185,30 @@ def frameworks(runs: list[Run]) -> StudyTable:
 
 
 def precisions(runs: list[Run]) -> StudyTable:
-    cells = [r for r in _cells(runs, "precisions") if r.cell.workload == "infer"]
+    finished, flagged = _cells(runs, "precisions")
     best: dict[tuple[str, str, int, str], CellResult] = {}
-    for result in cells:
+    for result in (r for r in finished if r.cell.workload == "infer"):
         cell = result.cell
         slot = (cell.model, cell.device, cell.batch_size, cell.precision)
-        if slot not in best or _fastest([best[slot], result]) is result:
+        if slot not in best or _fastest([best[slot], result], flagged) is result:
             best[slot] = result
     names = [p for p in ("fp32", "tf32", "bf16", "fp16", "int8") if any(slot[3] == p for slot in best)]
     rows: list[Row] = []
     for seed, (model, device, batch) in enumerate(sorted({slot[:3] for slot in best})):
         values: dict[str, Value | None] = {}
-        backends = []
+        backends, found = [], []
         for name in names:
             held = best.get((model, device, batch, name))
             if held is not None:
                 values[name] = Value(measure_point(held, CONFIDENCE, RESAMPLES, seed).throughput_sps, "sps")
                 backends.append(f"{name} {held.cell.backend}")
+                found += caveats(held, flagged)
             else:
                 values[name] = None
         int8, baseline = best.get((model, device, batch, "int8")), best.get((model, "cpu", batch, "fp32"))
         values["int8 / CPU fp32"] = _speedup(pair(baseline, int8, {}, seed)) if int8 and baseline else None
-        rows.append(Row({"model": model, "device": device, "batch_size": batch}, values, ", ".join(backends)))
+        found += caveats(baseline, flagged) if int8 and baseline else []
+        rows.append(_row({"model": model, "device": device, "batch_size": batch}, values, backends, found))
     if not rows:
         raise ConfigError("study precisions: these runs hold no finished inference cells")
     notes = ["each precision's fastest backend at that batch (the note names it); throughput = batch / median"]

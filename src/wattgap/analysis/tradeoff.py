@@ -9,14 +9,19 @@ pick a batch:
   highest throughput: past it, a larger batch buys little throughput and costs latency;
 - under a latency bound: the batch of highest throughput whose latency percentile is within the bound.
 
+Both rules pass over a SUSPECT point (its machine was busy, or it contradicts a neighbour:
+analysis/plausibility.py) unless every point is one, and a pick that rests on a SUSPECT or noisy point
+says so in the curve's notes.
+
 Pure: stored results in, typed results out; no formatting."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from wattgap.analysis.plausibility import caveats, passed_over, rests_on, suspects_of
 from wattgap.cells import curve_key
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import bootstrap_quantiles, pooled_quantiles
@@ -39,6 +44,7 @@ class Point:
     throughput_sps: Estimate  # batch / median latency
     latency_s: dict[str, Estimate]  # by percentile name
     samples: int
+    caveats: list[str] = field(default_factory=list)  # SUSPECT, noisy (set by tradeoff)
 
     @property
     def batch_size(self) -> int:
@@ -56,6 +62,7 @@ class Curve:
     points: list[Point]  # by batch size
     knee: Point
     bounded: Point | None  # the best batch under the latency bound; None without a bound or within none
+    highest: Point  # the highest throughput, a SUSPECT point only when every point is one
     notes: list[str] = field(default_factory=list)
 
 
@@ -90,9 +97,13 @@ def tradeoff(
     for result in finished_cells(runs, "tradeoff"):
         groups.setdefault(curve_key(result.cell), []).append(result)
     rng = np.random.default_rng(seed)
+    flagged = suspects_of(runs)
     curves = []
     for key, results in groups.items():
-        points = [measure_point(r, confidence, resamples, int(rng.integers(2**31))) for r in results]
+        points = [
+            replace(measure_point(r, confidence, resamples, int(rng.integers(2**31))), caveats=caveats(r, flagged))
+            for r in results
+        ]
         points.sort(key=lambda p: p.batch_size)
         curves.append(_curve(dict(key), points, share, max_latency_s, percentile))
     return Tradeoff([r.run_id for r in runs], share, percentile, max_latency_s, confidence, curves)
@@ -129,25 +140,32 @@ def measure_point(result: CellResult, confidence: float, resamples: int, seed: i
 def _curve(
     key: dict[str, object], points: list[Point], share: float, max_latency_s: float | None, percentile: str
 ) -> Curve:
-    highest = max(p.throughput_sps.value for p in points)
-    knee = next(p for p in points if p.throughput_sps.value >= share * highest)
+    trusted = [p for p in points if not passed_over(p.caveats)] or points  # SUSPECT points only when all are
+    highest = max(trusted, key=lambda p: p.throughput_sps.value)
+    knee = next(p for p in trusted if p.throughput_sps.value >= share * highest.throughput_sps.value)
     notes = []
     if len(points) == 1:
         notes.append("one batch size: no trade-off to read")
+    left = [p.batch_size for p in points if passed_over(p.caveats)] if trusted is not points else []
+    if left:
+        notes.append(f"batch {', '.join(map(str, left))} passed over: SUSPECT (measure again on a quiet machine)")
     bounded = None
     if max_latency_s is not None:
-        within = [p for p in points if p.latency_s[percentile].value <= max_latency_s]
+        within = [p for p in trusted if p.latency_s[percentile].value <= max_latency_s]
         bounded = max(within, key=lambda p: p.throughput_sps.value, default=None)
         if bounded is None:
-            fastest = min(points, key=lambda p: p.latency_s[percentile].value)
+            fastest = min(trusted, key=lambda p: p.latency_s[percentile].value)
             notes.append(
                 f"no batch within the bound: the lowest {percentile} is batch {fastest.batch_size}'s, "
                 f"{number(fastest.latency_s[percentile].value * 1e3)} ms"
             )
+    for what, point in (("the knee", knee), ("the best batch under the bound", bounded)):
+        if point is not None and point.caveats:
+            notes.append(f"{what} (batch {point.batch_size}) {rests_on(point.caveats)}")
     unresolved = [p.batch_size for p in points if not p.resolves(percentile)]
     if unresolved:
         notes.append(
             f"{percentile} of batch {', '.join(map(str, unresolved))} rests on fewer than "
             f"{round(1 / (1 - PERCENTILES[percentile]))} samples (it is close to their maximum)"
         )
-    return Curve(key, points, knee, bounded, notes)
+    return Curve(key, points, knee, bounded, highest, notes)

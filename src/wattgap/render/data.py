@@ -87,6 +87,7 @@ def _point_data(point: Point) -> dict[str, Any]:
         "samples": point.samples,
         "throughput_sps": dataclasses.asdict(point.throughput_sps),
         "latency_s": {name: dataclasses.asdict(value) for name, value in point.latency_s.items()},
+        "caveats": point.caveats,  # SUSPECT, noisy: the knee and the best batch pass over SUSPECT points
     }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from wattgap.analysis.efficiency import EfficiencyParams, efficiency
 from wattgap.analysis.memory import batch_limits, memory_curves
-from wattgap.analysis.plausibility import suspects
+from wattgap.analysis.plausibility import rests_on, suspects
 from wattgap.analysis.projection import load_entries, project
 from wattgap.analysis.recommend import Candidate, Recommendation, recommend
 from wattgap.analysis.speedup import compare
@@ -196,7 +196,15 @@ def _only(runs: list[Run], workload: str) -> list[Run]:
 
 
 def _summary(answers: dict[tuple[str, str], Recommendation | None]) -> Section | None:
-    columns = ["workload", "objective", "best cell", "value [95% interval]", "runner-up", "statistically tied"]
+    columns = [
+        "workload",
+        "objective",
+        "best cell",
+        "value [95% interval]",
+        "runner-up",
+        "statistically tied",
+        "caution",
+    ]
     table = Table(columns, [])
     for (objective, workload), answer in answers.items():
         if answer is None or answer.best is None:
@@ -210,6 +218,7 @@ def _summary(answers: dict[tuple[str, str], Recommendation | None]) -> Section |
                 _score(answer.best, objective),
                 runner.result.cell.label if runner else "-",
                 "yes" if answer.tied else "no",
+                rests_on(answer.best.caveats),
             ]
         )
     if not table.rows:
@@ -228,9 +237,10 @@ def _tradeoff(runs: list[Run]) -> Section | None:
     varying = _varying([p.result for c in answer.curves for p in c.points])
     figures = _plot("throughput", "Throughput against batch size", plots.throughput(answer.curves, varying))
     figures += _plot("latency", "Latency against batch size", plots.latency(answer.curves, varying))
-    knees = Table(["curve", "batches", "knee batch", "throughput at the knee [95%]", "highest throughput"], [])
+    columns = ["curve", "batches", "knee batch", "throughput at the knee [95%]", "highest throughput", "notes"]
+    knees = Table(columns, [])
     for curve in answer.curves:
-        best = max(curve.points, key=lambda p: p.throughput_sps.value)
+        best = curve.highest
         knee = curve.knee.throughput_sps
         knees.rows.append(
             [
@@ -239,6 +249,7 @@ def _tradeoff(runs: list[Run]) -> Section | None:
                 str(curve.knee.batch_size),
                 _interval(knee.value, knee.low, knee.high, lambda v: quantity(v, "")),
                 f"{quantity(best.throughput_sps.value, '')} at batch {best.batch_size}",
+                "; ".join(curve.notes),
             ]
         )
     text = (

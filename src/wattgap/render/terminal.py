@@ -399,6 +399,7 @@ def tradeoff_view(result: Tradeoff) -> RenderableType:
             marks = [
                 *(["knee"] if point is curve.knee else []),
                 *(["best under bound"] if point is curve.bounded else []),
+                *point.caveats,
             ]
             tail = point.latency_s[result.percentile]
             median = point.latency_s["p50"]
