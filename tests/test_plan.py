@@ -207,3 +207,15 @@ def test_a_batch_search_expands_to_the_first_probe_of_each_configuration() -> No
 def test_bad_batch_search_settings_are_one_line(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config({"models": ["conv6"], **fields})
+
+
+def test_a_batch_search_says_up_front_how_far_it_can_go() -> None:
+    from wattgap.plan import search_bound
+
+    unbounded = search_bound(parse_config({"models": ["conv6"], "devices": ["cpu"], "batch_sizes": "max"}))
+    assert "up to 65536 (at most 17 probes" in unbounded and "nothing but the machine's memory" in unbounded
+    capped = parse_config({"models": ["conv6"], "devices": ["cpu"], "batch_sizes": "max", "max_host_memory_gb": 2})
+    assert "on the CPU, --max-host-memory-gb 2" in search_bound(capped)
+    assert "on a GPU, its memory" in search_bound(
+        parse_config({"models": ["conv6"], "devices": ["cuda"], "batch_sizes": "max"})
+    )

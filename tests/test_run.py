@@ -8,19 +8,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
-from helpers import fast_config
+from helpers import FAST_PROTOCOL, fast_config
 from helpers import wattgap as wattgap_cli
 
 import wattgap
 import wattgap.api
 from wattgap.analysis.memory import batch_limits
 from wattgap.analysis.speedup import compare
+from wattgap.measure.protocol import PROBE_ITERS
 from wattgap.plan import next_probe
 from wattgap.render.progress import SilentProgress
 from wattgap.results import CellResult
 from wattgap.runner.cell import run_cell
 from wattgap.runner.executors import CellJob, Executor
 from wattgap.runner.executors.base import OnEvent
+from wattgap.store.sqlite import Store
 
 
 def test_sweep_runs_stores_and_reloads(tmp_path: Path) -> None:
@@ -200,8 +202,10 @@ def test_batch_search_finds_the_largest_batch_under_a_host_memory_cap_and_resume
         wattgap.api.run(config, db=db, progress=_StopAfter(2))
     (summary,) = wattgap.api.list_runs(db)
     interrupted = wattgap.load_run(db, summary["run_id"])
-    ran = [(r.cell.batch_size, r.status, r.reason) for r in interrupted.results]
-    assert [batch for batch, _, _ in ran] == [1, 2] and interrupted.status == "interrupted", ran
+    with Store.open(db) as store:  # a probe's outcome is kept as it ends; the search's answer is not known yet
+        probed = store.load_probes(summary["run_id"])
+    assert sorted(r.cell.batch_size for r in probed.values()) == [1, 2] and interrupted.status == "interrupted"
+    assert {r.iterations for r in probed.values()} == {PROBE_ITERS} and interrupted.results == []
     assert "interrupted" in batch_limits(interrupted)[0].ended
 
     run = wattgap.api.resume(db, summary["run_id"])
@@ -213,6 +217,10 @@ def test_batch_search_finds_the_largest_batch_under_a_host_memory_cap_and_resume
         replayed[batch] = status
     assert next_probe(replayed) is None
     assert limit.exact and limit.largest_batch is not None and limit.smallest_failed == limit.largest_batch + 1
+    (answer,) = [r for r in run.results if not r.probe]  # the largest batch that fit, measured in full
+    assert answer.cell.batch_size == limit.largest_batch and answer.status == "ok"
+    assert answer.iterations is not None and answer.iterations >= FAST_PROTOCOL["min_iters"] > PROBE_ITERS
+    assert all(r.iterations == PROBE_ITERS for r in run.results if r.probe and r.status == "ok")
     cap = cap_gib * 2**30
     for result in run.results:
         peak = result.memory.host_peak_rss_bytes
@@ -224,6 +232,7 @@ def test_batch_search_finds_the_largest_batch_under_a_host_memory_cap_and_resume
     again = wattgap_cli("run", "--resume", run.run_id, "--db", str(db), "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr  # oom probes are how a search ends, not failures
     assert f"largest batch that ran: {limit.largest_batch} (the limit); probes 1 ok, 2 ok" in again.stdout
+    assert "fits: a probe of --batch-size max" in again.stdout and "probe (3 iterations)" in again.stdout
 
 
 def test_batch_search_settings_are_checked_before_anything_runs(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_a_database_written_by_0_1_0_reads_and_takes_new_runs(tmp_path: Path) ->
     new = wattgap.run(
         fast_config(memory_formats=["auto", "contiguous"], protocol=repeated), db=copy, tags=["after-upgrade"]
     )
-    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert all(len(result.repeats) == 2 for result in new.results)
     with Store.open_readonly(copy) as store:
         assert store.run_ids() == [old.run_id, new.run_id]

@@ -42,6 +42,7 @@ from wattgap.devices import detect
 from wattgap.errors import ConfigError, StoreError
 from wattgap.measure.energy import measure_idle
 from wattgap.measure.flops import Work
+from wattgap.measure.protocol import PROBE, probe_protocol
 from wattgap.measure.roofline import cpu_roofline
 from wattgap.models import is_custom
 from wattgap.models.sources import identity, kind_of
@@ -291,10 +292,12 @@ def _drive(
             results[cell_id] = combine(done, config, idle_power)
             store.store_result(run_id, results[cell_id])
     slots: Iterator[tuple[Cell, int, int]]  # (cell, repeat, its place in the run's order)
+    probes: dict[str, CellResult] = {}  # a batch search's probes: a few iterations each (measure/protocol.py)
     if config.batch_search:
-        ran = sum(len(done) for done in parts.values())
-        ran += sum(1 for r in results.values() if r.status != "skipped" and not r.repeats)
-        slots, total = _search(store, stored, results, parts, ran), None
+        probes = store.load_probes(run_id)
+        ran = sum(len(done) for done in parts.values()) + len(probes)
+        ran += sum(1 for r in results.values() if r.status != "skipped" and not r.repeats and not r.probe)
+        slots, total = _search(store, stored, results, parts, probes, ran), None
     else:
         runnable = [cell for cell in stored.cells if getattr(results.get(cell.cell_id), "status", "") != "skipped"]
         pending = [
@@ -303,6 +306,8 @@ def _drive(
             if cell.cell_id not in results and repeat >= len(parts.get(cell.cell_id, []))
         ]
         slots, total = iter(pending), len(pending)
+    probing = config.model_copy(update={"protocol": probe_protocol(config.protocol)})
+    probing_ids: set[str] = set()
 
     def key(cell: Cell) -> tuple[str, str, str]:
         return cell.model, cell.workload, cell.backend
@@ -314,6 +319,10 @@ def _drive(
             if index and config.protocol.cooldown_s:
                 time.sleep(config.protocol.cooldown_s)
             progress.cell_started(cell, index, total)
+            if repeat == PROBING:
+                probing_ids.add(cell.cell_id)
+                yield CellJob(cell, probing, counted.get(key(cell)), idle_power, None, sequence)
+                continue
             repeated = config.repeats_for(cell.workload) > 1
             yield CellJob(cell, config, counted.get(key(cell)), idle_power, repeat if repeated else None, sequence)
 
@@ -339,6 +348,12 @@ def _drive(
         for result in (executor or LocalExecutor()).submit(jobs(), progress.cell_event):
             if result.work is not None:
                 counted.setdefault(key(result.cell), result.work)
+            if result.cell_id in probing_ids:  # a probe: its outcome steers the search, in the probes table
+                probing_ids.discard(result.cell_id)
+                keep(result, store.store_probe)
+                probes[result.cell_id] = result
+                progress.cell_finished(result)
+                continue
             if result.repeat is not None:
                 keep(result, store.store_repeat)
                 done = parts.setdefault(result.cell_id, [])
@@ -372,33 +387,58 @@ def _rescue(store: Store, run_id: str, result: CellResult) -> Path | None:
     return copy
 
 
+PROBING = -1  # the repeat that _search gives a probe of a batch search, which runs in one short process
+
+
 def _search(
-    store: Store, stored: Run, results: dict[str, CellResult], parts: dict[str, list[CellResult]], ran: int
+    store: Store,
+    stored: Run,
+    results: dict[str, CellResult],
+    parts: dict[str, list[CellResult]],
+    probes: dict[str, CellResult],
+    ran: int,
 ) -> Iterator[tuple[Cell, int, int]]:
-    """The probes of each batch search of ``stored`` as (cell, repeat, place in the run's order, counted on
-    from ``ran``, the processes run before), one configuration after another,
-    each probe's repeats back to back, each probe planned from the results so far (``results``, which the
-    driver fills in as they arrive); a probe not yet among the run's cells is added to it before it runs,
-    so that every probe is a stored cell."""
+    """The processes of each batch search of ``stored`` as (cell, repeat, place in the run's order, counted
+    on from ``ran``, the processes run before), one configuration after another. A probe (repeat PROBING)
+    runs a few iterations that show whether its batch fits (``probes``, which the driver fills in as they
+    arrive, steer the search: plan.next_probe); when the search of a configuration is over, its largest
+    batch that fit is measured in full (each repeat, back to back; should that run out of memory, the
+    search goes on below it), and its other probes become the run's results of their cells as they are
+    (stop reason PROBE). A probe not yet among the run's cells is added to it before it runs, so that
+    every probe is a stored cell."""
     known = {cell.cell_id for cell in stored.cells}
     firsts: dict[tuple[tuple[str, object], ...], Cell] = {}
     for cell in stored.cells:
         firsts.setdefault(curve_key(cell), cell)
     for group, first in firsts.items():
         while True:
-            probes = {r.cell.batch_size: r.status for r in results.values() if curve_key(r.cell) == group}
-            batch = next_probe(probes)
-            if batch is None:
-                break
-            probe = first.model_copy(update={"batch_size": batch})
-            if probe.cell_id not in known:
-                store.add_cell(stored.run_id, probe)
-                known.add(probe.cell_id)
-            for repeat in range(len(parts.get(probe.cell_id, [])), stored.config.repeats_for(probe.workload)):
-                yield probe, repeat, ran
+            outcomes = {r.cell.batch_size: r for r in probes.values() if curve_key(r.cell) == group}
+            outcomes |= {r.cell.batch_size: r for r in results.values() if curve_key(r.cell) == group}
+            batch = next_probe({size: r.status for size, r in outcomes.items()})
+            if batch is not None:
+                probe = first.model_copy(update={"batch_size": batch})
+                if probe.cell_id not in known:
+                    store.add_cell(stored.run_id, probe)
+                    known.add(probe.cell_id)
+                yield probe, PROBING, ran
                 ran += 1
-            if probe.cell_id not in results:
-                raise RuntimeError("a batch search plans each probe from the last result; this executor ran ahead")
+                if probe.cell_id not in probes:
+                    raise RuntimeError("a batch search plans each probe from the last result; this executor ran ahead")
+                continue
+            fitted = [size for size, r in outcomes.items() if r.status == "ok"]
+            answer = outcomes[max(fitted)].cell if fitted else None
+            measured = [r for r in results.values() if curve_key(r.cell) == group and not r.probe]
+            if answer is None or answer.cell_id in results or any(r.status not in ("ok", "oom") for r in measured):
+                break  # answered; or the answer's measurement failed, for a reason other than memory
+            for repeat in range(len(parts.get(answer.cell_id, [])), stored.config.repeats_for(answer.workload)):
+                yield answer, repeat, ran
+                ran += 1
+                if answer.cell_id in results:  # a repeat failed: the cell's result is that failure
+                    break
+        for outcome in probes.values():  # the search is over: the probes it did not measure in full are results
+            if curve_key(outcome.cell) == group and outcome.cell_id not in results:
+                results[outcome.cell_id] = outcome.model_copy(update={"stop_reason": PROBE})
+                store.store_result(stored.run_id, results[outcome.cell_id])
 
 
 def load_run(db: str | Path, run_id: str) -> Run:

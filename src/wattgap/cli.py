@@ -212,6 +212,10 @@ def run(
 
         console.print(plan_view(sweep.name, api.plan(sweep)))
         return
+    if sweep.batch_search:
+        from wattgap.plan import search_bound
+
+        console.print(Text(search_bound(sweep)))
     _execute(lambda p, created: api.run(sweep, db, p, created, tags=tag), quiet)
 
 

@@ -15,6 +15,7 @@ from wattgap.cells import Cell
 from wattgap.config import MAX_BATCH_SIZE, SweepConfig
 from wattgap.devices import Hardware
 from wattgap.errors import field_error
+from wattgap.measure.protocol import PROBE_ITERS
 from wattgap.models import MODELS
 from wattgap.models.sources import FRAMEWORKS, kind_of
 from wattgap.workloads import WORKLOADS
@@ -118,6 +119,28 @@ def schedule(cells: Sequence[Cell], config: SweepConfig) -> list[tuple[Cell, int
         ordered.append((cell, seen[cell.cell_id]))
         seen[cell.cell_id] += 1
     return ordered
+
+
+def search_bound(config: SweepConfig) -> str:
+    """What a batch search of ``config`` will do, said before it starts: how far it can go, what stops it
+    on each device, and what each probe costs."""
+    doublings = MAX_BATCH_SIZE.bit_length()  # 1, 2, 4, ... up to the limit
+    bounds = []
+    if any(device != "cpu" for device in config.devices):
+        bounds.append("on a GPU, its memory")
+    if "cpu" in config.devices or "auto" in config.devices:
+        cap = config.max_host_memory_bytes
+        bounds.append(
+            f"on the CPU, --max-host-memory-gb {cap / 2**30:g}"
+            if cap
+            else "on the CPU, nothing but the machine's memory (no --max-host-memory-gb: a probe may take minutes "
+            "and all of it)"
+        )
+    return (
+        f"batch search: each configuration's probes double from batch 1 up to {MAX_BATCH_SIZE} (at most "
+        f"{doublings} probes, then bisection), each 1 warmup and {PROBE_ITERS} timed iterations, until one runs "
+        f"out of memory ({'; '.join(bounds)}); the largest batch that fits is then measured in full"
+    )
 
 
 def next_probe(probes: Mapping[int, str], limit: int = MAX_BATCH_SIZE) -> int | None:

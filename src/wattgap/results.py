@@ -12,6 +12,7 @@ from wattgap.measure.energy import CellEnergy
 from wattgap.measure.flops import Work
 from wattgap.measure.guardrail import Agreement
 from wattgap.measure.noise import NoiseAudit
+from wattgap.measure.protocol import PROBE
 from wattgap.measure.stats import LatencyStats
 
 if TYPE_CHECKING:
@@ -157,6 +158,12 @@ class CellResult(BaseModel):
     @property
     def cell_id(self) -> str:
         return self.cell.cell_id
+
+    @property
+    def probe(self) -> bool:
+        """A probe of a batch search: a few iterations that showed whether the batch fits, not a
+        measurement; the analyses of time and energy pass over it (measure/protocol.py)."""
+        return self.stop_reason == PROBE
 
     def sample_groups(self) -> list[list[float]]:
         """The latency samples per process: one group, or one per repeat (for a hierarchical bootstrap)."""

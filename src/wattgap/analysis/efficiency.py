@@ -167,7 +167,7 @@ def default_rank(rows: list[Efficiency]) -> tuple[str, str]:
 def efficiency(run: Run, params: EfficiencyParams, rank: str | None = None) -> tuple[str, list[Efficiency]]:
     """The ranking metric used and the ok cells ranked by it (best first; cells without it last). Without
     ``rank``, the default of ``default_rank``; a ``rank`` that no cell has is refused (ConfigError)."""
-    rows = [cell_efficiency(r, params) for r in run.results if r.status == "ok"]
+    rows = [cell_efficiency(r, params) for r in run.results if r.status == "ok" and not r.probe]
     asked = rank is not None
     if rank is None:
         rank = default_rank(rows)[0]

@@ -108,7 +108,11 @@ def batch_limits(run: Run) -> list[BatchLimit]:
 
 
 def _limit(key: dict[str, object], results: list[CellResult]) -> BatchLimit:
-    probes: list[tuple[int, str]] = [(r.cell.batch_size, r.status) for r in results]
+    statuses = {r.cell.batch_size: r.status for r in results}
+    probes: list[tuple[int, str]] = []  # in the order the search made them (its answer was measured last)
+    while (batch := next_probe(dict(probes))) in statuses:
+        probes.append((batch, statuses.pop(batch)))
+    probes += statuses.items()  # none, unless the search was not wattgap's
     unfinished = next_probe(dict(probes)) is not None
     ran = max((b for b, status in probes if status == "ok"), default=None)
     failed = min((b for b, status in probes if status == "oom"), default=None)

@@ -18,7 +18,7 @@ def suspects(run: Run) -> dict[str, str]:
     """Cell id -> why its figures are suspect, for the run's ok cells."""
     groups: dict[tuple[object, ...], list[CellResult]] = {}
     for result in run.results:
-        if result.status == "ok" and result.latency is not None:
+        if result.status == "ok" and result.latency is not None and not result.probe:
             key = tuple(getattr(result.cell, name) for name in CELL_FIELDS if name != "batch_size")
             groups.setdefault(key, []).append(result)
     found: dict[str, str] = {}
@@ -98,7 +98,7 @@ def highest(run: Run) -> list[Highest]:
     by_workload: dict[str, list[CellResult]] = {}
     for result in run.results:
         degraded = result.agreement is not None and result.agreement.degraded
-        if result.status == "ok" and result.throughput_median_sps is not None and not degraded:
+        if result.status == "ok" and result.throughput_median_sps is not None and not (degraded or result.probe):
             by_workload.setdefault(result.cell.workload, []).append(result)
     found = []
     for workload, members in by_workload.items():

@@ -179,8 +179,8 @@ def compare(
     if metric not in METRICS:
         raise field_error("--metric", metric, METRICS)
     check_same_work(run_a, run_b)
-    ok_a = [r for r in run_a.results if r.status == "ok" and r.latencies_s]
-    ok_b = [r for r in run_b.results if r.status == "ok" and r.latencies_s]
+    ok_a = [r for r in run_a.results if r.status == "ok" and r.latencies_s and not r.probe]
+    ok_b = [r for r in run_b.results if r.status == "ok" and r.latencies_s and not r.probe]
     if run_a.run_id == run_b.run_id:
         values = list(dict.fromkeys(str(getattr(r.cell, by)) for r in ok_a))
         if len(values) < 2:

@@ -114,7 +114,7 @@ def finished_cells(runs: list[Run], command: str) -> list[CellResult]:
     given holds it. None at all is a one-line error naming ``command``."""
     cells: dict[str, CellResult] = {}
     for run in runs:
-        cells.update({r.cell_id: r for r in run.results if r.status == "ok" and r.latencies_s})
+        cells.update({r.cell_id: r for r in run.results if r.status == "ok" and r.latencies_s and not r.probe})
     if not cells:
         raise ConfigError(f"{command}: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells")
     return list(cells.values())

@@ -271,7 +271,7 @@ def _finished(runs: list[Run]) -> list[tuple[Run, CellResult]]:
         (run, result)
         for run in runs
         for result in run.results
-        if result.status == "ok" and result.latency is not None and result.cell.workload == "infer"
+        if result.status == "ok" and result.latency is not None and result.cell.workload == "infer" and not result.probe
     ]
 
 

@@ -45,3 +45,15 @@ class Protocol(BaseModel):
 
 
 CAPPED_ITERS = 5  # the fewest iterations a hard cap keeps: a median and its interval need some
+
+
+PROBE_ITERS = 3  # what a probe of a batch search times, after one warmup iteration
+PROBE = "probe"  # the stop reason of a probe's result: it shows the batch fits, and measures nothing
+
+
+def probe_protocol(protocol: Protocol) -> Protocol:
+    """What a probe of a batch search runs: one warmup iteration and PROBE_ITERS timed ones, in one
+    process. Enough to show that the batch fits (memory is taken in the first iterations), too few to
+    measure it; the search's answer is then measured with ``protocol``."""
+    update = {"warmup_min_iters": 1, "warmup_min_time_s": 0.0, "min_time_s": 0.0, "repeats": 1}
+    return protocol.model_copy(update=update | {"min_iters": PROBE_ITERS, "max_iters": PROBE_ITERS})

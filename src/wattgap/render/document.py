@@ -309,7 +309,9 @@ def _speedups(runs: list[Run]) -> Section | None:
         paragraphs += [f"{name}: {note}" for note in table.notes]
     for run in runs:
         for by, baseline in (("backend", "torch-eager"), ("precision", "fp32")):
-            values = {str(getattr(r.cell, by)) for r in run.results if r.status == "ok" and r.latencies_s}
+            values = {
+                str(getattr(r.cell, by)) for r in run.results if r.status == "ok" and r.latencies_s and not r.probe
+            }
             if len(values) < 2:
                 continue
             chosen = baseline if baseline in values else None

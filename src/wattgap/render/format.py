@@ -62,6 +62,8 @@ def result_notes(result: CellResult, suspect: str = "") -> str:
     suspect, noisy, stopped early, degraded, and how its precision was applied."""
     if result.status != "ok":
         return result.reason
+    if result.probe:
+        return f"probe ({result.iterations} iterations)"
     notes = [suspect.upper()] if suspect else []
     if result.noise is not None and result.noise.suspect:
         notes.append("SUSPECT, the machine was not quiet: " + "; ".join(result.noise.suspect))

@@ -23,7 +23,7 @@ from wattgap.analysis.whatif import UNVALIDATED, WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.measure.stats import WITHIN_ONE_PROCESS, LatencyStats
 from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
-from wattgap.results import Run
+from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
     from wattgap.plan import Plan
@@ -61,6 +61,16 @@ def _identity_column(table: Table, name: str, values: Iterable[object]) -> None:
 def _shared_line(fixed: dict[str, object], what: str = "every cell") -> Text:
     shared = ", ".join(f"{_HEADERS.get(k, k)} {v}" for k, v in fixed.items() if v is not None)
     return Text(plain(f"{what}: {shared or '-'}"))
+
+
+PROBE_LINE = (
+    "fits: a probe of --batch-size max, a few iterations that showed the batch fits (its peak memory is what it "
+    "measured); the largest batch that fits is measured in full"
+)
+
+
+def _peak_memory(result: CellResult) -> int | None:
+    return result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
 
 
 def run_view(run: Run) -> RenderableType:
@@ -101,8 +111,16 @@ def run_view(run: Run) -> RenderableType:
         if result is None:
             rows.append(([*identity, Text("pending", style="dim"), *["-"] * (len(columns) - 1)], ""))
             continue
+        if result.probe:  # it showed whether the batch fits, in a few iterations: its memory is what it measured
+            status = Text(
+                "fits" if result.status == "ok" else result.status, style=STATUS_STYLE.get(result.status, "red")
+            )
+            figures: list[Text | str] = ["-"] * (len(columns) - 1)
+            figures[list(columns).index("peak\nmemory") - 1] = quantity(_peak_memory(result), "B", 1024.0)
+            rows.append(([*identity, status, *figures], plain(result_notes(result))))
+            continue
         latency, energy = result.latency, result.energy
-        memory = result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
+        memory = _peak_memory(result)
         utilisation = f" {result.flop_utilisation:.0%}" if result.flop_utilisation else ""
         joules = "-" if energy is None or energy.energy_j is None else quantity(energy.energy_j, "").strip()
         row: list[Text | str] = [
@@ -126,6 +144,8 @@ def run_view(run: Run) -> RenderableType:
     table = CellTable(headers, rows, len(varying))
     parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(run, varying)]
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
+    if any(r.probe for r in results):
+        parts.append(Text(PROBE_LINE))
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
     parts += [Text(summary_line(run)), Text(plain(idle_line(run)))]
     if run.config.protocol.repeats > 1:

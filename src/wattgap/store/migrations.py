@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 APPLICATION_ID = 0x57475031  # "WGP1"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # each process of a cell that repeats (protocol.repeats), stored as it ends: part of CREATE, and migration 3
 REPEATS = """
@@ -23,6 +23,21 @@ CREATE TABLE repeats (
     result_json TEXT NOT NULL,
     stored_at TEXT NOT NULL,
     PRIMARY KEY (run_id, cell_id, repeat),
+    FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
+);
+"""
+
+# the outcome of each probe of a batch search (--batch-size max), a few iterations that show whether the
+# batch fits, stored as it ends: part of CREATE, and migration 4. The probes that are not the search's
+# answer go on to results when the search of their configuration ends; the answer is measured in full.
+PROBES = """
+CREATE TABLE probes (
+    run_id TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell_id),
     FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
 );
 """
@@ -77,6 +92,8 @@ MIGRATIONS: dict[int, str] = {
     # 4: each process of a cell that repeats (protocol.repeats), stored as it ends; results holds the
     # cell's combined result once the last is in
     3: REPEATS,
+    # 5: the probes of batch searches, which a few iterations measure
+    4: PROBES,
 }
 
 
@@ -96,6 +113,11 @@ def has_repeats(version: int) -> bool:
     return version >= 4
 
 
+def has_probes(version: int) -> bool:
+    """Whether a database of ``version`` has the probes table."""
+    return version >= 5
+
+
 def version_of(connection: sqlite3.Connection) -> int:
     return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
@@ -107,7 +129,7 @@ def _statements(script: str) -> list[str]:
 def create(connection: sqlite3.Connection) -> None:
     """The schema of the current version, in the caller's transaction (so that a concurrent or
     interrupted creation leaves either nothing or all of it)."""
-    for statement in _statements(CREATE + REPEATS):
+    for statement in _statements(CREATE + REPEATS + PROBES):
         connection.execute(statement)
     connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

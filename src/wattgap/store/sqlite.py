@@ -144,6 +144,7 @@ class Store:
         self.tags = migrations.tags_column(version)
         self.later_fields = migrations.later_fields_column(version)
         self.has_repeats = migrations.has_repeats(version)
+        self.has_probes = migrations.has_probes(version)
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True) -> Store:
@@ -320,13 +321,35 @@ class Store:
 
         return self._reading(read)
 
+    def store_probe(self, run_id: str, result: CellResult) -> None:
+        """Commit the outcome of one probe of a batch search as it ends; never replaced."""
+        what = f"the probe of cell {result.cell.label}"
+        row = (run_id, result.cell_id, result.status, result.model_dump_json(), _now())
+        try:
+            self._write(what, "INSERT INTO probes VALUES (?, ?, ?, ?, ?)", row)
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"run {run_id} already has {what}, or has no such cell; stored results are never replaced"
+            ) from None
+
+    def load_probes(self, run_id: str) -> dict[str, CellResult]:
+        """The stored probe outcomes of ``run_id``'s batch searches, by cell id."""
+        if not self.has_probes:
+            return {}
+
+        def read() -> dict[str, CellResult]:
+            rows = self.connection.execute("SELECT result_json FROM probes WHERE run_id = ?", (self.resolve(run_id),))
+            return {result.cell_id: result for result in (CellResult.model_validate_json(text) for (text,) in rows)}
+
+        return self._reading(read)
+
     def delete_run(self, run_id: str) -> tuple[str, int]:
         """Remove a run, its cells and its results in one transaction; its full id and how many results
         went with it."""
         run_id = self.resolve(run_id)
         with self.connection:
             count = self.connection.execute("SELECT COUNT(*) FROM results WHERE run_id = ?", (run_id,)).fetchone()[0]
-            for table in ("repeats", "results", "cells", "runs"):
+            for table in ("probes", "repeats", "results", "cells", "runs"):
                 self.connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         return run_id, int(count)
 
