@@ -298,8 +298,12 @@ class Store:
         """Commit one process of a repeated cell (``result.repeat`` says which) as it ends; never replaced."""
         what = f"repeat {(result.repeat or 0) + 1} of cell {result.cell.label}"
         row = (run_id, result.cell_id, result.repeat or 0, result.status, result.model_dump_json(), _now())
+        self._insert_once(run_id, what, "INSERT INTO repeats VALUES (?, ?, ?, ?, ?, ?)", row)
+
+    def _insert_once(self, run_id: str, what: str, statement: str, row: tuple[Any, ...]) -> None:
+        """``statement`` committed (a process's outcome, ``what``), refused when its key is already stored."""
         try:
-            self._write(what, "INSERT INTO repeats VALUES (?, ?, ?, ?, ?, ?)", row)
+            self._write(what, statement, row)
         except sqlite3.IntegrityError:
             raise StoreError(
                 f"run {run_id} already has {what}, or has no such cell; stored results are never replaced"
@@ -325,12 +329,7 @@ class Store:
         """Commit the outcome of one probe of a batch search as it ends; never replaced."""
         what = f"the probe of cell {result.cell.label}"
         row = (run_id, result.cell_id, result.status, result.model_dump_json(), _now())
-        try:
-            self._write(what, "INSERT INTO probes VALUES (?, ?, ?, ?, ?)", row)
-        except sqlite3.IntegrityError:
-            raise StoreError(
-                f"run {run_id} already has {what}, or has no such cell; stored results are never replaced"
-            ) from None
+        self._insert_once(run_id, what, "INSERT INTO probes VALUES (?, ?, ?, ?, ?)", row)
 
     def load_probes(self, run_id: str) -> dict[str, CellResult]:
         """The stored probe outcomes of ``run_id``'s batch searches, by cell id."""
