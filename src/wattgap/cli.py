@@ -42,7 +42,7 @@ def _width() -> int:
 
 console = Console(width=_width())
 # Exit statuses of `wattgap run` (README: Exit statuses).
-EXIT_ALL_RAN, EXIT_NOT_ALL_RAN, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_NOT_ALL_RAN, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 DbOption = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
 DEFAULT_DB = Path("wattgap.db")
 

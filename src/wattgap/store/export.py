@@ -16,8 +16,6 @@ from wattgap.results import Run
 from wattgap.store.paths import existing_regular
 from wattgap.text import visible
 
-FORMATS = ("csv", "json")
-
 
 def render(run: Run, fmt: str) -> str:
     if fmt == "json":  # ASCII only: every control or format character is a \u escape, by JSON's own rules

@@ -23,7 +23,6 @@ class KerasSource:
     model: Any
     declared: list[Declared]
     parameters: int
-    policy_applies: bool  # the cell's dtype policy reached its layers (a callable built under it)
 
 
 def load_keras(name: str, seed: int) -> KerasSource:
@@ -64,7 +63,6 @@ def load_keras(name: str, seed: int) -> KerasSource:
         model,
         declared,
         int(model.count_params()),
-        policy_applies=kind == "callable",
     )
 
 
@@ -85,7 +83,7 @@ def _saved_model(name: str) -> KerasSource:
         return signature(**batch)[output]  # ``owner`` keeps the variables the signature only references
 
     parameters = sum(int(np.prod(v.shape)) for v in loaded.trainable_variables)
-    return KerasSource(dict, call, None, declared, parameters, policy_applies=False)
+    return KerasSource(dict, call, None, declared, parameters)
 
 
 def _declared(name: str, shape: Any, dtype: Any) -> Declared:
