@@ -1,14 +1,14 @@
 """The Python API. The CLI is a thin layer over these functions: it parses flags, calls one of them and
-renders what it returns. ``run`` and ``resume`` drive an executor: the driver (here) feeds it jobs, stores
-each result as it arrives, keeps the FLOP cache and tells the progress display."""
+renders what it returns. ``run`` and ``resume`` are the driver's (driver.py: it feeds an executor jobs,
+stores each result as it arrives, keeps the FLOP cache and tells the progress display); the rest read
+the store and hand results to the analyses and the renderers."""
 
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,9 @@ from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.tradeoff import tradeoff as tradeoff_of
 from wattgap.analysis.whatif import WhatIf
 from wattgap.analysis.whatif import whatif as whatif_of
-from wattgap.cells import Cell, curve_key
 from wattgap.config import (
     Protocol,
     SweepConfig,
-    load_config,
     load_config_data,
     load_suite_data,
     parse_config,
@@ -39,44 +37,19 @@ from wattgap.config import (
 )
 from wattgap.datasets import check
 from wattgap.devices import detect
+from wattgap.driver import DEFAULT_DB as DEFAULT_DB
+from wattgap.driver import as_config, describe_user_models, frameworks_of
+from wattgap.driver import resume as resume
+from wattgap.driver import run as run
 from wattgap.errors import ConfigError, StoreError
-from wattgap.measure.energy import measure_idle
-from wattgap.measure.flops import Work
-from wattgap.measure.protocol import PROBE, probe_protocol
-from wattgap.measure.roofline import cpu_roofline
-from wattgap.models import is_custom
-from wattgap.models.sources import identity, kind_of
-from wattgap.plan import Plan, expand, next_probe, schedule
+from wattgap.plan import Plan, expand
 from wattgap.render.document import build as build_document
 from wattgap.render.files import Written
 from wattgap.render.files import write as write_report
-from wattgap.render.progress import ProgressSink, SilentProgress
-from wattgap.results import CellResult, Run
-from wattgap.runner.executors import CellJob, Executor, LocalExecutor
+from wattgap.results import Run
 from wattgap.runner.fingerprint import fingerprint, machine_key
-from wattgap.runner.forkserver import fork_server
-from wattgap.runner.isolate import forks
-from wattgap.runner.probe import describe, refuse
-from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
-from wattgap.store.spill import forget, rescued_database, spill, spilled
-from wattgap.store.sqlite import DatabaseGone, Store
-from wattgap.version import __version__
-
-DEFAULT_DB = "wattgap.db"
-OnCreated = Callable[[str, "Plan | None"], None]  # (run id, its plan; None when resuming)
-
-
-def _as_config(config: SweepConfig | dict[str, Any] | str | Path) -> SweepConfig:
-    if isinstance(config, SweepConfig):
-        return config
-    if isinstance(config, dict):
-        return parse_config(config)
-    return load_config(config)
-
-
-def new_run_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+from wattgap.store.sqlite import Store
 
 
 def sweep_from_options(
@@ -119,326 +92,10 @@ def sweep_from_options(
 def plan(config: SweepConfig | dict[str, Any] | str | Path) -> Plan:
     """The cells a sweep expands to on this machine, and those it skips with the reason; nothing runs
     and nothing is written."""
-    sweep = _as_config(config)
+    sweep = as_config(config)
     check(sweep)
-    user_models = _describe_user_models(sweep)
-    return expand(sweep, detect(), _frameworks(user_models))
-
-
-PROBE_TIMEOUT_S = 120.0
-
-
-def _describe_user_models(sweep: SweepConfig) -> dict[str, Any]:
-    """Each user model of ``sweep``: its source's identity and, learnt by loading it in a subprocess
-    (runner/probe.py), its framework, inputs and parameter count, for the run to store and the planner
-    to use. A file or folder that cannot be loaded, or inputs that do not fit the model, are refused here:
-    every cell would fail. A callable that fails to build is not (its cells say why, each in its process)."""
-    found: dict[str, Any] = {}
-    for index, name in enumerate(sweep.models):
-        if not is_custom(name):
-            continue
-        found[name] = identity(name)
-        timeout_s = min(sweep.cell_timeout_s, PROBE_TIMEOUT_S)
-        probed = describe(name, sweep.model_options(name), sweep.seed, timeout_s, sweep.max_host_memory_bytes)
-        if kind_of(name) == "callable" and "error" in probed:
-            continue  # its cells will say why it does not build
-        refuse(f"models[{index}]", name, probed)
-        found[name].update(probed["described"])
-    return found
-
-
-def _frameworks(user_models: dict[str, Any]) -> dict[str, str]:
-    return {name: found["framework"] for name, found in user_models.items() if "framework" in found}
-
-
-def _check_tags(tags: list[str]) -> list[str]:
-    for index, tag in enumerate(tags):
-        if not tag.strip() or len(tag) > 100 or not tag.isprintable():
-            raise ConfigError(f"--tag[{index}]: got {tag!r}; allowed: printable text of 1 to 100 characters")
-    return list(dict.fromkeys(tag.strip() for tag in tags))
-
-
-def run(
-    config: SweepConfig | dict[str, Any] | str | Path,
-    db: str | Path = DEFAULT_DB,
-    progress: ProgressSink | None = None,
-    on_created: OnCreated | None = None,
-    executor: Executor | None = None,
-    tags: list[str] | None = None,
-) -> Run:
-    """Plan and run a sweep; every result is committed to ``db`` as soon as its cell ends. ``config`` is a
-    SweepConfig, a mapping of its fields, or the path of a YAML file. ``on_created(run_id, plan)`` is
-    called once the run is stored, before the first cell starts. ``executor``: local subprocesses, one
-    cell at a time, unless given. ``tags``: labels stored with the run (listed by ``wattgap list runs``)."""
-    sweep = _as_config(config)
-    labels = _check_tags(tags or [])
-    server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
-    check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing
-    hardware = detect()
-    user_models = _describe_user_models(sweep)
-    planned = expand(sweep, hardware, _frameworks(user_models))
-    run_id = new_run_id()
-    with Store.open(db) as store, executing(db, run_id):
-        environment = fingerprint(hardware)
-        if user_models:  # which code was measured: the run never needs it again to be read
-            environment["user_models"] = user_models
-        devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
-        if server is not None:
-            server.ready()  # no import may run beside the idle measurement
-        reused = _recent_idle(store, environment, devices, sweep)
-        if reused is not None:
-            idle = reused["idle_power"]
-            environment["idle_power_reused"] = {key: reused[key] for key in ("run_id", "age_s")}
-        else:
-            idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
-        environment["idle_power"], environment["idle_devices"] = idle, devices
-        environment["idle_s"] = sweep.energy.idle_s
-        cpu_threads = sorted({cell.threads for cell in planned.runnable if cell.device == "cpu" and cell.threads})
-        if sweep.cpu_roofline and cpu_threads:
-            try:
-                environment["cpu_roofline"] = {str(threads): cpu_roofline(threads) for threads in cpu_threads}
-            except Exception as error:  # the what-if goes without it; the run does not
-                environment["cpu_roofline_error"] = f"{type(error).__name__}: {error}"
-        store.create_run(run_id, sweep, environment, list(planned.cells), planned.skipped, __version__, labels)
-        if on_created is not None:
-            on_created(run_id, planned)
-        _drive(store, store.load_run(run_id), progress or SilentProgress(), idle, executor)
-        return store.load_run(run_id)
-
-
-def _recent_idle(
-    store: Store, environment: dict[str, Any], devices: list[str], sweep: SweepConfig
-) -> dict[str, Any] | None:
-    """The idle power of the newest run in ``store`` that measured it on this machine, for these devices
-    (or more), with the same idle window, within ``energy.idle_reuse_s``, and found the machine quiet:
-    its ``idle_power``, ``run_id`` and ``age_s``. None when no run qualifies (this run measures its own)."""
-    energy = sweep.energy
-    if not energy.enabled or energy.idle_s <= 0 or energy.idle_reuse_s <= 0:
-        return None
-    now = datetime.now(timezone.utc)
-    for run_id, created_at, earlier in store.recent_environments(energy.idle_reuse_s):
-        idle = earlier.get("idle_power") or {}
-        try:  # a neighbour whose environment is not what wattgap writes is passed over, never a crash
-            if (
-                "idle_power_reused" in earlier  # only a measurement is reused, never a reuse: its age would grow
-                or not idle
-                or any(entry.get("warning") for entry in idle.values())
-                or not set(devices) <= set(earlier.get("idle_devices", []))
-                or earlier.get("idle_s") != energy.idle_s
-                or machine_key(earlier) != machine_key(environment)
-            ):
-                continue
-            age_s = (now - datetime.fromisoformat(created_at)).total_seconds()
-        except (AttributeError, TypeError, ValueError):
-            continue
-        return {"idle_power": idle, "run_id": run_id, "age_s": round(age_s, 1)}
-    return None
-
-
-def resume(
-    db: str | Path,
-    run_id: str,
-    progress: ProgressSink | None = None,
-    on_created: OnCreated | None = None,
-    executor: Executor | None = None,
-) -> Run:
-    """Run the cells of ``run_id`` that have no stored result yet, on the machine that started it. A run
-    that another process is executing is refused (StoreError)."""
-    with Store.open(db, create=False) as store, executing(db, store.resolve(run_id)):
-        previous = store.load_run(run_id)  # read under the lock: what is pending now
-        here = machine_key(fingerprint(detect()))
-        there = machine_key(previous.environment)
-        if here != there:
-            raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
-        kept = spilled(previous.run_id)  # finished before a write failed: stored now
-        pending = {cell.cell_id for cell in previous.pending}
-        stored_repeats = store.load_repeats(previous.run_id)
-        for path, result in kept:
-            if result.repeat is not None and result.repeat >= len(stored_repeats.get(result.cell_id, [])):
-                store.store_repeat(previous.run_id, result)
-            elif result.repeat is None and result.cell_id in pending:
-                store.store_result(previous.run_id, result)
-            forget(path)
-        if kept:
-            previous = store.load_run(previous.run_id)
-        if on_created is not None:
-            on_created(previous.run_id, None)
-        idle = previous.environment.get("idle_power") or {}
-        _drive(store, previous, progress or SilentProgress(), idle, executor)
-        return store.load_run(previous.run_id)
-
-
-def _drive(
-    store: Store,
-    stored: Run,
-    progress: ProgressSink,
-    idle_power: dict[str, Any],
-    executor: Executor | None,
-) -> None:
-    """Run the processes of ``stored`` that have no result yet, in the run's order (plan.schedule), or,
-    when its batch is searched, its searches from where they stand; store each result as it arrives. A
-    cell that repeats has each process stored as it ends and its combined result stored once the last is
-    in (or one failed: its other repeats are then not run). The run is marked complete only when every
-    cell has a result; an interruption marks it interrupted (``wattgap run --resume`` finishes it) and is
-    re-raised. FLOPs and traffic per sample do not depend on batch, device, precision or threads, so a
-    count from one cell is handed to the later cells of its model, workload and backend."""
-    run_id, config = stored.run_id, stored.config
-    counted: dict[tuple[str, str, str], Work] = {}
-    results = {result.cell_id: result for result in stored.results}
-    parts = store.load_repeats(run_id)
-    for cell_id, done in parts.items():  # every process ran, but the run stopped before their combination
-        finished = len(done) >= config.repeats_for(done[0].cell.workload) or done[-1].status != "ok"
-        if cell_id not in results and finished:
-            results[cell_id] = combine(done, config, idle_power)
-            store.store_result(run_id, results[cell_id])
-    slots: Iterator[tuple[Cell, int, int]]  # (cell, repeat, its place in the run's order)
-    probes: dict[str, CellResult] = {}  # a batch search's probes: a few iterations each (measure/protocol.py)
-    if config.batch_search:
-        probes = store.load_probes(run_id)
-        ran = sum(len(done) for done in parts.values()) + len(probes)
-        ran += sum(1 for r in results.values() if r.status != "skipped" and not r.repeats and not r.probe)
-        slots, total = _search(store, stored, results, parts, probes, ran), None
-    else:
-        runnable = [cell for cell in stored.cells if getattr(results.get(cell.cell_id), "status", "") != "skipped"]
-        pending = [
-            (cell, repeat, sequence)
-            for sequence, (cell, repeat) in enumerate(schedule(runnable, config))
-            if cell.cell_id not in results and repeat >= len(parts.get(cell.cell_id, []))
-        ]
-        slots, total = iter(pending), len(pending)
-    probing = config.model_copy(update={"protocol": probe_protocol(config.protocol)})
-    probing_ids: set[str] = set()
-
-    def key(cell: Cell) -> tuple[str, str, str]:
-        return cell.model, cell.workload, cell.backend
-
-    def jobs() -> Iterator[CellJob]:
-        for index, (cell, repeat, sequence) in enumerate(slots):
-            if cell.cell_id in results:  # an earlier repeat of it failed: its result is that failure
-                continue
-            if index and config.protocol.cooldown_s:
-                time.sleep(config.protocol.cooldown_s)
-            progress.cell_started(cell, index, total)
-            if repeat == PROBING:
-                probing_ids.add(cell.cell_id)
-                yield CellJob(cell, probing, counted.get(key(cell)), idle_power, None, sequence)
-                continue
-            repeated = config.repeats_for(cell.workload) > 1
-            yield CellJob(cell, config, counted.get(key(cell)), idle_power, repeat if repeated else None, sequence)
-
-    def keep(result: CellResult, write: Callable[[str, CellResult], None]) -> None:
-        try:
-            write(run_id, result)
-        except DatabaseGone as error:  # its file is gone, not its content: copy that out, this result with it
-            copy = _rescue(store, run_id, result)
-            where = f"kept in {str(copy)!r}" if copy else "could not be kept"
-            raise StoreError(
-                f"{error}; the run and every result it stored, this cell's included, are {where}: move that file "
-                f"where you want it, then `wattgap run --resume {run_id} --db THAT_FILE` runs the rest"
-            ) from None
-        except StoreError as error:  # the database cannot be written: keep the result, say how to go on
-            kept = spill(run_id, result)
-            where = f"its result is kept in {str(kept)!r}, " if kept else "its result could not be kept, "
-            raise StoreError(
-                f"{error}; the cells finished before it are stored, {where}and `wattgap run --resume {run_id}` "
-                "stores it and runs the rest once the database can be written"
-            ) from None
-
-    try:
-        for result in (executor or LocalExecutor()).submit(jobs(), progress.cell_event):
-            if result.work is not None:
-                counted.setdefault(key(result.cell), result.work)
-            if result.cell_id in probing_ids:  # a probe: its outcome steers the search, in the probes table
-                probing_ids.discard(result.cell_id)
-                keep(result, store.store_probe)
-                probes[result.cell_id] = result
-                progress.cell_finished(result)
-                continue
-            if result.repeat is not None:
-                keep(result, store.store_repeat)
-                done = parts.setdefault(result.cell_id, [])
-                done.append(result)
-                progress.cell_finished(result)
-                if result.status == "ok" and len(done) < config.repeats_for(result.cell.workload):
-                    continue
-                result = combine(done, config, idle_power)
-            keep(result, store.store_result)
-            results[result.cell_id] = result
-            progress.cell_finished(result)
-    except BaseException:
-        with contextlib.suppress(StoreError):  # the database may be what failed: keep the first error
-            store.set_run_status(run_id, "interrupted")
-        raise
-    store.set_run_status(run_id, "complete")
-
-
-def _rescue(store: Store, run_id: str, result: CellResult) -> Path | None:
-    """A copy of what ``store``'s vanished file holds, ``result`` added, in the spill folder: its path, or
-    None when it could not be made."""
-    copy = rescued_database(run_id)
-    if copy is None:
-        return None
-    try:
-        store.rescue(run_id, copy)
-        with Store.open(copy) as rescued:
-            (rescued.store_repeat if result.repeat is not None else rescued.store_result)(run_id, result)
-    except StoreError:
-        return None
-    return copy
-
-
-PROBING = -1  # the repeat that _search gives a probe of a batch search, which runs in one short process
-
-
-def _search(
-    store: Store,
-    stored: Run,
-    results: dict[str, CellResult],
-    parts: dict[str, list[CellResult]],
-    probes: dict[str, CellResult],
-    ran: int,
-) -> Iterator[tuple[Cell, int, int]]:
-    """The processes of each batch search of ``stored`` as (cell, repeat, place in the run's order, counted
-    on from ``ran``, the processes run before), one configuration after another. A probe (repeat PROBING)
-    runs a few iterations that show whether its batch fits (``probes``, which the driver fills in as they
-    arrive, steer the search: plan.next_probe); when the search of a configuration is over, its largest
-    batch that fit is measured in full (each repeat, back to back; should that run out of memory, the
-    search goes on below it), and its other probes become the run's results of their cells as they are
-    (stop reason PROBE). A probe not yet among the run's cells is added to it before it runs, so that
-    every probe is a stored cell."""
-    known = {cell.cell_id for cell in stored.cells}
-    firsts: dict[tuple[tuple[str, object], ...], Cell] = {}
-    for cell in stored.cells:
-        firsts.setdefault(curve_key(cell), cell)
-    for group, first in firsts.items():
-        while True:
-            outcomes = {r.cell.batch_size: r for r in probes.values() if curve_key(r.cell) == group}
-            outcomes |= {r.cell.batch_size: r for r in results.values() if curve_key(r.cell) == group}
-            batch = next_probe({size: r.status for size, r in outcomes.items()})
-            if batch is not None:
-                probe = first.model_copy(update={"batch_size": batch})
-                if probe.cell_id not in known:
-                    store.add_cell(stored.run_id, probe)
-                    known.add(probe.cell_id)
-                yield probe, PROBING, ran
-                ran += 1
-                if probe.cell_id not in probes:
-                    raise RuntimeError("a batch search plans each probe from the last result; this executor ran ahead")
-                continue
-            fitted = [size for size, r in outcomes.items() if r.status == "ok"]
-            answer = outcomes[max(fitted)].cell if fitted else None
-            measured = [r for r in results.values() if curve_key(r.cell) == group and not r.probe]
-            if answer is None or answer.cell_id in results or any(r.status not in ("ok", "oom") for r in measured):
-                break  # answered; or the answer's measurement failed, for a reason other than memory
-            for repeat in range(len(parts.get(answer.cell_id, [])), stored.config.repeats_for(answer.workload)):
-                yield answer, repeat, ran
-                ran += 1
-                if answer.cell_id in results:  # a repeat failed: the cell's result is that failure
-                    break
-        for outcome in probes.values():  # the search is over: the probes it did not measure in full are results
-            if curve_key(outcome.cell) == group and outcome.cell_id not in results:
-                results[outcome.cell_id] = outcome.model_copy(update={"stop_reason": PROBE})
-                store.store_result(stored.run_id, results[outcome.cell_id])
+    user_models = describe_user_models(sweep)
+    return expand(sweep, detect(), frameworks_of(user_models))
 
 
 def load_run(db: str | Path, run_id: str) -> Run:
