@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test test-fast docs lint bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ browser:
 	  echo "installing chromium from the OS packages (the report's browser test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: lint browser
-	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: where make test's 15 minutes go
+# The documentation site (docs/, mkdocs.yml), built offline; --strict turns a broken link into a failure.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint browser docs
+	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: where make test's minutes go
+
+# The quick tier while working: no fault suite (real signals, hostile files) and no full-size models.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not gpu and not slow and not faults" --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python bench/aa.py
@@ -38,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/peer_parity.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site
