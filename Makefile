@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast docs lint bench clean browser
+.PHONY: run test test-fast docs lint bench clean browser gpu-evidence gpu-wheels
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,20 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_to_accuracy.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/peer_parity.py
+
+# On a GPU machine with a CUDA build of torch (no venv, no network): every CUDA check and the studies' GPU
+# sweeps within a 9-minute budget, packed into OUT (bench/gpu_evidence.py). Fill gpu-wheels/ here first.
+OUT ?= gpu-evidence
+gpu-evidence:
+	$(PYTHON) bench/gpu_evidence.py --out $(OUT)
+
+# The pure-Python dependencies the GPU machine lacks (pydantic and its core), for its Python 3.12.
+GPU_WHEELS := pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d gpu-wheels $(GPU_WHEELS)
+	@du -sh gpu-wheels
 
 clean:
 	rm -rf $(VENV) build *.egg-info site
