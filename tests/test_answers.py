@@ -52,6 +52,20 @@ def test_the_regression_gate_needs_the_whole_interval_past_the_threshold() -> No
     assert regressions(comparison, 30) == []  # -23% is not beyond 30%
 
 
+def test_the_gate_does_not_call_a_regression_on_a_side_measured_on_a_busy_machine() -> None:
+    """B is 30% slower, but its noise audit found other processes on the CPU: not a regression of the code."""
+    from wattgap.measure.noise import NoiseAudit
+
+    busy = NoiseAudit(window_s=1.0, suspect=["other processes used 0.98 cores (over 0.1)"])
+    a = make_run("a", [result(ONE_MS), result(ONE_MS, model="vgg16")])
+    slow = result(ONE_MS * 1.3).model_copy(update={"noise": busy})
+    b = make_run("b", [slow, result(ONE_MS * 1.3, model="vgg16")])
+    comparison = compare(a, b, by="device", spread=Spread(sd_log=0.005, cells=4, runs=["m"], age_s=60.0))
+    busy_pair = next(p for p in comparison.pairs if p.a.cell.model == "resnet18")
+    assert busy_pair.busy and not busy_pair.judged
+    assert [r.pair.a.cell.model for r in regressions(comparison, 10)] == ["vgg16"]  # the quiet one is judged
+
+
 def test_a_cell_slower_than_a_larger_batch_of_itself_is_suspect() -> None:
     """conv6 batch 1 at 175 ms while batch 16 ran in 97 ms: the machine was busy during batch 1."""
     busy = make_run("r", [result(ONE_MS * 175, batch_size=1), result(ONE_MS * 97, batch_size=16)])

@@ -70,11 +70,17 @@ def test_phases_add_up_to_the_cell_total(stored: tuple[Path, str, str]) -> None:
     db, run_id, _ = stored
     with Store.open_readonly(db) as store:
         run = store.load_run(run_id)
-    for result in (r for r in run.results if r.status == "ok"):
+    finished = [r for r in run.results if r.status == "ok"]
+    assert finished  # not vacuously
+    for result in finished:
         p = result.phases
-        tiles = [p.startup_s, p.load_s, p.prepare_s, p.warmup_s, p.measure_s, p.finish_s, p.exit_s, p.other_s]
-        assert None not in tiles and p.total_s is not None
-        assert sum(tiles) == pytest.approx(p.total_s, rel=1e-9)  # type: ignore[arg-type]
+        named = [p.startup_s, p.load_s, p.prepare_s, p.warmup_s, p.measure_s, p.finish_s, p.exit_s]
+        assert None not in named and p.total_s is not None and p.other_s is not None
+        # timed apart (each phase in the cell's process, the total by its parent): the named phases never
+        # exceed the total, and cover most of it (other_s, the remainder, is what no phase accounts for)
+        assert sum(named) <= p.total_s * (1 + 1e-6)  # type: ignore[arg-type]
+        assert p.other_s <= 0.25 * p.total_s, p
+        assert sum(named) + p.other_s == pytest.approx(p.total_s, rel=1e-9)  # type: ignore[arg-type]
         assert p.load_s > 0 and p.finish_s > 0  # type: ignore[operator]
 
 

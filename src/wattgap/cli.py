@@ -384,6 +384,7 @@ def compare(
     two machines compare by device with each GPU named."""
     from wattgap import api
     from wattgap.analysis.speedup import regressions
+    from wattgap.measure.stats import WITHIN_ONE_PROCESS
     from wattgap.render.data import comparison_data
     from wattgap.render.terminal import print_comparison
 
@@ -414,13 +415,22 @@ def compare(
             ),
             soft_wrap=True,  # one line per regression, for logs and grep
         )
-    unjudged = [pair for pair in comparison.pairs if not pair.judged]
-    if fail_above is not None and unjudged:
+    single = [pair for pair in comparison.pairs if pair.covers == WITHIN_ONE_PROCESS]
+    busy = [pair for pair in comparison.pairs if pair.busy and pair.covers != WITHIN_ONE_PROCESS]
+    if fail_above is not None and single:
         console.print(
             Text(
-                f"not judged by --fail-above: {len(unjudged)} of {len(comparison.pairs)} pairs, whose intervals are "
+                f"not judged by --fail-above: {len(single)} of {len(comparison.pairs)} pairs, whose intervals are "
                 "within one process (drift between processes unknown: no run in this database measured it on this "
                 "machine within 7 days); run either side with --repeats 3 or more, and its spread widens the rest"
+            )
+        )
+    if fail_above is not None and busy:
+        console.print(
+            Text(
+                f"not judged by --fail-above: {len(busy)} of {len(comparison.pairs)} pairs with a SUSPECT side (its "
+                "noise audit found the machine busy: a busy machine is not a regression); measure them again on a "
+                "quiet machine"
             )
         )
     if slower:

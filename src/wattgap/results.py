@@ -1,4 +1,4 @@
-"""Result types: what one cell produced and what a run holds. Plain data: formatting lives in report/."""
+"""Result types: what one cell produced and what a run holds. Plain data: formatting lives in render/."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 money, per cell of a run, ranked.
 
 The GreenQuotientIndex (GQI) of Watt For What (arXiv 2310.06522), as far as it can be reconstructed
-(DESIGN section 5): GQI = beta x accuracy^alpha / log10(electricity). The published alpha and beta are
+(the watt-for-what study): GQI = beta x accuracy^alpha / log10(electricity). The published alpha and beta are
 unknown, so both are parameters (1 by default), as is the unit electricity is expressed in. log10 of an
 electricity of at most 1 unit is zero or negative, where the index is infinite or negative: the ``strict``
 variant refuses such cells (no index, with the reason); the ``log1p`` variant uses log10(1 + electricity),

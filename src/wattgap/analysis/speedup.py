@@ -81,8 +81,14 @@ class Pair:
 
     @property
     def judged(self) -> bool:
-        """Whether the interval covers the drift between processes, so that a regression gate may act on it."""
-        return self.covers != WITHIN_ONE_PROCESS
+        """Whether a regression gate may act on the pair: its interval covers the drift between processes,
+        and neither side's noise audit found the machine busy (a busy machine is not a regression)."""
+        return self.covers != WITHIN_ONE_PROCESS and not self.busy
+
+    @property
+    def busy(self) -> bool:
+        """Whether either side's noise audit found the machine busy in its window (SUSPECT)."""
+        return any(side.noise is not None and bool(side.noise.suspect) for side in (self.a, self.b))
 
     @property
     def work_ratio(self) -> float:

@@ -1,4 +1,4 @@
-"""The measurement protocol of DESIGN section 4: how long to warm up and measure, and when to stop."""
+"""The measurement protocol: how long to warm up and measure, and when to stop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from wattgap.errors import field_error
 
 
 class Protocol(BaseModel):
-    """How one cell is measured (DESIGN section 4). Every field is stored with the run."""
+    """How one cell is measured. Every field is stored with the run."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 

@@ -1,5 +1,5 @@
 """Timing loops. A Timer times ``n`` back-to-back iterations of a step and returns their latencies and
-the wall time of the whole block; ``warm_up`` and ``measure`` drive the protocol of DESIGN section 4."""
+the wall time of the whole block; ``warm_up`` and ``measure`` drive the protocol (measure/protocol.py)."""
 
 from __future__ import annotations
 

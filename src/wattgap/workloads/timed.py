@@ -1,5 +1,5 @@
-"""The timed workloads of DESIGN section 4: ``infer`` (a forward pass under the backend's inference
-mode) and ``train`` (forward, loss, backward, optimiser step). Warmup, then a measured window that runs
+"""The timed workloads of the protocol (measure/protocol.py): ``infer`` (a forward pass under the backend's
+inference mode) and ``train`` (forward, loss, backward, optimiser step). Warmup, then a measured window that runs
 until the median's confidence interval is narrow enough or a cap is hit; memory, FLOPs and energy over
 that window; the dataset's top-1 afterwards, when the cell has one."""
 
