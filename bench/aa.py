@@ -17,6 +17,7 @@ The single-process setting is also run once more in a fresh database (no spread 
 pairs are then not judged at all, which the table says.
 
     python bench/aa.py [--pairs 20] [--settings 1,3,5] [--max-time 0.5] [--models conv6,resnet18] [--no-fresh]
+                       [--keep DIR]
 
 It measures the machine as much as wattgap: run it on a quiet machine (nothing else running), or read its
 table as that of a busy one.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -101,6 +103,9 @@ def main() -> None:
     parser.add_argument("--image-size", default="64")
     parser.add_argument("--max-time", help="cap each cell's window (s); default: the default protocol")
     parser.add_argument("--no-fresh", action="store_true", help="skip the single-process runs in a fresh database")
+    parser.add_argument(
+        "--keep", type=Path, help="copy the bench's databases into this folder (every process's samples)"
+    )
     args = parser.parse_args()
     options = ["--model", args.models, "--batch-size", args.batch_sizes, "--image-size", args.image_size]
     options += ["--device", "cpu", *(["--max-time", args.max_time] if args.max_time else [])]
@@ -118,6 +123,10 @@ def main() -> None:
             alarms, pairs, judged, total = judge(folder, "fresh.db", ids)
             held, width = coverage(folder, "fresh.db", ids)
             rows.append(("repeats 1, fresh db", pairs, alarms, judged, total, held, width, per_run_s))
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for database in folder.glob("*.db*"):  # with its write-ahead log, which readers may have left
+                shutil.copy2(database, args.keep / database.name)
     print(
         f"A/A: {args.models} x batch {args.batch_sizes} on the CPU, image {args.image_size}, "
         f"max-time {args.max_time or 'default'}; compare --by device --fail-above 1"
