@@ -208,6 +208,7 @@ def whatif(runs: list[Run], targets: list[str]) -> WhatIf:
     left_out: dict[str, int] = {}
     finished = _finished(runs)
     flagged = {run.run_id: suspects(run) for run in runs}
+    history = _measurements(finished)
     for run, result in finished:
         counted = work(result)
         if counted is None:
@@ -226,7 +227,8 @@ def whatif(runs: list[Run], targets: list[str]) -> WhatIf:
             here_s = here.time_s(flops, moved) if here else None
             measured = _median(result)
             estimate = _scaled(measured, here_s, there_s) if here_s else None
-            spread = _estimate_range(run, result, finished, there_s) if estimate else None
+            same = history.get(_where(run, result))
+            spread = _estimate_range(same, there_s) if estimate and same else None
             rows.append(
                 Row(
                     result,
@@ -247,22 +249,28 @@ def whatif(runs: list[Run], targets: list[str]) -> WhatIf:
     return WhatIf([str(e["name"]) for e in entries], rows, check(runs), left_out)
 
 
-def _estimate_range(
-    run: Run, result: CellResult, finished: list[tuple[Run, CellResult]], there_s: float
-) -> tuple[float, float, int]:
-    """The lowest and highest estimate, on a target whose roofline time is ``there_s``, from every
-    measurement of ``result``'s cell on ``run``'s machine among ``finished``: each process's median, each
-    scaled by the roofline its own run measured."""
-    machine = hardware(run)
-    estimates = []
-    for other_run, other in finished:
-        if other.cell != result.cell or hardware(other_run) != machine:
-            continue
-        roof, counted = source_roof(other_run, other.cell), work(other)
+def _measurements(finished: list[tuple[Run, CellResult]]) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """Each cell's measurements on one machine (cell id and the machine's devices -> every process's median
+    with the roofline time its own run measured for it), for the range of its estimates."""
+    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for run, result in finished:
+        roof, counted = source_roof(run, result.cell), work(result)
         if roof is None or counted is None:
             continue
-        medians = [r.median_s for r in other.repeats if r.status == "ok" and r.median_s] or [_median(other)]
-        estimates += [_scaled(median, roof.time_s(*counted), there_s) for median in medians]
+        medians = [r.median_s for r in result.repeats if r.status == "ok" and r.median_s] or [_median(result)]
+        found.setdefault(_where(run, result), []).extend((median, roof.time_s(*counted)) for median in medians)
+    return found
+
+
+def _where(run: Run, result: CellResult) -> tuple[str, str]:
+    """A cell on a machine: its id and the machine's devices, named."""
+    return result.cell_id, repr(sorted(hardware(run).items()))
+
+
+def _estimate_range(measured: list[tuple[float, float]], there_s: float) -> tuple[float, float, int]:
+    """The lowest and highest estimate, on a target whose roofline time is ``there_s``, from ``measured``
+    (each process's median, scaled by the roofline its own run measured), and how many there were."""
+    estimates = [_scaled(median, here_s, there_s) for median, here_s in measured]
     return min(estimates), max(estimates), len(estimates)
 
 
