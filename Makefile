@@ -34,7 +34,7 @@ docs: $(STAMP)
 test: lint browser docs
 	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: where make test's minutes go
 
-# The quick tier while working: no fault suite (real signals, hostile files) and no full-size models.
+# The quick tier while working: no fault suite (real signals, hostile files) and no module marked slow (real sweeps, stacks).
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not gpu and not slow and not faults" --durations=10
 

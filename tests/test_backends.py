@@ -15,6 +15,8 @@ import wattgap as api
 from wattgap.devices import cpu_info
 from wattgap.measure.guardrail import compare_outputs
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 FLAGS = cpu_info()["flags"]
 
 

@@ -20,6 +20,8 @@ from helpers import start_slow_sweep, wattgap
 
 import wattgap.api as wattgap_api
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 FAST_FLAGS = ["--device", "cpu", "--threads", "1", "--image-size", "32", "--max-time", "0.3"]
 
 

@@ -16,6 +16,8 @@ from helpers import wattgap
 from wattgap.results import Run
 from wattgap.store.sqlite import Store
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 NAME = "nightly [bold]conv6[/bold]"  # square brackets: text, never markup
 
 

@@ -13,6 +13,10 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -15,6 +15,8 @@ from helpers.usermodels import LEAK_BYTES
 import wattgap.api
 from wattgap.runner.isolate import FORKED
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 
 @pytest.mark.parametrize("start", ["forkserver", "exec"])
 def test_a_crash_a_leak_or_a_changed_global_stays_in_its_cell(tmp_path: Path, start: str) -> None:

@@ -16,6 +16,8 @@ from wattgap.models import MODELS  # noqa: E402
 from wattgap.models.keras import cyclegan  # noqa: E402
 from wattgap.models.keras.transfer import copy_torch_weights  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 
 def _trainable(model: object) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)  # type: ignore[attr-defined]

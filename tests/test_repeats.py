@@ -28,6 +28,8 @@ from wattgap.runner.executors import CellJob, LocalExecutor
 from wattgap.runner.executors.base import OnEvent
 from wattgap.runner.repeats import combine
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 
 def _windows(medians_ms: list[float], sizes: list[int], seed: int = 0) -> list[np.ndarray]:
     """One window per process: tight samples (0.5% spread) around each process's own median."""

@@ -16,6 +16,8 @@ from helpers import fast_config, wattgap
 import wattgap as api
 from wattgap.render.document import build
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=alert(1)>$x$ | *b* [l](http://e)"
 ARTIFACTS = Path(os.environ.get("WATTGAP_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from helpers import FAST_PROTOCOL, fast_config
 from helpers import wattgap as wattgap_cli
 
@@ -23,6 +24,8 @@ from wattgap.runner.cell import run_cell
 from wattgap.runner.executors import CellJob, Executor
 from wattgap.runner.executors.base import OnEvent
 from wattgap.store.sqlite import Store
+
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
 
 
 def test_sweep_runs_stores_and_reloads(tmp_path: Path) -> None:

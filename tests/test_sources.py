@@ -18,6 +18,8 @@ from wattgap.errors import ConfigError
 from wattgap.models.inputs import InputSpec, synthesize
 from wattgap.models.sources import Declared, identity, kind_of, resolve_inputs
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 TOKENS = [
     {"name": "ids", "shape": [6], "dtype": "int64", "range": [0, 50]},
     {"name": "x", "shape": [4]},

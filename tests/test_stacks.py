@@ -18,6 +18,8 @@ from wattgap.devices import GpuInfo, Hardware
 from wattgap.errors import ConfigError
 from wattgap.plan import expand
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 ZEN4 = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni")
 SKYLAKE = ("avx2", "fma", "avx512f")
 NO_BF16 = Hardware(physical_cores=2, logical_cores=2, cuda_reason="none", mps_reason="none", cpu_flags=SKYLAKE)

@@ -11,6 +11,8 @@ from helpers import fast_config, wattgap
 
 import wattgap as api
 
+pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Run]:
