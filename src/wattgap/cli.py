@@ -383,7 +383,7 @@ def compare(
     """B against A for cells that differ only in one field (throughput or latency), with 95% CIs; runs from
     two machines compare by device with each GPU named."""
     from wattgap import api
-    from wattgap.analysis.speedup import regressions
+    from wattgap.analysis.speedup import BUSY, regressions
     from wattgap.measure.stats import WITHIN_ONE_PROCESS
     from wattgap.render.data import comparison_data
     from wattgap.render.terminal import print_comparison
@@ -415,8 +415,8 @@ def compare(
             ),
             soft_wrap=True,  # one line per regression, for logs and grep
         )
-    single = [pair for pair in comparison.pairs if pair.covers == WITHIN_ONE_PROCESS]
-    busy = [pair for pair in comparison.pairs if pair.busy and pair.covers != WITHIN_ONE_PROCESS]
+    single = [pair for pair in comparison.pairs if pair.unjudged == WITHIN_ONE_PROCESS]
+    busy = [pair for pair in comparison.pairs if pair.unjudged == BUSY]
     if fail_above is not None and single:
         console.print(
             Text(

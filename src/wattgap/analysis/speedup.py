@@ -83,7 +83,14 @@ class Pair:
     def judged(self) -> bool:
         """Whether a regression gate may act on the pair: its interval covers the drift between processes,
         and neither side's noise audit found the machine busy (a busy machine is not a regression)."""
-        return self.covers != WITHIN_ONE_PROCESS and not self.busy
+        return not self.unjudged
+
+    @property
+    def unjudged(self) -> str:
+        """Why a regression gate may not act on the pair ('' when it may)."""
+        if self.covers == WITHIN_ONE_PROCESS:
+            return WITHIN_ONE_PROCESS
+        return BUSY if self.busy else ""
 
     @property
     def busy(self) -> bool:
@@ -277,6 +284,7 @@ def pair(
 
 
 WIDENED = "widened by this machine's spread between processes"
+BUSY = "SUSPECT side (the machine was busy)"
 
 
 def geomean_of(pairs: list[Pair], metric: str, confidence: float) -> tuple[float | None, float | None, float | None]:

@@ -16,12 +16,12 @@ from wattgap.analysis.memory import BatchLimit, MemoryCurve, batch_limits
 from wattgap.analysis.plausibility import highest, rests_on, suspects
 from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
-from wattgap.analysis.speedup import WIDENED, Comparison, Pair
+from wattgap.analysis.speedup import WIDENED, Comparison
 from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Tradeoff
 from wattgap.analysis.whatif import UNVALIDATED, WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
-from wattgap.measure.stats import WITHIN_ONE_PROCESS, LatencyStats
+from wattgap.measure.stats import LatencyStats
 from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
 from wattgap.results import CellResult, Run
 
@@ -377,7 +377,7 @@ def comparison_table(comparison: Comparison) -> RenderableType:
             seconds(pair.a.latency.median_s),
             seconds(pair.b.latency.median_s),
             *ratios,
-            Text(plain(", ".join(filter(None, [pair.note, _unjudged(pair)])))),
+            Text(plain(", ".join(filter(None, [pair.note, pair.unjudged])))),
         )
     notes = [Text(plain(f"note: {note}"), style="dim") for note in comparison.notes]
     if comparison.spread is not None and len({pair.covers for pair in comparison.pairs}) > 1:
@@ -757,13 +757,6 @@ def whatif_view(answer: WhatIf) -> RenderableType:
         )
     parts += [Text(plain(f"left out: {count} x {why}"), style="dim") for why, count in answer.left_out.items()]
     return Group(*parts)
-
-
-def _unjudged(pair: Pair) -> str:
-    """Why the regression gate does not act on ``pair`` ('' when it does)."""
-    if pair.covers == WITHIN_ONE_PROCESS:
-        return WITHIN_ONE_PROCESS
-    return "SUSPECT side (the machine was busy)" if pair.busy else ""
 
 
 def print_comparison(console: Console, comparison: Comparison) -> None:
