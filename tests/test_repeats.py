@@ -267,3 +267,19 @@ def test_a_run_stopped_between_a_cells_last_process_and_its_combination_combines
     assert after.sample_groups() == before.sample_groups() and after.latency == before.latency  # no process ran
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM repeats").fetchone()[0] == 2
+
+
+def test_resuming_a_finished_run_changes_nothing_stored(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    run = wattgap.api.run(fast_config(models=["helpers.usermodels:tiny"], protocol=FAST), db=db)
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:  # a finish time a rewrite would move
+        connection.execute("UPDATE runs SET finished_at = '2026-01-02T03:04:05+00:00'")
+
+    def stored() -> list[tuple[object, ...]]:
+        with contextlib.closing(sqlite3.connect(db)) as connection:
+            return [*connection.execute("SELECT * FROM runs"), *connection.execute("SELECT * FROM results")]
+
+    before = stored()
+    resumed = wattgap.api.resume(db, run.run_id)
+    assert resumed.status == "complete" and resumed.finished_at == "2026-01-02T03:04:05+00:00"
+    assert stored() == before
