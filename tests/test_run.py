@@ -24,6 +24,7 @@ from wattgap.runner.cell import run_cell
 from wattgap.runner.executors import CellJob, Executor
 from wattgap.runner.executors.base import OnEvent
 from wattgap.store.sqlite import Store
+from wattgap.workloads import WORKLOADS
 
 pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
 
@@ -141,7 +142,7 @@ def test_flops_and_traffic_per_sample_do_not_depend_on_batch_or_precision() -> N
             batch_size=batch,
             threads=1,
         )
-        prepared = TorchEager().prepare(cell, config, lambda phase: None)
+        prepared = TorchEager().prepare(cell, config, lambda phase: None, WORKLOADS[cell.workload].needs)
         assert prepared.count_step is not None
         with prepared.context():
             counted = prepared.count_step()

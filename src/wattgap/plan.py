@@ -85,7 +85,7 @@ def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str
             reason = (
                 hardware.unusable_reason(device)
                 or chosen.source_reason(model, framework)
-                or chosen.unsupported_reason(cell, hardware)
+                or chosen.unsupported_reason(cell, hardware, WORKLOADS[cell.workload].needs)
                 or chosen.settings_reason(cell, config)
                 or _model_reason(cell, config)
             )
@@ -98,7 +98,7 @@ def _model_reason(cell: Cell, config: SweepConfig) -> str:
     """Why a zoo model cannot run this cell whatever the backend ('' when it can): training a batch-norm
     model where its last stage holds one value per channel."""
     spec = MODELS.get(cell.model)
-    if spec is None or cell.workload == "infer":
+    if spec is None or WORKLOADS[cell.workload].needs.mode == "infer":
         return ""
     return spec.train_reason(config.image_size, cell.batch_size)
 

@@ -3,7 +3,7 @@ framework only inside methods, so this registry is cheap to import."""
 
 from __future__ import annotations
 
-from wattgap.backends.base import Backend, Capabilities, Prepared
+from wattgap.backends.base import Backend, Capabilities, Needs, Prepared
 from wattgap.backends.onnx_runtime import OnnxRuntime
 from wattgap.backends.openvino import OpenVino
 from wattgap.backends.tensorrt import TensorRT
@@ -26,4 +26,4 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 
-__all__ = ["BACKENDS", "Backend", "Capabilities", "Prepared"]
+__all__ = ["BACKENDS", "Backend", "Capabilities", "Needs", "Prepared"]

@@ -8,7 +8,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,11 +22,31 @@ NAMES = {"torch": "PyTorch", "keras": "Keras", "onnx": "ONNX"}  # the frameworks
 Phase = Callable[[str], None]  # called with each phase's name as it starts ("load", "prepare")
 
 
+Mode = Literal["infer", "train", "fit"]
+MODES: dict[str, str] = {  # what each mode asks Prepared to fill in (below), as a skip reason names it
+    "infer": "inference",
+    "train": "training steps",
+    "fit": "training on a dataset's batches with validation",
+}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a workload asks of a backend, so that no backend matches workload names: the ``mode`` its
+    Prepared model serves (``infer``: ``step`` is an inference and ``predict`` is filled in for the
+    guardrail; ``train``: ``step`` is a whole training step; ``fit``: ``train_batch``, ``train_samples``
+    and ``evaluate``), and whether the cell's dataset is loaded: ``never``, ``optional`` (when the cell
+    names one: inference then measures top-1) or ``required``."""
+
+    mode: Mode
+    dataset: Literal["never", "optional", "required"] = "never"
+
+
 @dataclass(frozen=True)
 class Capabilities:
     device_kinds: frozenset[str]
     precisions: frozenset[str]
-    workloads: frozenset[str]
+    modes: frozenset[Mode]
     memory_formats: bool = False  # honours a cell's memory_format (PyTorch layouts)
     int8_activation_types: frozenset[str] = frozenset()  # int8_activation_type values its int8 can run
     frameworks: frozenset[str] = frozenset({"torch"})  # the user models it runs besides the zoo (models/sources)
@@ -38,7 +58,7 @@ def _nothing() -> None:
 
 @dataclass
 class Prepared:
-    """A model prepared for one cell. What a backend fills in depends on the cell's workload:
+    """A model prepared for one cell. What a backend fills in depends on the mode the workload needs:
 
     - ``step``: one timed iteration (an inference, or a whole training step), for the timed workloads;
     - ``predict``: inference on one host batch of ``samples_per_step`` samples (every input by name, as
@@ -83,8 +103,8 @@ class Backend(ABC):
     def unavailable_reason(self) -> str:
         """Why this backend cannot run on this machine at all; empty when it can. Must be cheap."""
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        """Why this backend cannot run ``cell`` on ``hardware``; empty when it can."""
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
+        """Why this backend cannot run ``cell`` on ``hardware`` as its workload ``needs``; empty when it can."""
         missing = self.unavailable_reason()
         if missing:
             return missing
@@ -94,8 +114,8 @@ class Backend(ABC):
             return f"{self.name} does not run on {kind} (it runs on {', '.join(sorted(caps.device_kinds))})"
         if cell.precision not in caps.precisions:
             return f"{self.name} has no {cell.precision} (it has {', '.join(sorted(caps.precisions))})"
-        if cell.workload not in caps.workloads:
-            return f"{self.name} has no {cell.workload} workload"
+        if needs.mode not in caps.modes:
+            return f"{self.name} has no {MODES[needs.mode]} (the {cell.workload} workload needs it)"
         return ""
 
     def source_reason(self, model: str, framework: str | None) -> str:
@@ -121,6 +141,6 @@ class Backend(ABC):
         return ""
 
     @abstractmethod
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         """Build and prepare the model for ``cell`` (runs inside the cell's subprocess), filling in what
-        the cell's workload drives (see Prepared)."""
+        the mode its workload ``needs`` drives (see Prepared)."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
-from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
 from wattgap.devices import synchronize
 from wattgap.models.inputs import synthesize
 
@@ -38,7 +38,7 @@ class OnnxRuntime(Backend):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"fp32", "fp16", "int8"}),
-        workloads=frozenset({"infer"}),
+        modes=frozenset({"infer"}),
         int8_activation_types=frozenset({"uint8", "int8"}),
         frameworks=onnx_export.FRAMEWORKS,
     )
@@ -46,8 +46,8 @@ class OnnxRuntime(Backend):
     def unavailable_reason(self) -> str:
         return missing_packages(PACKAGES, "onnx")
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        reason = super().unsupported_reason(cell, hardware)
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
+        reason = super().unsupported_reason(cell, hardware, needs)
         if reason:
             return reason
         kind = cell.device.partition(":")[0]
@@ -70,7 +70,7 @@ class OnnxRuntime(Backend):
     def int8_scheme(self, config: SweepConfig) -> onnx_export.Int8Scheme:
         return onnx_export.host_scheme(config)
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         import numpy as np
         import onnxruntime as ort
 

@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
-from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
 from wattgap.models.inputs import synthesize
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class OpenVino(Backend):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu"}),
         precisions=frozenset({"fp32", "bf16", "int8"}),
-        workloads=frozenset({"infer"}),
+        modes=frozenset({"infer"}),
         int8_activation_types=frozenset({"uint8", "int8"}),
         frameworks=onnx_export.FRAMEWORKS,
     )
@@ -51,8 +51,8 @@ class OpenVino(Backend):
     def unavailable_reason(self) -> str:
         return missing_packages(PACKAGES, "openvino")
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        reason = super().unsupported_reason(cell, hardware)
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
+        reason = super().unsupported_reason(cell, hardware, needs)
         if not reason and cell.precision == "bf16" and not any(f in hardware.cpu_flags for f in BF16_FLAGS):
             return "OpenVINO's bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither"
         return reason or onnx_export.export_reason(cell.model)
@@ -66,7 +66,7 @@ class OpenVino(Backend):
                 return f"{missing}, or set openvino_int8: qdq"
         return super().settings_reason(cell, config)
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         import numpy as np
         import openvino as ov
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Capabilities
+from wattgap.backends.base import Capabilities, Needs
 from wattgap.backends.onnx_export import FRAMEWORKS, SYMMETRIC_INT8, Int8Scheme, export_reason
 from wattgap.backends.onnx_runtime import OnnxRuntime, _providers
 
@@ -26,7 +26,7 @@ class TensorRT(OnnxRuntime):
     capabilities = Capabilities(
         device_kinds=frozenset({"cuda"}),
         precisions=frozenset({"fp32", "fp16", "int8"}),
-        workloads=frozenset({"infer"}),
+        modes=frozenset({"infer"}),
         int8_activation_types=frozenset({"int8"}),
         frameworks=FRAMEWORKS,
     )
@@ -42,14 +42,14 @@ class TensorRT(OnnxRuntime):
             return "this onnxruntime has no TensorrtExecutionProvider (pip install 'wattgap[tensorrt]')"
         return ""
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
         if cell.device.partition(":")[0] != "cuda":
             return "TensorRT runs on NVIDIA GPUs only"
         reason = self.unavailable_reason()
         if reason:
             return reason
         caps = self.capabilities
-        if cell.precision not in caps.precisions or cell.workload not in caps.workloads:
+        if cell.precision not in caps.precisions or needs.mode not in caps.modes:
             return f"tensorrt runs {'/'.join(sorted(caps.precisions))} inference only"
         return export_reason(cell.model)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Backend, Capabilities, Phase, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
 from wattgap.devices import synchronize
 from wattgap.measure.flops import count_step
 from wattgap.models import MODELS
@@ -59,15 +59,15 @@ class TfEager(Backend):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"fp32", "bf16", "fp16"}),
-        workloads=frozenset({"infer", "train"}),
+        modes=frozenset({"infer", "train"}),
         frameworks=frozenset({"keras"}),
     )
 
     def unavailable_reason(self) -> str:
         return missing_packages(("tensorflow", "keras"), "tensorflow")
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        reason = super().unsupported_reason(cell, hardware)
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
+        reason = super().unsupported_reason(cell, hardware, needs)
         if reason:
             return reason
         kind = cell.device.partition(":")[0]
@@ -77,9 +77,9 @@ class TfEager(Backend):
                 f"a saved Keras model keeps the dtype policy it was saved with; {cell.precision} needs a model "
                 "built under a mixed policy (give a package.module:callable that builds it)"
             )
-        if cell.workload != "infer" and source == "savedmodel":
+        if needs.mode != "infer" and source == "savedmodel":
             return "a SavedModel's serving signature runs inference only"
-        if cell.model == "cyclegan" and cell.workload == "train":
+        if cell.model == "cyclegan" and needs.mode == "train":
             return f"{self.name} trains the classifiers; CycleGAN's four-network step exists in PyTorch only"
         if cell.precision == "fp16" and kind != "cuda":
             return "TensorFlow's CPU kernels have little float16: fp16 runs on CUDA"
@@ -87,7 +87,7 @@ class TfEager(Backend):
             return "the installed TensorFlow (tensorflow-cpu) has no GPU support"
         return ""
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import numpy as np
         import tensorflow as tf
@@ -111,7 +111,7 @@ class TfEager(Backend):
         forward = tf.function(lambda x: model.call(x, False), jit_compile=self.jit_compile)
         with tf.device(device):
             inputs = tf.nest.map_structure(tf.constant, model.arrange(batch))
-            if cell.workload == "infer":
+            if needs.mode == "infer":
                 step: Callable[[], Any] = lambda: forward(inputs)  # noqa: E731
             else:
                 step = _train_step(tf, model, inputs, cell, config, settings, self.jit_compile)
@@ -133,7 +133,7 @@ class TfEager(Backend):
             parameters=model.parameters,
             input_shape=tuple(model.inputs[0].shape),
             settings=settings,
-            predict=predict if cell.workload == "infer" else None,
+            predict=predict if needs.mode == "infer" else None,
             host_timer=True,
             phase_s={"compile_s": compile_s},
         )

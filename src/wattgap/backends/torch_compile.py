@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import torch_runtime as rt
-from wattgap.backends.base import Capabilities, Phase, Prepared
+from wattgap.backends.base import Capabilities, Needs, Phase, Prepared
 from wattgap.backends.torch_eager import TorchEager
 
 if TYPE_CHECKING:
@@ -31,18 +31,20 @@ class TorchCompile(TorchEager):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"fp32", "tf32", "bf16", "fp16"}),
-        workloads=frozenset({"infer", "train"}),
+        modes=frozenset({"infer", "train"}),
         memory_formats=True,
     )
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        return super().unsupported_reason(cell, hardware) or rt.compiler_reason(cell)
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
+        return super().unsupported_reason(cell, hardware, needs) or rt.compiler_reason(cell)
 
-    def wrap(self, model: nn.Module, cell: Cell, config: SweepConfig, settings: dict[str, Any]) -> nn.Module:
+    def wrap(
+        self, model: nn.Module, cell: Cell, config: SweepConfig, settings: dict[str, Any], needs: Needs
+    ) -> nn.Module:
         import torch
 
         settings["compile_mode"] = config.compile_mode
-        if cell.workload == "infer":
+        if needs.mode == "infer":
             import torch._inductor.config as inductor  # this cell's process only: each cell has its own
 
             inductor.freezing = config.compile_freezing
@@ -53,9 +55,9 @@ class TorchCompile(TorchEager):
             return model
         return torch.compile(model, mode=config.compile_mode)  # type: ignore[return-value]
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
-        prepared = super().prepare(cell, config, phase)
-        assert prepared.step is not None  # infer and train, the workloads declared above, have one
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
+        prepared = super().prepare(cell, config, phase, needs)
+        assert prepared.step is not None  # infer and train, the modes declared above, have one
         started = time.perf_counter()
         with prepared.context():
             prepared.step()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import torch_runtime as rt
-from wattgap.backends.base import Backend, Capabilities, Phase, Prepared
+from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared
 from wattgap.measure.flops import count_step
 from wattgap.models import is_custom
 from wattgap.models.build import build_model, count_parameters
@@ -35,21 +35,21 @@ class TorchEager(Backend):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu", "cuda", "mps"}),
         precisions=frozenset({"fp32", "tf32", "bf16", "fp16"}),
-        workloads=frozenset({"infer", "train", "train-to-accuracy"}),
+        modes=frozenset({"infer", "train", "fit"}),
         memory_formats=True,
     )
 
     def unavailable_reason(self) -> str:
         return "" if importlib.util.find_spec("torch") else "PyTorch is not installed"
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        reason = super().unsupported_reason(cell, hardware)
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
+        reason = super().unsupported_reason(cell, hardware, needs)
         if reason:
             return reason
         kind, _, index = cell.device.partition(":")
-        if cell.workload == "train-to-accuracy" and is_custom(cell.model):
-            return "train-to-accuracy trains zoo models only (a custom model's classifier head is its own)"
-        if cell.workload != "infer" and kind_of(cell.model) == "torch-export":
+        if needs.mode == "fit" and is_custom(cell.model):
+            return f"{cell.workload} trains zoo models only (a custom model's classifier head is its own)"
+        if needs.mode != "infer" and kind_of(cell.model) == "torch-export":
             return "a saved torch.export program is an inference graph here (its module refuses train())"
         if cell.precision == "tf32" and kind != "cuda":
             return "tf32 is a mode of NVIDIA tensor cores (Ampere or newer); it needs a CUDA device"
@@ -59,16 +59,18 @@ class TorchEager(Backend):
                 return f"{cell.precision} needs compute capability 8.0 or newer; {gpu.name} has {gpu.capability}"
         return ""
 
-    def wrap(self, model: nn.Module, cell: Cell, config: SweepConfig, settings: dict[str, Any]) -> nn.Module:
+    def wrap(
+        self, model: nn.Module, cell: Cell, config: SweepConfig, settings: dict[str, Any], needs: Needs
+    ) -> nn.Module:
         """The module the timed step calls: the model itself in eager mode (torch-compile compiles it)."""
         return model
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         phase("load")
         device, settings = rt.setup_device(cell, config)
-        data = rt.load_data(cell, config, settings) if cell.workload != "train" else None
-        if cell.workload == "train-to-accuracy" and data is None:
-            raise ValueError("train-to-accuracy needs a dataset")  # the config validator requires one
+        data = rt.load_data(cell, config, settings) if needs.dataset != "never" else None
+        if needs.dataset == "required" and data is None:
+            raise ValueError(f"{cell.workload} needs a dataset")  # the config validator requires one
         model, inputs, classes = build_model(
             cell.model, config.model_options(cell.model), data.classes if data else None
         )
@@ -79,7 +81,7 @@ class TorchEager(Backend):
         settings["memory_format"] = layout.applied
 
         phase("prepare")
-        precision = rt.low_precision(cell, config, device)
+        precision = rt.low_precision(cell, config, device, needs)
         settings["precision_applied"] = precision.applied
         settings["input_on_device"] = not config.end_to_end
         prepared = Prepared(
@@ -89,8 +91,8 @@ class TorchEager(Backend):
             input_shape=_shape(inputs),
             settings=settings,
         )
-        runner = self.wrap(model, cell, config, settings)
-        if data is not None and cell.workload == "train-to-accuracy":
+        runner = self.wrap(model, cell, config, settings, needs)
+        if data is not None and needs.mode == "fit":
             return _fit(prepared, runner, cell, config, data, device, precision, layout)
 
         import torch
@@ -103,7 +105,7 @@ class TorchEager(Backend):
         host = rt.as_tensors(synthesize(inputs, cell.batch_size, config.seed), layout, precision)
         on_device = tuple(tensor.to(device) for tensor in host)
         fetch = (lambda: tuple(t.to(device) for t in host)) if config.end_to_end else (lambda: on_device)
-        if cell.workload == "infer":
+        if needs.mode == "infer":
             return _infer(prepared, model, runner, cell, config, data, device, precision, fetch, layout)
 
         model.train()

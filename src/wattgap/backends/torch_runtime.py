@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from wattgap.backends.base import Needs
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.datasets import Dataset
@@ -68,13 +69,13 @@ class LowPrecision:
     applied: str  # recorded as settings.precision_applied
 
 
-def low_precision(cell: Cell, config: SweepConfig, device: torch.device) -> LowPrecision:
+def low_precision(cell: Cell, config: SweepConfig, device: torch.device, needs: Needs) -> LowPrecision:
     import torch
 
     dtype = getattr(torch, _DTYPES[cell.precision]) if cell.precision in _DTYPES else None
     if dtype is None:
         return LowPrecision(None, False, contextlib.nullcontext, cell.precision)
-    cast = cell.workload == "infer" and config.infer_low_precision == "cast"
+    cast = needs.mode == "infer" and config.infer_low_precision == "cast"
     applied = ("cast " if cast else "autocast ") + str(dtype).replace("torch.", "")
     if cast:
         return LowPrecision(dtype, True, contextlib.nullcontext, applied)

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import torch_runtime as rt
-from wattgap.backends.base import Backend, Capabilities, Phase, Prepared
+from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared
 from wattgap.backends.onnx_export import calibration_batches
 from wattgap.measure.flops import count_step
 from wattgap.models.build import build_model, count_parameters
@@ -43,7 +43,7 @@ class TorchAo(Backend):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"int8"}),
-        workloads=frozenset({"infer"}),
+        modes=frozenset({"infer"}),
     )
 
     def unavailable_reason(self) -> str:
@@ -51,10 +51,10 @@ class TorchAo(Backend):
             return "PyTorch is not installed"
         return "" if importlib.util.find_spec("torchao") else "torchao not installed (pip install 'wattgap[torchao]')"
 
-    def unsupported_reason(self, cell: Cell, hardware: Hardware) -> str:
-        return super().unsupported_reason(cell, hardware) or rt.compiler_reason(cell)
+    def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
+        return super().unsupported_reason(cell, hardware, needs) or rt.compiler_reason(cell)
 
-    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase) -> Prepared:
+    def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         import torch
 
         phase("load")

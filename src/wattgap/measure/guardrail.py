@@ -78,11 +78,7 @@ def guardrail(
     from wattgap.models.inputs import synthesize
     from wattgap.models.reference import is_reference, reference
 
-    if (
-        predict is None
-        or cell.workload != "infer"
-        or is_reference(cell.model, cell.backend, cell.precision, cell.device)
-    ):
+    if predict is None or is_reference(cell.model, cell.backend, cell.precision, cell.device):
         return None
     own = reference(cell.model, options, seed)
     inputs = synthesize(own.inputs, samples, seed + 1)

@@ -1,8 +1,10 @@
-"""The workload registry: a new workload is one module plus one line here (and the capability each
-backend that runs it declares). Workload modules import no framework, so this registry is cheap."""
+"""The workload registry: a new workload is one module plus one line here (its Needs say what it asks
+of a backend: the mode its Prepared model serves). Workload modules import no framework, so this
+registry is cheap."""
 
 from __future__ import annotations
 
+from wattgap.backends.base import Needs
 from wattgap.workloads.base import Events, Known, Workload
 from wattgap.workloads.timed import Timed
 from wattgap.workloads.train_to_accuracy import TrainToAccuracy
@@ -10,8 +12,8 @@ from wattgap.workloads.train_to_accuracy import TrainToAccuracy
 WORKLOADS: dict[str, Workload] = {
     workload.name: workload
     for workload in (
-        Timed("infer", "a forward pass under inference mode, timed per batch"),
-        Timed("train", "forward, loss, backward and an optimiser step, timed per batch"),
+        Timed("infer", "a forward pass under inference mode, timed per batch", Needs("infer", dataset="optional")),
+        Timed("train", "forward, loss, backward and an optimiser step, timed per batch", Needs("train")),
         TrainToAccuracy(),
     )
 }

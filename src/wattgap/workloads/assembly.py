@@ -12,20 +12,20 @@ from wattgap.measure.stats import LatencyStats, summarize
 from wattgap.results import CellResult, Phases
 
 if TYPE_CHECKING:
-    from wattgap.backends.base import Backend, Prepared
+    from wattgap.backends.base import Backend, Needs, Prepared
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.workloads.base import Events
 
 
 def prepare(
-    backend: Backend, cell: Cell, config: SweepConfig, events: Events, meters: list[EnergyMeter]
+    backend: Backend, cell: Cell, config: SweepConfig, events: Events, meters: list[EnergyMeter], needs: Needs
 ) -> tuple[Prepared, Phases, EnergyWindow]:
     """The backend's Prepared model, the phases so far (load_s), and the energy window of the preparation
     (its readings become the result's prepare energy). The device is synchronised inside the window."""
     window = EnergyWindow(meters)
     with window:
-        prepared = backend.prepare(cell, config, events.phase)
+        prepared = backend.prepare(cell, config, events.phase, needs)
         prepared.sync()
     phases = Phases(load_s=events.between("start", "prepare"))  # the framework's import is load time too
     for name, seconds in prepared.phase_s.items():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wattgap.backends.base import Backend
+    from wattgap.backends.base import Backend, Needs
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.measure.flops import Work
@@ -65,6 +65,7 @@ class Known:
 class Workload(ABC):
     name: str
     description: str
+    needs: Needs  # what it asks of the backend: the planner skips a backend that cannot, with the reason
 
     @abstractmethod
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:

@@ -19,20 +19,21 @@ from wattgap.workloads import assembly
 from wattgap.workloads.base import Events, Known, Workload
 
 if TYPE_CHECKING:
-    from wattgap.backends.base import Backend
+    from wattgap.backends.base import Backend, Needs
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.results import CellResult
 
 
 class Timed(Workload):
-    def __init__(self, name: str, description: str) -> None:
+    def __init__(self, name: str, description: str, needs: Needs) -> None:
         self.name = name
         self.description = description
+        self.needs = needs
 
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
         meters = meters_for(cell.device, config.energy)
-        prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters)
+        prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters, self.needs)
         step = prepared.step
         if step is None:
             raise TypeError(f"{backend.name} prepared no step for {cell.workload}")
@@ -42,7 +43,7 @@ class Timed(Workload):
         elif prepared.count_step is not None:
             with prepared.context():
                 counted = prepared.count_step()
-            work = Work.of(counted, prepared.samples_per_step, traffic=cell.workload == "infer")
+            work = Work.of(counted, prepared.samples_per_step, traffic=self.needs.mode == "infer")
             prepared.settings["flops_source"] = "counted"
         work = work or Work()
         flops_per_sample = work.flops_per_sample

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wattgap.backends.base import Needs
 from wattgap.measure.energy import CellEnergy, EnergyReading, EnergyWindow, merge_readings, meters_for
 from wattgap.measure.memory import peak_rss_bytes
 from wattgap.results import EpochPoint, Memory, Training
@@ -28,11 +29,12 @@ if TYPE_CHECKING:
 class TrainToAccuracy(Workload):
     name = "train-to-accuracy"
     description = "epochs on real data until the validation top-1 reaches target_accuracy"
+    needs = Needs("fit", dataset="required")
 
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
         clock = time.perf_counter
         meters = meters_for(cell.device, config.energy)
-        prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters)
+        prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters, self.needs)
         if prepared.train_batch is None or prepared.evaluate is None:
             raise TypeError(f"{backend.name} prepared no training batches or validation for {cell.workload}")
         events.phase("measure")
