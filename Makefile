@@ -31,8 +31,12 @@ browser:
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
+# pytest in two tiers: everything that does not need a quiet machine on WORKERS processes (pytest-xdist; at most 4,
+# each holds torch and TensorFlow), then the tests that measure whether the machine is quiet, alone.
+WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 test: lint browser docs
-	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: where make test's minutes go
+	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not gpu and not serial" --durations=15
+	$(BIN)/python -m pytest -q -m "serial and not gpu" --durations=5
 
 # The quick tier while working: no fault suite (real signals, hostile files) and no module marked slow (real sweeps, stacks).
 test-fast: lint

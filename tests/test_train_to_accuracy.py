@@ -11,7 +11,8 @@ from helpers import fast_config, wattgap
 
 import wattgap as api
 
-pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
+# Real training, and its net energy needs a quiet idle measurement: run alone, never beside another test.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")
