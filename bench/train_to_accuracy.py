@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import wattgap
+from wattgap.blocks import Training
 from wattgap.config import load_suite_data
 
 
@@ -34,8 +35,8 @@ def main() -> None:
             config = load_suite_data("watt-for-what") | {"models": models, "seed": seed, "devices": ["cpu"]}
             run = wattgap.run(config, db=db)
             for result in run.results:
-                training, energy = result.training, result.energy
-                if result.status != "ok" or training is None or energy is None:
+                training, energy = result.block, result.energy
+                if result.status != "ok" or not isinstance(training, Training) or energy is None:
                     print(f"seed {seed} {result.cell.label}: {result.status} {result.reason}")
                     continue
                 time_s = training.time_to_accuracy_s or training.total_time_s

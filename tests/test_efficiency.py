@@ -8,11 +8,12 @@ import math
 import pytest
 
 from wattgap.analysis.efficiency import LOWER_IS_BETTER, RANKINGS, EfficiencyParams, cell_efficiency, efficiency, gqi
+from wattgap.blocks import EpochPoint, Training
 from wattgap.cells import Cell
 from wattgap.config import parse_config
 from wattgap.errors import ConfigError
 from wattgap.measure.energy import CellEnergy, EnergyReading
-from wattgap.results import CellResult, EpochPoint, Run, Training
+from wattgap.results import CellResult, Run
 
 
 def _energy(energy_j: float, samples: int, net_j: float | None = None) -> CellEnergy:
@@ -39,7 +40,7 @@ def _trained(model: str, energy_j: float, time_s: float, top1: float) -> CellRes
         energy_to_accuracy_j=energy_j, total_time_s=time_s, total_energy_j=energy_j, final_top1=top1,
         best_top1=top1, curve=curve,
     )  # fmt: skip
-    return CellResult(cell=cell, status="ok", energy=_energy(energy_j, 1000), accuracy_top1=top1, training=training)
+    return CellResult(cell=cell, status="ok", energy=_energy(energy_j, 1000), accuracy_top1=top1, block=training)
 
 
 def test_gqi_strict_refuses_electricity_at_or_below_one_unit() -> None:

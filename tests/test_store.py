@@ -69,11 +69,11 @@ def test_version_1_results_read_with_the_new_fields_unset() -> None:
 
     cell = Cell(model="conv6", workload="infer", backend="torch-eager", device="cpu", precision="fp32", batch_size=1)
     written = CellResult(cell=cell, status="ok", throughput_sps=10.0).model_dump(mode="json")
-    for field in ("energy", "accuracy_top1", "training"):
+    for field in ("energy", "accuracy_top1", "block"):
         del written[field]
     written["schema_version"] = 1
     old = CellResult.model_validate(written)
-    assert old.schema_version == 1 and old.energy is None and old.training is None
+    assert old.schema_version == 1 and old.energy is None and old.block is None
     assert old.flat()["energy_j"] is None and old.flat()["energy_label"] is None
 
 
@@ -137,3 +137,36 @@ def test_a_run_reads_back_where_its_user_model_and_data_are_not(tmp_path: Path) 
         parse_config({"models": fields["models"]})
     with pytest.raises(ConfigError, match="/nowhere/images"):
         parse_config({**fields, "models": ["conv6"]})
+
+
+def test_train_to_accuracy_fields_stored_before_blocks_read_into_its_block() -> None:
+    """Schemas 2-5 kept train-to-accuracy's fields as ``training``; they read into the workload's block,
+    which is exported with its kind, and every block's columns are in every flat row."""
+    from wattgap.blocks import BLOCKS, COLUMNS, Training
+    from wattgap.cells import Cell
+    from wattgap.render.views import VIEWS
+    from wattgap.results import CellResult
+
+    cell = Cell(
+        model="conv6",
+        workload="train-to-accuracy",
+        backend="torch-eager",
+        device="cpu",
+        precision="fp32",
+        batch_size=32,
+    )
+    training = {"target_accuracy": 0.5, "max_epochs": 3, "reached": True, "epochs": 2, "time_to_accuracy_s": 1.5}
+    training |= {"total_time_s": 1.5, "final_top1": 0.6, "best_top1": 0.6}
+    training["curve"] = [{"epoch": 1, "time_s": 1.5, "top1": 0.6}]
+    stored = {"schema_version": 5, "cell": cell.model_dump(), "status": "ok", "training": training}
+    old = CellResult.model_validate(stored)
+    assert isinstance(old.block, Training) and old.block.epochs == 2 and old.block.curve[0].top1 == 0.6
+    exported = old.model_dump(mode="json")
+    assert "training" not in exported and exported["block"]["kind"] == "train-to-accuracy"
+    assert CellResult.model_validate_json(old.model_dump_json()) == old
+    assert {name: old.flat()[name] for name in COLUMNS} == {
+        "time_to_accuracy_s": 1.5, "energy_to_accuracy_j": None, "epochs": 2, "reached": True
+    }  # fmt: skip
+    timed = CellResult(cell=cell.model_copy(update={"workload": "infer"}), status="ok")
+    assert timed.block is None and all(timed.flat()[name] is None for name in COLUMNS)
+    assert set(VIEWS) == set(BLOCKS)  # a block without a view could not be shown

@@ -10,6 +10,7 @@ import pytest
 from helpers import fast_config, wattgap
 
 import wattgap as api
+from wattgap.blocks import Training
 
 # Real training, and its net energy needs a quiet idle measurement: run alone, never beside another test.
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
@@ -34,8 +35,8 @@ def test_trains_to_the_target_and_records_the_curve(trained: tuple[Path, api.Run
     _, run = trained
     fit = next(r for r in run.results if r.cell.workload == "train-to-accuracy")
     assert fit.status == "ok", fit.reason
-    training = fit.training
-    assert training is not None and training.reached and fit.stop_reason == "target_reached"
+    training = fit.block
+    assert isinstance(training, Training) and training.reached and fit.stop_reason == "target_reached"
     assert training.curve[-1].top1 >= 0.5 > max([p.top1 for p in training.curve[:-1]], default=0.0)
     times = [p.time_s for p in training.curve]
     energies = [p.energy_j or 0.0 for p in training.curve]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from wattgap.blocks import COLUMNS as BLOCK_COLUMNS
+from wattgap.blocks import AnyBlock
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.measure.energy import CellEnergy
@@ -19,8 +21,9 @@ if TYPE_CHECKING:
     import pandas
 
 # 2: energy, accuracy_top1, training, agreement; 3: the traffic counts; 4: the noise audit; 5: repeats (repeat,
-# sequence, repeats). Older read with them unset
-RESULT_SCHEMA_VERSION = 5
+# sequence, repeats); 6: the workload's block (``block`` with its ``kind``; 2-5 stored train-to-accuracy's as
+# ``training``, read into the block). Older read with them unset
+RESULT_SCHEMA_VERSION = 6
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 
@@ -72,33 +75,6 @@ class Memory(BaseModel):
 
 ENERGY_COLUMNS = ("energy_j", "net_energy_j", "power_w", "j_per_sample", "samples_per_j", "prepare_energy_j")
 AGREEMENT_COLUMNS = ("top1", "max_abs_diff", "mean_rel_diff", "degraded")
-TRAINING_COLUMNS = ("time_to_accuracy_s", "energy_to_accuracy_j", "epochs", "reached")
-
-
-class EpochPoint(BaseModel):
-    """The train-to-accuracy curve, one point per epoch; time and energy are cumulative over the compute
-    windows (training and validation), data loading excluded."""
-
-    epoch: int
-    time_s: float
-    energy_j: float | None = None
-    net_energy_j: float | None = None
-    top1: float
-
-
-class Training(BaseModel):
-    target_accuracy: float | None
-    max_epochs: int
-    reached: bool  # the target was met (False also when no target was set)
-    epochs: int
-    time_to_accuracy_s: float | None = None
-    energy_to_accuracy_j: float | None = None
-    net_energy_to_accuracy_j: float | None = None
-    total_time_s: float
-    total_energy_j: float | None = None
-    final_top1: float
-    best_top1: float
-    curve: list[EpochPoint] = Field(default_factory=list)
 
 
 class Repeat(BaseModel):
@@ -149,11 +125,24 @@ class CellResult(BaseModel):
     memory: Memory = Field(default_factory=Memory)
     energy: CellEnergy | None = None
     accuracy_top1: float | None = None  # validation top-1 on the config's dataset
-    training: Training | None = None  # train-to-accuracy only
+    block: AnyBlock | None = None  # what the cell's workload adds, when it adds anything (blocks/)
     agreement: Agreement | None = None  # inference outputs against the fp32 PyTorch reference
     noise: NoiseAudit | None = None  # was the machine quiet in the window (measure/noise.py)
     settings: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _training_is_a_block(cls, data: Any) -> Any:
+        """Results stored before schema 6 kept train-to-accuracy's fields as ``training``: its block now."""
+        if isinstance(data, dict) and "training" in data:
+            data = dict(data)
+            training = data.pop("training")
+            if isinstance(training, dict):
+                training = {"kind": "train-to-accuracy", **training}
+            if training is not None and data.get("block") is None:
+                data["block"] = training
+        return data
 
     @property
     def cell_id(self) -> str:
@@ -208,7 +197,8 @@ class CellResult(BaseModel):
         row.update({name: getattr(energy, name) for name in ENERGY_COLUMNS})
         row["accuracy_top1"] = self.accuracy_top1
         row.update({f"agreement_{name}": getattr(self.agreement, name, None) for name in AGREEMENT_COLUMNS})
-        row.update({name: getattr(self.training, name, None) for name in TRAINING_COLUMNS})
+        row.update(dict.fromkeys(BLOCK_COLUMNS))  # every registered block's columns, so that rows align
+        row.update(self.block.columns() if self.block is not None else {})
         row.update({f"phase_{k}": v for k, v in self.phases.model_dump().items()})
         row["precision_applied"] = self.settings.get("precision_applied")
         row["warnings"] = "; ".join(self.warnings)

@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wattgap.blocks import Training
 from wattgap.errors import ConfigError, field_error
 from wattgap.results import CellResult, Run
 from wattgap.text import number
@@ -102,7 +103,7 @@ def gqi(accuracy: float, energy_j: float, params: EfficiencyParams) -> tuple[flo
 
 def cell_efficiency(result: CellResult, params: EfficiencyParams) -> Efficiency:
     energy = result.energy
-    training = result.training
+    training = result.block if isinstance(result.block, Training) else None
     samples = energy.samples if energy else None
     window_energy = (energy.energy_j if params.energy == "gross" else energy.net_energy_j) if energy else None
     if training is not None:

@@ -6,7 +6,6 @@ here is still foreign text: the renderers escape it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
@@ -21,54 +20,15 @@ from wattgap.analysis.tradeoff import tradeoff
 from wattgap.cells import CELL_FIELDS
 from wattgap.errors import ConfigError
 from wattgap.render import plots
+from wattgap.render.content import Document, Plot, Section, Table, figure_plots
 from wattgap.render.format import by_unit, interval, number, quantity, result_notes, seconds
+from wattgap.render.views import VIEWS
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Table:
-    columns: list[str]
-    rows: list[list[str]]
-    sort_keys: list[list[float | None]] = field(default_factory=list)  # per row: a number per column, or None
-    row_flags: list[str] = field(default_factory=list)  # per row: "", degraded, suspect, noisy, failed, skipped
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Plot:
-    name: str  # a file stem: the Markdown twin's image file, the HTML figure's data-plot
-    title: str
-    svg: str
-
-
-@dataclass(frozen=True)
-class Section:
-    anchor: str
-    title: str
-    paragraphs: list[str] = field(default_factory=list)
-    plots: list[Plot] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Document:
-    title: str
-    generated_at: str
-    run_ids: list[str]
-    sections: list[Section]
-
-    @property
-    def plots(self) -> list[Plot]:
-        return [plot for section in self.sections for plot in section.plots]
-
-
-def _plot(name: str, title: str, figure: Figure | None) -> list[Plot]:
-    return [] if figure is None else [Plot(name, title, plots.svg(figure))]
 
 
 def _found(analysis: Callable[[], T]) -> T | None:
@@ -106,7 +66,7 @@ def build(runs: list[Run], generated_at: str | None = None) -> Document:
         _speedups(runs),
         _energy(runs),
         _memory(runs),
-        _training(runs),
+        *_blocks(runs),
         _projection(),
         _cells(runs),
     ]
@@ -235,8 +195,8 @@ def _tradeoff(runs: list[Run]) -> Section | None:
     if answer is None:
         return None
     varying = _varying([p.result for c in answer.curves for p in c.points])
-    figures = _plot("throughput", "Throughput against batch size", plots.throughput(answer.curves, varying))
-    figures += _plot("latency", "Latency against batch size", plots.latency(answer.curves, varying))
+    figures = figure_plots("throughput", "Throughput against batch size", plots.throughput(answer.curves, varying))
+    figures += figure_plots("latency", "Latency against batch size", plots.latency(answer.curves, varying))
     columns = ["curve", "batches", "knee batch", "throughput at the knee [95%]", "highest throughput", "notes"]
     knees = Table(columns, [])
     for curve in answer.curves:
@@ -267,7 +227,7 @@ def _pareto(answers: dict[str, Recommendation | None]) -> Section | None:
             continue
         candidates = [c for c in (answer.best, answer.runner_up, *answer.others) if c is not None]
         title = f"Latency against throughput, {workload}"
-        drawn = _plot(f"pareto-{workload}", title, plots.pareto(candidates, answer.pareto, workload))
+        drawn = figure_plots(f"pareto-{workload}", title, plots.pareto(candidates, answer.pareto, workload))
         figures += drawn
         for c in sorted(answer.pareto, key=lambda c: -c.throughput_sps) if drawn else []:
             joules = "-" if c.j_per_sample is None else number(c.j_per_sample)
@@ -304,7 +264,7 @@ def _speedups(runs: list[Run]) -> Section | None:
         table = _found(lambda name=name: study(name, runs))  # type: ignore[misc]
         if table is None:
             continue
-        figures += _plot(f"study-{name}", f"Study {name}", plots.study_bars(table, STUDY_BARS[name]))
+        figures += figure_plots(f"study-{name}", f"Study {name}", plots.study_bars(table, STUDY_BARS[name]))
         tables.append(_study_table(table))
         paragraphs += [f"{name}: {note}" for note in table.notes]
     for run in runs:
@@ -325,7 +285,7 @@ def _speedups(runs: list[Run]) -> Section | None:
             ]
             values_ci = [(p.speedup, p.ci_low, p.ci_high) for p in comparison.pairs]
             title = f"speedup by {by} over {comparison.baseline}, run {run.run_id}"
-            figures += _plot(f"speedup-{by}-{run.run_id}", title, plots.bars(title, names, values_ci, "x"))
+            figures += figure_plots(f"speedup-{by}-{run.run_id}", title, plots.bars(title, names, values_ci, "x"))
     if not figures and not tables:
         return None
     text = "Ratios of throughput per sample (batch / median latency) with 95% bootstrap intervals; 1 is parity."
@@ -358,7 +318,7 @@ def _energy(runs: list[Run]) -> Section | None:
                 values.append((row.samples_per_j, row.samples_per_j, row.samples_per_j))
     if not table.rows:
         return None
-    figures = _plot(
+    figures = figure_plots(
         "energy",
         "Samples per joule",
         plots.bars("samples per joule, each labelled measured or estimated", names, values, "samples/J"),
@@ -379,7 +339,7 @@ def _memory(runs: list[Run]) -> Section | None:
             continue
         varying = _varying([r for r in run.results if r.status in ("ok", "oom")])
         title = f"Peak memory against batch size, run {run.run_id}"
-        figures += _plot(f"memory-{run.run_id}", title, plots.memory(curves, varying))
+        figures += figure_plots(f"memory-{run.run_id}", title, plots.memory(curves, varying))
         for curve in curves:
             search = curve.search
             table.rows.append(
@@ -405,34 +365,17 @@ def _memory(runs: list[Run]) -> Section | None:
     return Section("memory", "Memory against batch size", [text], figures, [table])
 
 
-def _training(runs: list[Run]) -> Section | None:
-    trained = [r for run in runs for r in run.results if r.status == "ok" and r.training is not None]
-    if not trained:
-        return None
-    figures = _plot("training-time", "Top-1 against time", plots.training(trained, "time"))
-    figures += _plot("training-energy", "Top-1 against energy", plots.training(trained, "energy"))
-    table = Table(["cell", "target", "reached", "epochs", "time to target", "energy to target", "best top-1"], [])
-    for result in trained:
-        training = result.training
-        assert training is not None
-        table.rows.append(
-            [
-                result.cell.label,
-                "-" if training.target_accuracy is None else f"{training.target_accuracy:.3f}",
-                "yes" if training.reached else "no",
-                str(training.epochs),
-                seconds(training.time_to_accuracy_s),
-                "-" if training.energy_to_accuracy_j is None else f"{number(training.energy_to_accuracy_j)} J",
-                f"{training.best_top1:.3f}",
-            ]
-        )
-    return Section("training", "Training to a target accuracy", [], figures, [table])
+def _blocks(runs: list[Run]) -> list[Section | None]:
+    """The section of each kind of workload block the runs' finished cells carry (render/views)."""
+    carried = [r for run in runs for r in run.results if r.status == "ok" and r.block is not None]
+    kinds = dict.fromkeys(r.block.kind for r in carried if r.block is not None)
+    return [VIEWS[kind].section([r for r in carried if r.block is not None and r.block.kind == kind]) for kind in kinds]
 
 
 def _projection() -> Section:
     entries, source = load_entries(None)
     answer = project(entries, source)
-    figures = _plot("projection", "Memory projection", plots.projection(answer))
+    figures = figure_plots("projection", "Memory projection", plots.projection(answer))
     outgrow = [
         f"{name} outgrow one accelerator's memory {'from ' + str(year) if year else 'not before ' + str(answer.until)}"
         for name, year in answer.outgrows.items()

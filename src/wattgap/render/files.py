@@ -10,7 +10,7 @@ from pathlib import Path
 from wattgap.errors import ConfigError
 from wattgap.fs import own_folder
 from wattgap.render import html, markdown
-from wattgap.render.document import Document
+from wattgap.render.content import Document
 from wattgap.store.export import write_atomically
 from wattgap.store.paths import existing_regular
 

@@ -69,13 +69,9 @@ def result_notes(result: CellResult, suspect: str = "") -> str:
         notes.append("SUSPECT, the machine was not quiet: " + "; ".join(result.noise.suspect))
     if result.latency and result.latency.noisy:
         notes.append("noisy")
-    training = result.training
-    if training is not None:
-        notes.append(
-            f"target reached in {training.epochs} epochs, {seconds(training.time_to_accuracy_s)}"
-            if training.reached
-            else f"{training.epochs} epochs, target not reached"
-        )
+    said = _block_note(result)
+    if said:
+        notes.append(said)
     elif result.stop_reason and result.stop_reason != "converged":
         notes.append(f"stopped: {result.stop_reason}")
     if result.agreement is not None:
@@ -87,6 +83,13 @@ def result_notes(result: CellResult, suspect: str = "") -> str:
     if applied and applied != result.cell.precision:
         notes.append(str(applied).split(",")[0])  # its first clause; `wattgap show --format json` has all
     return ", ".join(notes)
+
+
+def _block_note(result: CellResult) -> str:
+    """What the view of the cell's workload block says of it (render/views), '' without a block."""
+    from wattgap.render.views import VIEWS  # the views format with this module: imported when first needed
+
+    return VIEWS[result.block.kind].note(result.block) if result.block is not None else ""
 
 
 def by_unit(unit: str) -> Callable[[float], str]:

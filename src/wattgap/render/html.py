@@ -9,7 +9,7 @@ import hashlib
 import re
 from html import escape as escape_html
 
-from wattgap.render.document import Document, Plot, Section, Table
+from wattgap.render.content import Document, Plot, Section, Table
 from wattgap.text import visible
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from wattgap.render.document import Document, Section, Table
+from wattgap.render.content import Document, Section, Table
 from wattgap.text import visible
 
 MARK = "<!-- wattgap report -->"  # the first line of a file wattgap wrote, which it may write again

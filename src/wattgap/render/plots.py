@@ -18,7 +18,7 @@ from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import Candidate
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.tradeoff import Curve
-from wattgap.results import CellResult
+from wattgap.blocks import Training
 from wattgap.text import number, visible
 
 if TYPE_CHECKING:
@@ -251,22 +251,21 @@ def memory(curves: list[MemoryCurve], varying: Sequence[str]) -> Figure | None:
     return figure
 
 
-def training(results: list[CellResult], against: str) -> Figure | None:
-    """Validation top-1 per epoch against cumulative time or energy, one line per train-to-accuracy cell."""
-    curves = [r for r in results if r.training is not None and r.training.curve]
+def training(cells: list[tuple[str, Training]], against: str) -> Figure | None:
+    """Validation top-1 per epoch against cumulative time or energy, one line per train-to-accuracy cell
+    (its label and its block)."""
+    curves = [(name, block) for name, block in cells if block.curve]
     if against == "energy":
-        curves = [r for r in curves if all(p.energy_j is not None for p in r.training.curve)]  # type: ignore[union-attr]
+        curves = [(name, block) for name, block in curves if all(p.energy_j is not None for p in block.curve)]
     if not curves:
         return None
     unit = "s" if against == "time" else "J"
     figure, axes = _figure(f"validation top-1 against cumulative {against} of training ({unit})")
-    for result in curves:
-        assert result.training is not None
-        points = result.training.curve
-        x = [p.time_s if against == "time" else p.energy_j for p in points]
-        axes.plot(x, [p.top1 for p in points], marker="o", markersize=3, label=label(result.cell.label))
-        if result.training.target_accuracy:
-            axes.axhline(result.training.target_accuracy, color="grey", linestyle=":", linewidth=0.8)
+    for name, block in curves:
+        x = [p.time_s if against == "time" else p.energy_j for p in block.curve]
+        axes.plot(x, [p.top1 for p in block.curve], marker="o", markersize=3, label=label(name))
+        if block.target_accuracy:
+            axes.axhline(block.target_accuracy, color="grey", linestyle=":", linewidth=0.8)
     axes.set_xlabel(f"{against} ({unit})")
     axes.set_ylabel("top-1")
     _legend(axes)

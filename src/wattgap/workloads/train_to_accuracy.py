@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wattgap.backends.base import Needs
+from wattgap.blocks import EpochPoint, Training
 from wattgap.measure.energy import CellEnergy, EnergyReading, EnergyWindow, merge_readings, meters_for
 from wattgap.measure.memory import peak_rss_bytes
-from wattgap.results import EpochPoint, Memory, Training
+from wattgap.results import Memory
 from wattgap.workloads import assembly
 from wattgap.workloads.base import Events, Known, Workload
 
@@ -111,7 +112,7 @@ class TrainToAccuracy(Workload):
             throughput_sps=samples / step_time_s if step_time_s > 0 else None,
             memory=Memory(host_peak_rss_bytes=peak_rss_bytes()),
             accuracy_top1=last.top1,
-            training=training,
+            block=training,
         )
 
 
