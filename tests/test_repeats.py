@@ -283,3 +283,10 @@ def test_resuming_a_finished_run_changes_nothing_stored(tmp_path: Path) -> None:
     resumed = wattgap.api.resume(db, run.run_id)
     assert resumed.status == "complete" and resumed.finished_at == "2026-01-02T03:04:05+00:00"
     assert stored() == before
+    done = wattgap_cli("run", "--resume", run.run_id, "--db", str(db), cwd=tmp_path)  # said from the counts
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"run {run.run_id} is complete (1 ok): nothing to run; `wattgap show` shows it"
+    assert stored() == before
+    failed = wattgap.api.run(fast_config(models=["helpers.usermodels:raises"], protocol=FAST), db=db)
+    done = wattgap_cli("run", "--resume", failed.run_id, "--db", str(db), cwd=tmp_path)
+    assert done.returncode == 1 and "is complete (1 failed): nothing to run" in done.stdout  # as when it ran

@@ -170,3 +170,13 @@ def test_train_to_accuracy_fields_stored_before_blocks_read_into_its_block() -> 
     timed = CellResult(cell=cell.model_copy(update={"workload": "infer"}), status="ok")
     assert timed.block is None and all(timed.flat()[name] is None for name in COLUMNS)
     assert set(VIEWS) == set(BLOCKS)  # a block without a view could not be shown
+
+
+def test_a_run_state_says_whether_everything_ran() -> None:
+    from wattgap.results import STATUSES, RunState
+
+    counts = dict.fromkeys(STATUSES, 0) | {"ok": 3, "oom": 2, "pending": 0}
+    assert RunState("r", "complete", counts, batch_search=True).all_ran  # a search ends on out-of-memory cells
+    assert not RunState("r", "complete", counts, batch_search=False).all_ran
+    assert not RunState("r", "interrupted", counts | {"oom": 0, "pending": 1}, batch_search=False).finished
+    assert not RunState("r", "complete", counts | {"ok": 0, "oom": 0}, batch_search=False).all_ran  # nothing ran

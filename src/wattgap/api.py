@@ -46,7 +46,7 @@ from wattgap.plan import Plan, expand
 from wattgap.render.document import build as build_document
 from wattgap.render.files import Written
 from wattgap.render.files import write as write_report
-from wattgap.results import Run
+from wattgap.results import Run, RunState
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.store.locks import executing
 from wattgap.store.sqlite import Store
@@ -102,6 +102,12 @@ def load_run(db: str | Path, run_id: str) -> Run:
     """A stored run with all its results (``run_id`` may be a unique prefix or ``latest``)."""
     with Store.open_readonly(db) as store:
         return store.load_run(run_id)
+
+
+def run_state(db: str | Path, run_id: str) -> RunState:
+    """Where a stored run stands (status, counts by status), without reading its results."""
+    with Store.open_readonly(db) as store:
+        return store.run_state(run_id)
 
 
 def load_runs(db: str | Path, run_ids: list[str]) -> list[Run]:

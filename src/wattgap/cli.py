@@ -181,6 +181,14 @@ def run(
     if resume is not None:
         if any(v is not None for v in (*sweep_options, *data_options)) or dry_run:
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
+        state = api.run_state(db, resume)
+        if state.finished:  # nothing to run: say so from the counts, without reading the results
+            ended = ", ".join(f"{count} {status}" for status, count in state.counts.items() if count)
+            said = f"run {state.run_id} is complete ({ended}): nothing to run; `wattgap show` shows it"
+            console.print(Text(plain(said)))
+            if not state.all_ran:
+                raise typer.Exit(EXIT_NOT_ALL_RAN)
+            return
         _execute(lambda p, created: api.resume(db, resume, p, created), quiet, resume)
         return
     overrides: dict[str, Any] = {
@@ -247,12 +255,7 @@ def _execute(start: Any, quiet: bool, resuming: str | None = None) -> None:
         raise typer.Exit(128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED) from None
     console.print(run_view(finished))
     console.print(f"run id: {finished.run_id}")
-    counts = finished.counts()
-    expected = ("oom",) if finished.config.batch_search else ()  # a search ends on them: they are its answer
-    not_run = counts["pending"] + sum(
-        counts[status] for status in ("failed", "oom", "timeout", "crashed") if status not in expected
-    )
-    if not_run or not counts["ok"]:
+    if not finished.state().all_ran:
         raise typer.Exit(EXIT_NOT_ALL_RAN)
 
 

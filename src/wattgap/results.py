@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -205,6 +206,30 @@ class CellResult(BaseModel):
         return row
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a stored run stands, read without its results: its status and how many of its cells ended
+    in each status (``pending``: no result yet)."""
+
+    run_id: str
+    status: str
+    counts: dict[str, int]
+    batch_search: bool
+
+    @property
+    def finished(self) -> bool:
+        """Complete, every cell with its result: nothing is left for ``--resume`` to run."""
+        return self.status == "complete" and not self.counts["pending"]
+
+    @property
+    def all_ran(self) -> bool:
+        """Some cell ran and none is pending or failed (a batch search ends on out-of-memory cells: they are
+        its answer, not a failure)."""
+        expected = ("oom",) if self.batch_search else ()
+        failed = sum(self.counts[s] for s in ("failed", "oom", "timeout", "crashed") if s not in expected)
+        return bool(self.counts["ok"]) and not self.counts["pending"] and not failed
+
+
 class Run(BaseModel):
     run_id: str
     name: str
@@ -228,6 +253,9 @@ class Run(BaseModel):
             counts[result.status] += 1
         counts["pending"] = len(self.pending)
         return counts
+
+    def state(self) -> RunState:
+        return RunState(self.run_id, self.status, self.counts(), self.config.batch_search)
 
     def to_dataframe(self) -> pandas.DataFrame:
         import pandas

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from wattgap.cells import ID_FIELDS, Cell
 from wattgap.config import SweepConfig
 from wattgap.errors import StoreError
-from wattgap.results import CellResult, Run
+from wattgap.results import STATUSES, CellResult, Run, RunState
 from wattgap.store import migrations
 from wattgap.store.migrations import APPLICATION_ID, SCHEMA_VERSION
 from wattgap.store.paths import existing_regular
@@ -411,6 +411,32 @@ class Store:
 
     def load_run(self, run_id: str) -> Run:
         return self._reading(lambda: self._load_run(run_id))
+
+    def run_state(self, run_id: str) -> RunState:
+        """Where a run stands, from its row and counts: none of its results is read."""
+
+        def read() -> RunState:
+            full = self.resolve(run_id)
+            status, config = self.connection.execute(
+                "SELECT status, config_json FROM runs WHERE run_id = ?", (full,)
+            ).fetchone()
+            counts = dict.fromkeys(STATUSES, 0)
+            counts.update(
+                self.connection.execute(
+                    "SELECT status, COUNT(*) FROM results WHERE run_id = ? GROUP BY status", (full,)
+                ).fetchall()
+            )
+            (counts["pending"],) = self.connection.execute(
+                "SELECT COUNT(*) FROM cells c WHERE c.run_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM results s WHERE s.run_id = c.run_id AND s.cell_id = c.cell_id)",
+                (full,),
+            ).fetchone()
+            searched = _decoded(
+                full, "field config", lambda: SweepConfig.model_validate_json(config, context={"stored": True})
+            ).batch_search
+            return RunState(full, status, counts, searched)
+
+        return self._reading(read)
 
     def run_summaries(self) -> list[dict[str, Any]]:
         return self._reading(self._run_summaries)
