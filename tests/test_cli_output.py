@@ -234,3 +234,25 @@ def test_a_wide_table_never_cuts_a_number_or_a_word(width: int) -> None:
     for backend in backends:
         assert backend in text
     assert "the machine was not quiet: other processes used 0.98 cores (over 0.1)" in " ".join(text.split())
+
+
+def test_a_long_run_shows_its_first_rows_and_says_how_to_see_the_rest() -> None:
+    """A 10,000-row table took 20 of `show`'s 25 s and is read by search, not by eye: the table stops at
+    ``rows_shown`` cells in sweep order and says how many more there are; 0 shows them all."""
+    from helpers import make_run, result
+    from rich.console import Console
+
+    from wattgap.render.terminal import run_view
+
+    run = make_run("w", [result(np.full(20, 0.001 * batch), batch_size=batch) for batch in range(1, 6)])
+
+    def shown(rows_shown: int) -> str:
+        console = Console(width=200, record=True)
+        console.print(run_view(run, rows_shown))
+        return console.export_text()
+
+    cut, whole = shown(2), shown(0)
+    assert "3 more cells not shown, of 5: `wattgap show w --rows 0` shows every one" in cut
+    assert [int(line.split()[0]) for line in cut.splitlines() if line[:1].isdigit()][:2] == [1, 2]
+    assert "more cells not shown" not in whole and "more cells not shown" not in shown(5)
+    assert "5 cells: 5 ok" in cut and "5 cells: 5 ok" in whole  # the counts and best lines are over all of them

@@ -70,6 +70,9 @@ def _split(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
+ROWS_SHOWN = 200  # the cells a run's table shows unless told: past a few hundred rows a table is searched, not read
+
+
 def _ints(flag: str, value: str | None, allowed: str) -> list[int] | None:
     parts = _split(value)
     if parts is None:
@@ -253,7 +256,7 @@ def _execute(start: Any, quiet: bool, resuming: str | None = None) -> None:
         else:
             console.print(Text(plain(f"{how}; finished cells are stored. Resume with: wattgap run --resume {run_id}")))
         raise typer.Exit(128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED) from None
-    console.print(run_view(finished))
+    console.print(run_view(finished, ROWS_SHOWN))
     console.print(f"run id: {finished.run_id}")
     if not finished.state().all_ran:
         raise typer.Exit(EXIT_NOT_ALL_RAN)
@@ -305,6 +308,9 @@ def show(
     run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
+    rows: Annotated[
+        int, typer.Option(min=0, help="The cells the table shows, in sweep order (0: every one; JSON has all).")
+    ] = ROWS_SHOWN,
 ) -> None:
     """Print a stored run's results table again."""
     from wattgap.api import load_run
@@ -312,7 +318,7 @@ def show(
     from wattgap.render.terminal import run_view
 
     stored = load_run(db, run_id)
-    _emit(fmt, lambda: results_data(stored), lambda: run_view(stored))
+    _emit(fmt, lambda: results_data(stored), lambda: run_view(stored, rows))
 
 
 @app.command()

@@ -73,10 +73,11 @@ def _peak_memory(result: CellResult) -> int | None:
     return result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
 
 
-def run_view(run: Run) -> RenderableType:
+def run_view(run: Run, rows_shown: int = 0) -> RenderableType:
     """A run for people: the fields every cell shares, once; a table of the cells that ran (or failed)
-    with the fields that vary as columns, which never wrap; the skipped cells summarised by reason; the
-    counts and the idle power. Throughput is given both ways and labelled: batch / median latency
+    with the fields that vary as columns, which never wrap (the first ``rows_shown`` in sweep order, 0 for
+    all, and a line saying how many more there are and how to see them); the skipped cells summarised by
+    reason; the counts and the idle power. Throughput is given both ways and labelled: batch / median latency
     ("b/med", the studies' definition) and samples / measured wall time ("wall", outliers included)."""
     varying, fixed = _varying_fields(run.cells)
     by_id = {r.cell_id: r for r in run.results}
@@ -105,7 +106,7 @@ def run_view(run: Run) -> RenderableType:
         **({"top-1": "right"} if with_top1 else {}),
     }
     rows: list[tuple[list[Text | str], str]] = []
-    for cell in shown:
+    for cell in shown[: rows_shown or None]:
         result = by_id.get(cell.cell_id)
         identity: list[Text | str] = [Text(plain(getattr(cell, name))) for name in varying]
         if result is None:
@@ -142,7 +143,12 @@ def run_view(run: Run) -> RenderableType:
         rows.append((row, plain(result_notes(result, flagged.get(cell.cell_id, "")))))
     headers = [(_HEADERS.get(name, name), "left") for name in varying] + list(columns.items())
     table = CellTable(headers, rows, len(varying))
-    parts: list[RenderableType] = [title, _shared_line(fixed), table, *_best_lines(run, varying)]
+    parts: list[RenderableType] = [title, _shared_line(fixed), table]
+    if rows_shown and len(shown) > rows_shown:
+        more = f"{len(shown) - rows_shown} more cells not shown, of {len(shown)}"
+        where = f"`wattgap show {run.run_id} --rows 0` shows every one, `wattgap export {run.run_id}` writes them"
+        parts.append(Text(f"{more}: {where}", style="dim"))
+    parts += _best_lines(run, varying)
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     if any(r.probe for r in results):
         parts.append(Text(PROBE_LINE))
