@@ -64,13 +64,14 @@ class Listing(str, Enum):
 
 
 FormatOption = Annotated[TableOrJson, typer.Option("--format", help="table for people, json for scripts.")]
+ROWS_SHOWN = 200  # the rows a table shows unless told: past a few hundred rows a table is searched, not read
+RowsOption = Annotated[
+    int, typer.Option("--rows", min=0, help="The rows the table shows, from its first (0: every one; JSON has all).")
+]
 
 
 def _split(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
-
-
-ROWS_SHOWN = 200  # the cells a run's table shows unless told: past a few hundred rows a table is searched, not read
 
 
 def _ints(flag: str, value: str | None, allowed: str) -> list[int] | None:
@@ -308,9 +309,7 @@ def show(
     run_id: Annotated[str, typer.Argument(help="A run id, a unique prefix, or 'latest'.")],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
-    rows: Annotated[
-        int, typer.Option(min=0, help="The cells the table shows, in sweep order (0: every one; JSON has all).")
-    ] = ROWS_SHOWN,
+    rows: RowsOption = ROWS_SHOWN,
 ) -> None:
     """Print a stored run's results table again."""
     from wattgap.api import load_run
@@ -388,6 +387,7 @@ def compare(
     ] = None,
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
+    rows: RowsOption = ROWS_SHOWN,
 ) -> None:
     """B against A for cells that differ only in one field (throughput or latency), with 95% CIs; runs from
     two machines compare by device with each GPU named."""
@@ -408,7 +408,7 @@ def compare(
         raise ConfigError(
             f"--by {by}: no cells of {comparison.run_a} and {comparison.run_b} match on every other field"
         )
-    print_comparison(console, comparison)
+    print_comparison(console, comparison, rows)
     for found in slower:
         pair = found.pair
         if metric == "latency":
@@ -490,6 +490,7 @@ def recommend(
     price_per_device_hour: Annotated[float, typer.Option(help="cost: price of one device-hour.")] = 0.0,
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
+    rows: RowsOption = ROWS_SHOWN,
 ) -> None:
     """The best cell for an objective under constraints, the runner-up, and why every other cell lost."""
     from wattgap import api
@@ -510,7 +511,7 @@ def recommend(
         include_degraded=include_degraded,
     )
     answer = api.recommend(db, run_ids, objective, constraints, params)
-    _emit(fmt, lambda: recommendation_data(answer), lambda: recommendation_view(answer))
+    _emit(fmt, lambda: recommendation_data(answer), lambda: recommendation_view(answer, rows))
 
 
 @app.command()
@@ -630,6 +631,7 @@ def efficiency(
     energy: Annotated[str, typer.Option(help="gross: all the meters saw; net: above the run's idle power.")] = "gross",
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
+    rows: RowsOption = ROWS_SHOWN,
 ) -> None:
     """Rank a run's cells by what their energy buys: GQI, accuracy per kWh, samples per joule, CO2, cost."""
     from wattgap import api
@@ -652,11 +654,11 @@ def efficiency(
             "energy": energy,
         },
     )
-    stored, metric, rows = api.efficiency(db, run_id, params, rank.value if rank else None)
+    stored, metric, ranked = api.efficiency(db, run_id, params, rank.value if rank else None)
     _emit(
         fmt,
-        lambda: efficiency_data(stored.run_id, metric, rows, params),
-        lambda: efficiency_table(stored, metric, rows, params, defaulted=rank is None),
+        lambda: efficiency_data(stored.run_id, metric, ranked, params),
+        lambda: efficiency_table(stored, metric, ranked, params, defaulted=rank is None, rows_shown=rows),
     )
 
 

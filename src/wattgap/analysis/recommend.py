@@ -151,17 +151,17 @@ def _pareto(candidates: list[Candidate]) -> list[Candidate]:
         energy = c.j_per_sample if c.j_per_sample is not None else float("inf")
         return p99, -c.throughput_sps, energy
 
-    vectors = [vector(c) for c in candidates]
-    front = []
-    for index, mine in enumerate(vectors):
-        dominated = any(
-            all(o <= m for o, m in zip(other, mine, strict=True)) and other != mine
-            for j, other in enumerate(vectors)
-            if j != index
-        )
-        if not dominated:
-            front.append(candidates[index])
-    return front
+    values = np.array([vector(c) for c in candidates], dtype=float).reshape(-1, 3)
+    dominated = np.zeros(len(values), dtype=bool)
+    for start in range(0, len(values), PARETO_BLOCK):  # all pairs, a block of cells against every other at once
+        mine = values[start : start + PARETO_BLOCK, None, :]
+        no_worse = np.all(values[None, :, :] <= mine, axis=2)
+        better = np.any(values[None, :, :] < mine, axis=2)  # somewhere strictly: never the cell itself
+        dominated[start : start + PARETO_BLOCK] = np.any(no_worse & better, axis=1)
+    return [candidate for candidate, beaten in zip(candidates, dominated, strict=True) if not beaten]
+
+
+PARETO_BLOCK = 256  # cells compared with all others at once: 256 x 10,000 x 3 comparisons, under 10 MB
 
 
 def recommend(

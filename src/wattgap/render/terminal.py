@@ -73,6 +73,16 @@ def _peak_memory(result: CellResult) -> int | None:
     return result.memory.device_peak_allocated_bytes or result.memory.host_peak_rss_bytes
 
 
+ALL_ROWS = "--rows 0 shows every one, --format json holds all"
+
+
+def _more(total: int, rows_shown: int, what: str, how: str = ALL_ROWS) -> list[Text]:
+    """The line under a table cut at ``rows_shown`` (0: not cut) of its ``total`` rows of ``what``."""
+    if not rows_shown or total <= rows_shown:
+        return []
+    return [Text(plain(f"{total - rows_shown} more {what} not shown, of {total}: {how}"), style="dim")]
+
+
 def run_view(run: Run, rows_shown: int = 0) -> RenderableType:
     """A run for people: the fields every cell shares, once; a table of the cells that ran (or failed)
     with the fields that vary as columns, which never wrap (the first ``rows_shown`` in sweep order, 0 for
@@ -143,11 +153,8 @@ def run_view(run: Run, rows_shown: int = 0) -> RenderableType:
         rows.append((row, plain(result_notes(result, flagged.get(cell.cell_id, "")))))
     headers = [(_HEADERS.get(name, name), "left") for name in varying] + list(columns.items())
     table = CellTable(headers, rows, len(varying))
-    parts: list[RenderableType] = [title, _shared_line(fixed), table]
-    if rows_shown and len(shown) > rows_shown:
-        more = f"{len(shown) - rows_shown} more cells not shown, of {len(shown)}"
-        where = f"`wattgap show {run.run_id} --rows 0` shows every one, `wattgap export {run.run_id}` writes them"
-        parts.append(Text(f"{more}: {where}", style="dim"))
+    where = f"`wattgap show {run.run_id} --rows 0` shows every one, `wattgap export {run.run_id}` writes them"
+    parts: list[RenderableType] = [title, _shared_line(fixed), table, *_more(len(shown), rows_shown, "cells", where)]
     parts += _best_lines(run, varying)
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     if any(r.probe for r in results):
@@ -276,10 +283,16 @@ def idle_line(run: Run) -> str:
 
 
 def efficiency_table(
-    run: Run, rank: str, rows: list[Efficiency], params: EfficiencyParams, defaulted: bool = False
+    run: Run,
+    rank: str,
+    rows: list[Efficiency],
+    params: EfficiencyParams,
+    defaulted: bool = False,
+    rows_shown: int = 0,
 ) -> RenderableType:
-    """The ranking; ``defaulted``: the rank was not asked for, so the title says why it was chosen. Notes
-    are footnotes below the table (each text once), so that long ones squeeze no column."""
+    """The ranking (its first ``rows_shown`` rows; 0: all); ``defaulted``: the rank was not asked for, so
+    the title says why it was chosen. Notes are footnotes below the table (each text once), so that long
+    ones squeeze no column."""
     unit = params.electricity_unit
     why = f" (default: {default_rank(rows)[1]})" if defaulted else ""
     title = Text(f"run {run.run_id}: efficiency, ranked by {rank}{why}; {params.energy} energy\n{params.formula()}")
@@ -298,7 +311,7 @@ def efficiency_table(
     for column in columns:
         table.add_column(column, justify="left" if column == "per" else "right", no_wrap=True)
     notes: dict[str, int] = {}
-    for position, row in enumerate(rows, 1):
+    for position, row in enumerate(rows[: rows_shown or None], 1):
         cell = by_label.get(row.label)
         energy = quantity(row.energy_j / JOULES_PER[unit] if row.energy_j is not None else None, "").strip()
         note = notes.setdefault(row.note, len(notes) + 1) if row.note else None
@@ -316,7 +329,7 @@ def efficiency_table(
             f"[{note}]" if note else "",
         )
     footnotes = [Text(plain(f"[{number}] {text}")) for text, number in notes.items()]
-    return Group(title, _shared_line(fixed), table, *footnotes)
+    return Group(title, _shared_line(fixed), table, *_more(len(rows), rows_shown, "cells"), *footnotes)
 
 
 def _maybe(value: float | None) -> str:
@@ -332,7 +345,7 @@ def coverage(comparison: Comparison) -> str:
     return "; ".join(kinds) if kinds else "no pairs"
 
 
-def comparison_table(comparison: Comparison) -> RenderableType:
+def comparison_table(comparison: Comparison, rows_shown: int = 0) -> RenderableType:
     """The pairs: the fields every pair shares said once, those that vary as unbroken columns; A's and B's
     value of the compared field (devices named by their hardware when the runs come from two machines),
     medians, the compared metric's ratio with its CI, and the other metric beside it."""
@@ -363,7 +376,7 @@ def comparison_table(comparison: Comparison) -> RenderableType:
     for column in (f"A {by}", f"B {by}", "A median", "B median", *ratio_columns):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("note", overflow="fold", min_width=8)
-    for pair in comparison.pairs:
+    for pair in comparison.pairs[: rows_shown or None]:
         assert pair.a.latency is not None and pair.b.latency is not None
         change, low, high = pair.latency_change
         if latency:
@@ -385,7 +398,8 @@ def comparison_table(comparison: Comparison) -> RenderableType:
             *ratios,
             Text(plain(", ".join(filter(None, [pair.note, pair.unjudged])))),
         )
-    notes = [Text(plain(f"note: {note}"), style="dim") for note in comparison.notes]
+    notes = [*_more(len(comparison.pairs), rows_shown, "pairs")]
+    notes += [Text(plain(f"note: {note}"), style="dim") for note in comparison.notes]
     if comparison.spread is not None and len({pair.covers for pair in comparison.pairs}) > 1:
         notes.append(Text(plain(f"note: single-process sides widened by {comparison.spread.text()}"), style="dim"))
     return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table, *notes)
@@ -471,8 +485,9 @@ def _constraint_text(answer: Recommendation) -> str:
     return ", ".join(parts)
 
 
-def recommendation_view(answer: Recommendation) -> RenderableType:
-    """The answer first (best, runner-up, whether they are tied), then why each other cell lost."""
+def recommendation_view(answer: Recommendation, rows_shown: int = 0) -> RenderableType:
+    """The answer first (best, runner-up, whether they are tied), then why each other cell lost (the
+    first ``rows_shown`` of them, in the order the analysis ranks them; 0: all)."""
     objective = answer.objective
     direction = "higher" if objective == "throughput" else "lower"
     parts: list[RenderableType] = [
@@ -503,17 +518,18 @@ def recommendation_view(answer: Recommendation) -> RenderableType:
                 )
             )
     if answer.others:
+        others = answer.others[: rows_shown or None]
         table = _table()
-        _identity_column(table, "cell", (c.result.cell.label for c in answer.others))
+        _identity_column(table, "cell", (c.result.cell.label for c in others))
         table.add_column(objective, justify="right", no_wrap=True)
         table.add_column("why not", overflow="fold", min_width=16)
-        for candidate in answer.others:
+        for candidate in others:
             table.add_row(
                 Text(plain(candidate.result.cell.label)),
                 _score_text(candidate, objective, answer.currency),
                 Text(plain(candidate.verdict)),
             )
-        parts.append(table)
+        parts += [table, *_more(len(answer.others), rows_shown, "other cells")]
     parts.append(
         Text(
             f"Pareto front (p99 latency, throughput, J/sample): {len(answer.pareto)} cell(s); --format json lists them"
@@ -765,8 +781,8 @@ def whatif_view(answer: WhatIf) -> RenderableType:
     return Group(*parts)
 
 
-def print_comparison(console: Console, comparison: Comparison) -> None:
-    console.print(comparison_table(comparison))
+def print_comparison(console: Console, comparison: Comparison, rows_shown: int = 0) -> None:
+    console.print(comparison_table(comparison, rows_shown))
     low, high = comparison.geomean_ci_low, comparison.geomean_ci_high
     if comparison.geomean is not None and low is not None and high is not None:
         what = "latency per iteration, B over A," if comparison.metric == "latency" else "speedup"
