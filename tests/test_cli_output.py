@@ -256,3 +256,29 @@ def test_a_long_run_shows_its_first_rows_and_says_how_to_see_the_rest() -> None:
     assert [int(line.split()[0]) for line in cut.splitlines() if line[:1].isdigit()][:2] == [1, 2]
     assert "more cells not shown" not in whole and "more cells not shown" not in shown(5)
     assert "5 cells: 5 ok" in cut and "5 cells: 5 ok" in whole  # the counts and best lines are over all of them
+
+
+def test_ranked_and_paired_tables_stop_at_their_rows_and_say_so() -> None:
+    from helpers import make_run, result
+    from rich.console import Console
+
+    from wattgap.analysis.efficiency import EfficiencyParams, efficiency
+    from wattgap.analysis.recommend import recommend
+    from wattgap.analysis.speedup import compare
+    from wattgap.render.terminal import comparison_table, efficiency_table, recommendation_view
+
+    run = make_run("w", [result(np.full(20, 0.001 * batch), batch_size=batch) for batch in range(1, 7)])
+
+    def text(view: object) -> str:
+        console = Console(width=200, record=True)
+        console.print(view)
+        return console.export_text()
+
+    answer = recommend([run], "throughput")  # the best, the runner-up, and 4 others
+    assert "2 more other cells not shown, of 4: --rows 0 shows every one" in text(recommendation_view(answer, 2))
+    assert "not shown" not in text(recommendation_view(answer, 0))
+    pairs = text(comparison_table(compare(run, run, by="batch_size"), 2))
+    assert "3 more pairs not shown, of 5" in pairs and pairs.count("within one process") == 3  # 2 rows + title
+    params = EfficiencyParams()
+    metric, ranked = efficiency(run, params)
+    assert "4 more cells not shown, of 6" in text(efficiency_table(run, metric, ranked, params, rows_shown=2))
