@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from wattgap.analysis.efficiency import EfficiencyParams, efficiency
 from wattgap.analysis.memory import batch_limits, memory_curves
@@ -24,9 +24,6 @@ from wattgap.render.content import Document, Plot, Section, Table, figure_plots
 from wattgap.render.format import by_unit, interval, number, quantity, result_notes, seconds
 from wattgap.render.views import VIEWS
 from wattgap.results import CellResult, Run
-
-if TYPE_CHECKING:
-    pass
 
 T = TypeVar("T")
 
