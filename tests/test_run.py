@@ -235,8 +235,10 @@ def test_batch_search_finds_the_largest_batch_under_a_host_memory_cap_and_resume
     assert curve.search == limit and curve.budget_bytes == cap
     again = wattgap_cli("run", "--resume", run.run_id, "--db", str(db), "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr  # oom probes are how a search ends, not failures
-    assert f"largest batch that ran: {limit.largest_batch} (the limit); probes 1 ok, 2 ok" in again.stdout
-    assert "fits: a probe of --batch-size max" in again.stdout and "probe (3 iterations)" in again.stdout
+    assert again.stdout.startswith(f"run {run.run_id} is complete (") and " oom): nothing to run" in again.stdout
+    shown = wattgap_cli("show", run.run_id, "--db", str(db), cwd=tmp_path)  # the table: `show`, as the line says
+    assert f"largest batch that ran: {limit.largest_batch} (the limit); probes 1 ok, 2 ok" in shown.stdout
+    assert "fits: a probe of --batch-size max" in shown.stdout and "probe (3 iterations)" in shown.stdout
 
 
 def test_batch_search_settings_are_checked_before_anything_runs(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from wattgap.datasets import check
 from wattgap.devices import detect
 from wattgap.driver import DEFAULT_DB as DEFAULT_DB
 from wattgap.driver import as_config, describe_user_models, frameworks_of
+from wattgap.driver import finished as finished
 from wattgap.driver import resume as resume
 from wattgap.driver import run as run
 from wattgap.errors import ConfigError, StoreError
@@ -46,7 +47,7 @@ from wattgap.plan import Plan, expand
 from wattgap.render.document import build as build_document
 from wattgap.render.files import Written
 from wattgap.render.files import write as write_report
-from wattgap.results import Run, RunState
+from wattgap.results import Run
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.store.locks import executing
 from wattgap.store.sqlite import Store
@@ -102,12 +103,6 @@ def load_run(db: str | Path, run_id: str) -> Run:
     """A stored run with all its results (``run_id`` may be a unique prefix or ``latest``)."""
     with Store.open_readonly(db) as store:
         return store.load_run(run_id)
-
-
-def run_state(db: str | Path, run_id: str) -> RunState:
-    """Where a stored run stands (status, counts by status), without reading its results."""
-    with Store.open_readonly(db) as store:
-        return store.run_state(run_id)
 
 
 def load_runs(db: str | Path, run_ids: list[str]) -> list[Run]:

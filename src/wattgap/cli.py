@@ -185,8 +185,8 @@ def run(
     if resume is not None:
         if any(v is not None for v in (*sweep_options, *data_options)) or dry_run:
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
-        state = api.run_state(db, resume)
-        if state.finished:  # nothing to run: say so from the counts, without reading the results
+        state = api.finished(db, resume)
+        if state is not None:  # nothing to run: say so from the counts, without reading the results
             ended = ", ".join(f"{count} {status}" for status, count in state.counts.items() if count)
             said = f"run {state.run_id} is complete ({ended}): nothing to run; `wattgap show` shows it"
             console.print(Text(plain(said)))

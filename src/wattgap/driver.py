@@ -30,7 +30,7 @@ from wattgap.models import is_custom
 from wattgap.models.sources import identity, kind_of
 from wattgap.plan import Plan, expand, next_probe, schedule
 from wattgap.render.progress import ProgressSink, SilentProgress
-from wattgap.results import CellResult, Run
+from wattgap.results import CellResult, Run, RunState
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint, machine_key
 from wattgap.runner.forkserver import fork_server
@@ -166,6 +166,15 @@ def _recent_idle(
             continue
         return {"idle_power": idle, "run_id": run_id, "age_s": round(age_s, 1)}
     return None
+
+
+def finished(db: str | Path, run_id: str) -> RunState | None:
+    """Where ``run_id`` stands when nothing is left for ``resume`` to run (complete, every cell with its
+    result), read from its counts without its results; None otherwise. It takes the run's lock as
+    ``resume`` does: a run another process executes, or a link planted at its lock, is refused alike."""
+    with Store.open(db, create=False) as store, executing(db, store.resolve(run_id)):
+        state = store.run_state(run_id)
+        return state if state.finished else None
 
 
 def resume(
