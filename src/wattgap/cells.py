@@ -31,12 +31,7 @@ class Cell(BaseModel):
 
     def later_fields(self) -> dict[str, object]:
         """The fields added after the first schema whose values differ from their defaults."""
-        fields = type(self).model_fields
-        return {
-            name: value
-            for name, value in self.model_dump().items()
-            if name not in ID_FIELDS and value != fields[name].get_default(call_default_factory=True)
-        }
+        return _later(type(self), self.model_dump())
 
     @property
     def cell_id(self) -> str:
@@ -62,14 +57,21 @@ CELL_FIELDS: tuple[str, ...] = tuple(Cell.model_fields)
 def _cell_id(kind: type[Cell], values: tuple[object, ...]) -> str:
     """The id of the ``kind`` of cell whose fields (in its order) are ``values``: the first schema's
     fields, and each later one whose value differs from its default (Cell.later_fields)."""
-    fields = kind.model_fields
-    canonical = {
-        name: value
-        for name, value in zip(fields, values, strict=True)
-        if name in ID_FIELDS or value != fields[name].get_default(call_default_factory=True)
-    }
+    given = dict(zip(kind.model_fields, values, strict=True))
+    canonical = {name: given[name] for name in ID_FIELDS} | _later(kind, given)
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _later(kind: type[Cell], values: dict[str, object]) -> dict[str, object]:
+    """Of a ``kind`` of cell's field ``values``, those added after the first schema that differ from
+    their defaults (what enters the id besides ID_FIELDS)."""
+    fields = kind.model_fields
+    return {
+        name: value
+        for name, value in values.items()
+        if name not in ID_FIELDS and value != fields[name].get_default(call_default_factory=True)
+    }
 
 
 def curve_key(cell: Cell) -> tuple[tuple[str, object], ...]:

@@ -205,7 +205,7 @@ def resume(
             previous = store.load_run(previous.run_id)
         if on_created is not None:
             on_created(previous.run_id, None)
-        if previous.status == "complete" and not previous.pending:  # nothing to run: nothing stored changes
+        if previous.state().finished:  # nothing to run: nothing stored changes
             return previous
         idle = previous.environment.get("idle_power") or {}
         _drive(store, previous, progress or SilentProgress(), idle, executor)
