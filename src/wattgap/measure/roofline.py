@@ -15,13 +15,17 @@ GEMM_SIZE = 768  # 0.9 GFLOP a product: milliseconds on a core, far above the ti
 CONV_SHAPE = (8, 256, 16, 16)  # batch, channels, height, width: 2.4 GFLOP a 3x3 convolution, 256 to 256 channels
 COPY_BYTES = 128 * 2**20  # beyond the last-level cache of the CPUs this runs on
 REPEATS = 5
+REPEAT_BUDGET_S = 0.3  # a kernel on a slow path (bf16 products where the CPU has no bf16 instructions: about
+# 1 s each on an AVX2-only core) is timed fewer times; its best rate is far below the other kernel's anyway
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 
 
 def _best(action: Any) -> float:
+    """The shortest of up to REPEATS timed calls, after one untimed; no further call starts once the
+    timed ones have taken REPEAT_BUDGET_S (one timed call at least)."""
     action()  # the first call pays for allocation and kernel selection
-    times = []
-    for _ in range(REPEATS):
+    times: list[float] = []
+    while len(times) < REPEATS and sum(times) < REPEAT_BUDGET_S:
         started = time.perf_counter()
         action()
         times.append(time.perf_counter() - started)

@@ -6,8 +6,10 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Iterator
 from functools import cache
-from importlib import metadata
+from importlib import metadata, util
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,16 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 def _versions() -> tuple[dict[str, str | None], dict[str, str]]:
     """The version of each library (None: not installed), and the distribution that provides it where
-    its name differs from the library's (e.g. tensorflow: tensorflow-cpu)."""
-    providers = metadata.packages_distributions()
+    its name differs from the library's (e.g. tensorflow: tensorflow-cpu). A library is looked up by its
+    own name first; only one found under another name is searched for among the distributions (their
+    top-level lists, then every file they install: a second in all, paid only then)."""
     versions: dict[str, str | None] = {}
     distributions: dict[str, str] = {}
     for name, module in LIBRARIES.items():
         versions[name] = None
-        for distribution in providers.get(module, [name]):
+        if util.find_spec(module) is None:
+            continue
+        for distribution in chain([name], _providers(module)):  # the search only when the name misses
             try:
                 versions[name] = metadata.version(distribution)
             except metadata.PackageNotFoundError:
@@ -52,6 +57,19 @@ def _versions() -> tuple[dict[str, str | None], dict[str, str]]:
                 distributions[name] = canonical
             break
     return versions, distributions
+
+
+def _providers(module: str) -> Iterator[str]:
+    """The distributions that install ``module``: those whose top_level.txt names it, then (when none
+    does) those whose files hold it, as ``importlib.metadata.packages_distributions`` finds them."""
+    listed = [
+        str(found.metadata["Name"])
+        for found in metadata.distributions()
+        if module in (found.read_text("top_level.txt") or "").split()
+    ]
+    yield from listed
+    if not listed:
+        yield from metadata.packages_distributions().get(module, [])
 
 
 @cache
