@@ -306,33 +306,34 @@ DAMAGES = {
 }
 
 
-@pytest.mark.parametrize("damage", sorted(DAMAGES))
-def test_a_damaged_run_is_named_and_never_breaks_another(
-    tmp_path: Path, one_run: tuple[bytes, str], damage: str
-) -> None:
+def test_a_damaged_run_is_named_and_never_breaks_another(tmp_path: Path, one_run: tuple[bytes, str]) -> None:
+    """Each damage in a copy of its own (one database, so that each is read beside the others)."""
     content, good = one_run
     db = tmp_path / "wattgap.db"
     db.write_bytes(content)
-    bad = "20000101-000000-dead"  # a copy of the run, then damaged
+    bad = {damage: f"20000101-00000{index}-dead" for index, damage in enumerate(sorted(DAMAGES))}
     connection = sqlite3.connect(db)
     with connection:
-        for table in ("runs", "cells", "results"):
-            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
-            chosen = ", ".join("?" if c == "run_id" else c for c in columns)
-            connection.execute(f"INSERT INTO {table} SELECT {chosen} FROM {table} WHERE run_id = ?", (bad, good))
-        connection.execute(DAMAGES[damage][0], (bad,))
+        for damage, run_id in bad.items():
+            for table in ("runs", "cells", "results"):
+                columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+                chosen = ", ".join("?" if c == "run_id" else c for c in columns)
+                connection.execute(f"INSERT INTO {table} SELECT {chosen} FROM {table} WHERE run_id = ?", (run_id, good))
+            connection.execute(DAMAGES[damage][0], (run_id,))
     connection.close()
-    for command in (["show", bad], ["export", bad, "--format", "json"], ["efficiency", bad], ["report", bad]):
-        refused(wattgap(*command, cwd=tmp_path), f"run {bad}: {DAMAGES[damage][1]}")
+    for damage, run_id in bad.items():
+        for command in (["show"], ["export", "--format", "json"], ["efficiency"], ["report"]):
+            refused(wattgap(command[0], run_id, *command[1:], cwd=tmp_path), f"run {run_id}: {DAMAGES[damage][1]}")
     assert wattgap("show", good, cwd=tmp_path).returncode == 0
     listed = wattgap("list", "runs", "--format", "json", cwd=tmp_path)
     assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
     names = [row["run_id"] for row in json.loads(listed.stdout)]
-    assert good in names and (bad not in names) == (damage in ("tags", "name")), names
-    if damage in ("tags", "name"):
-        assert f"run {bad} is not listed" in listed.stderr
+    for damage, run_id in bad.items():
+        assert (run_id not in names) == (damage in ("tags", "name")), (damage, names)
+        if damage in ("tags", "name"):
+            assert f"run {run_id} is not listed" in listed.stderr
     ran = wattgap("run", "--model", "conv6", "--batch-size", "1", "--max-time", "0.2", "--idle", "0.2", cwd=tmp_path)
-    assert ran.returncode == 0, ran.stderr  # the idle-power reuse reads its neighbours: it passes this one over
+    assert ran.returncode == 0, ran.stderr  # the idle-power reuse reads its neighbours: it passes these over
 
 
 # 10. SIGTERM before the run exists.
