@@ -4,8 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from wattgap.config import load_config, load_suite_data, parse_config, suite_names
+from wattgap.backends.openvino import OpenVinoSettings
+from wattgap.backends.torch_compile import CompileSettings
+from wattgap.config import SweepConfig, load_config, load_suite_data, parse_config, suite_names
 from wattgap.errors import ConfigError
+from wattgap.plan import check
+from wattgap.workloads.train_to_accuracy import TrainingSettings
 
 
 def test_defaults() -> None:
@@ -115,3 +119,57 @@ def test_a_huge_value_is_quoted_short(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"models": ["conv6"], "devices": ["x" * 100_000]})
     assert len(str(caught.value)) < 400 and "(100002 characters)" in str(caught.value)
+
+
+def test_a_component_owns_its_settings_and_older_keys_move_to_it() -> None:
+    given = {
+        "models": ["conv6"],
+        "backends": {"torch-eager": None, "torch-compile": {"mode": "max-autotune"}},
+        "workloads": {"train-to-accuracy": {"max_epochs": 3}},
+        "dataset": "digits",
+    }
+    config = parse_config(given)
+    assert config.backends == ["torch-eager", "torch-compile"] and config.workloads == ["train-to-accuracy"]
+    compiled = config.settings("backends", "torch-compile", CompileSettings)
+    assert compiled.mode == "max-autotune" and compiled.freezing is True  # what it does not say: the default
+    assert config.settings("workloads", "train-to-accuracy", TrainingSettings).max_epochs == 3
+    assert config.settings("backends", "openvino", OpenVinoSettings).hint == "latency"  # not swept: defaults
+    stored = SweepConfig.model_validate_json(config.model_dump_json(), context={"stored": True})
+    assert stored == config  # what a run stores reads back the same
+    # the keys of earlier versions move into their component, from a file, flags or a stored run
+    older = parse_config({"models": ["conv6"], "backends": ["torch-compile"], "compile_mode": "reduce-overhead"})
+    assert older.backend_settings == {"torch-compile": {"mode": "reduce-overhead"}}
+    kept = {"models": ["conv6"], "compile_mode": "default", "openvino_hint": "latency", "max_epochs": 10}
+    assert SweepConfig.model_validate(kept, context={"stored": True}).backend_settings == {}  # unswept: unused
+    with pytest.raises(
+        ConfigError, match=r"^backends.torch-compile.mode: given twice \('max-autotune' and 'default'\)"
+    ):
+        parse_config({**given, "compile_mode": "default"})
+    with pytest.raises(ConfigError, match=r"^backends.torch-eager: got 5; allowed: a mapping of its settings"):
+        parse_config({**given, "backends": {"torch-eager": 5}})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"backends": {"torch-compile": {"mode": "fast"}}},
+            "backends.torch-compile.mode: got 'fast'; allowed: 'default'",
+        ),
+        (
+            {"backends": {"openvino": {"hints": "latency"}}},
+            "backends.openvino.hints: unknown key; allowed keys: hint, int8",
+        ),
+        ({"backends": {"torch-eager": {"mode": "fast"}}}, "backends.torch-eager.mode: unknown key; allowed keys: "),
+        ({"openvino_hint": "throughput"}, "backends.openvino: settings given for openvino, which this sweep does not"),
+        ({"backend_settings": {"openvino2": {}}}, "backends.openvino2: got 'openvino2'; allowed: torch-eager"),
+        (
+            {"max_epochs": 0},
+            "workloads.train-to-accuracy.max_epochs: got 0; input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_component_settings_are_checked_by_the_component_on_one_line(fields: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as caught:
+        check(parse_config({"models": ["conv6"], **fields}))
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value), str(caught.value)

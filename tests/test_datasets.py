@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers import fast_config
 
+from wattgap import plan
 from wattgap.config import parse_config
 from wattgap.datasets import check, cifar10, digits, folder, model_input, standardise
 from wattgap.errors import ConfigError
@@ -115,7 +116,7 @@ def test_config_refuses_bad_dataset_settings(tmp_path: Path) -> None:
         parse_config(fast_config(workloads=["train-to-accuracy"]))
     with pytest.raises(ConfigError, match=r"dataset_path: .* does not exist"):
         parse_config(fast_config(dataset="cifar10", dataset_path=str(tmp_path / "missing")))
-    with pytest.raises(ConfigError, match="target_accuracy"):
-        parse_config(fast_config(dataset="digits", target_accuracy=1.5))
+    with pytest.raises(ConfigError, match=r"^workloads.train-to-accuracy.target_accuracy: got 1.5; input should be"):
+        plan.check(parse_config(fast_config(workloads=["train-to-accuracy"], dataset="digits", target_accuracy=1.5)))
     with pytest.raises(ConfigError, match="dataset_path: required"):
         parse_config(fast_config(dataset="folder"))

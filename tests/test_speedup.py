@@ -66,6 +66,14 @@ def test_runs_that_measure_different_work_are_refused() -> None:
         compare(a, b, by="device")
     same_work = make_run("c", [result(BASE / 2, device="cuda", threads=None)], image_size=64, seed=3)
     assert compare(a, same_work, by="device").pairs[0].speedup == pytest.approx(2.0)
+    # a component's own settings change the work of its cells: compared where both runs swept it
+    compiled = make_run("d", [result(BASE)], image_size=64, backends={"torch-eager": None, "torch-compile": None})
+    tuned = make_run("e", [result(BASE / 2, device="cuda", threads=None)], image_size=64)
+    assert compare(compiled, tuned, by="device").pairs  # e swept no torch-compile: its settings pair nothing
+    backends = {"torch-eager": None, "torch-compile": {"mode": "max-autotune"}}
+    tuned = make_run("e", [result(BASE / 2, device="cuda", threads=None)], image_size=64, backends=backends)
+    with pytest.raises(ConfigError, match=r"differ in backends.torch-compile.mode \('default' vs 'max-autotune'\)"):
+        compare(compiled, tuned, by="device")
 
 
 def _on(run: Run, gpu: str) -> Run:

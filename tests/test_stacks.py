@@ -98,7 +98,7 @@ def test_settings_a_backend_does_not_have_are_skipped_before_running() -> None:
         "OpenVINO's bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither"
     )
     assert reasons["conv6/infer/openvino/cpu/int8/b2/t1"] == (
-        "int8_activation_type applies to openvino_int8: qdq; NNCF chooses its own activation types"
+        "int8_activation_type applies to openvino's int8: qdq; NNCF chooses its own activation types"
     )
 
 
@@ -137,11 +137,10 @@ def test_memory_format_is_an_axis_applied_to_model_and_inputs(tmp_path: Path) ->
 
 
 def test_openvino_can_run_the_graph_onnxruntime_runs(tmp_path: Path) -> None:
-    """openvino_int8: qdq, the QDQ graph calibrated for ONNX Runtime, in the activation type asked for."""
+    """openvino's int8: qdq, the QDQ graph calibrated for ONNX Runtime, in the activation type asked for."""
     config = fast_config(
-        backends=["openvino", "onnxruntime"],
+        backends={"openvino": {"int8": "qdq"}, "onnxruntime": None},
         precisions=["int8"],
-        openvino_int8="qdq",
         int8_activation_type="int8",
         calibration_samples=8,
     )

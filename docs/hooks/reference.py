@@ -56,11 +56,29 @@ def _table(model: type, heading: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _components() -> list[str]:
+    """A table for each backend and workload that declares settings of its own (the registries say which)."""
+    from wattgap.backends import BACKENDS
+    from wattgap.config import ComponentSettings
+    from wattgap.workloads import WORKLOADS
+
+    tables = []
+    for axis, registry in (("backends", BACKENDS), ("workloads", WORKLOADS)):
+        for name, component in registry.items():
+            if component.settings_model is not ComponentSettings:
+                tables.append(_table(component.settings_model, f"{axis}: {{{name}: ...}}"))
+    return tables
+
+
 def page() -> str:
-    from wattgap.config import SweepConfig
+    from wattgap.config import MOVED_KEYS, SweepConfig
     from wattgap.measure.energy.settings import EnergySettings
     from wattgap.measure.noise import NoiseSettings
     from wattgap.measure.protocol import Protocol
+
+    moved = ", ".join(
+        f"`{old}` is `{axis}: {{{name}: {{{setting}}}}}`" for old, (axis, name, setting) in MOVED_KEYS.items()
+    )
 
     parts = [
         "# Sweep file reference",
@@ -72,6 +90,13 @@ def page() -> str:
         _table(Protocol, "protocol:"),
         _table(EnergySettings, "energy:"),
         _table(NoiseSettings, "noise:"),
+        "# Settings of a backend or workload",
+        "",
+        "`backends` and `workloads` given as a mapping hold each component's own settings under its name; "
+        "each is validated by the component's own model. Keys of earlier versions still load, moved into "
+        f"their component: {moved}.",
+        "",
+        *_components(),
     ]
     return "\n".join(parts)
 

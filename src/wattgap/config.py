@@ -42,6 +42,47 @@ def _each(field: str, values: list[T], valid: Callable[[T], bool], allowed: Iter
     return values
 
 
+class ComponentSettings(BaseModel):
+    """The settings a backend or workload owns (none, unless it declares its own subclass). A sweep gives
+    them under the component's name: ``backends: {torch-compile: {mode: max-autotune}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+S = TypeVar("S", bound=ComponentSettings)
+
+# Sweep-level keys of earlier versions that now belong to one component's settings: key -> (axis, component,
+# setting). Older sweep files, flags and stored runs give them at the top level; they move where they belong.
+MOVED_KEYS: dict[str, tuple[str, str, str]] = {
+    "compile_mode": ("backends", "torch-compile", "mode"),
+    "compile_freezing": ("backends", "torch-compile", "freezing"),
+    "openvino_hint": ("backends", "openvino", "hint"),
+    "openvino_int8": ("backends", "openvino", "int8"),
+    "target_accuracy": ("workloads", "train-to-accuracy", "target_accuracy"),
+    "max_epochs": ("workloads", "train-to-accuracy", "max_epochs"),
+}
+
+
+def _settle(settings: dict[str, dict[str, Any]], axis: str, name: str, setting: str, value: Any) -> None:
+    """Set one setting of a component, refusing two different values for it (a top-level key of an older
+    sweep and the component's own entry)."""
+    held = settings.setdefault(name, {})
+    if setting in held and held[setting] != value:
+        raise ConfigError(
+            f"{axis}.{name}.{setting}: given twice ({shown(held[setting])} and {shown(value)}); give it once"
+        )
+    held[setting] = value
+
+
+def component_settings(model: type[S], given: dict[str, Any], where: str) -> S:
+    """``given`` validated into a component's settings ``model``; a problem is one line naming
+    ``where.setting``."""
+    try:
+        return model.model_validate(given)
+    except ValidationError as error:
+        raise ConfigError(f"{where}.{_describe(error, model)}") from None
+
+
 class SweepConfig(BaseModel):
     """A sweep: each list is an axis; the cells are their product (see plan.expand)."""
 
@@ -50,8 +91,14 @@ class SweepConfig(BaseModel):
     name: str = "custom"
     description: str = ""
     models: list[str] = Field(min_length=1)
-    workloads: list[str] = Field(default_factory=lambda: ["infer"], min_length=1)  # names checked by plan.check
-    backends: list[str] = Field(default_factory=lambda: ["torch-eager"], min_length=1)  # names checked by plan.check
+    # names checked by plan.check; or a mapping of each name to its settings (its model: workloads/<name>)
+    workloads: list[str] = Field(default_factory=lambda: ["infer"], min_length=1)
+    # names checked by plan.check; or a mapping of each name to its settings (its model: backends/<name>)
+    backends: list[str] = Field(default_factory=lambda: ["torch-eager"], min_length=1)
+    # each workload's own settings by name, as `workloads` given as a mapping holds them (checked by plan.check)
+    workload_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # each backend's own settings by name, as `backends` given as a mapping holds them (checked by plan.check)
+    backend_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
     devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
     # default: 32 for train-to-accuracy, else 1; "max": search the largest batch that runs (plan.next_probe)
@@ -70,11 +117,7 @@ class SweepConfig(BaseModel):
     cudnn_benchmark: bool = True
     # PyTorch's tensor layout, an axis: auto is channels_last for 4-D inputs on CPU and CUDA (README: stacks)
     memory_formats: list[MemoryFormat] = Field(default_factory=lambda: list[MemoryFormat](["auto"]), min_length=1)
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    compile_freezing: bool = True  # torch-compile inference: Inductor folds the weights in as constants
     int8_activation_type: Literal["auto", "uint8", "int8"] = "auto"  # auto: what the runtime is fastest with here
-    openvino_hint: Literal["latency", "throughput"] = "latency"  # OpenVINO's performance hint
-    openvino_int8: Literal["nncf", "qdq"] = "nncf"  # NNCF's quantization, or the QDQ graph onnxruntime runs
     calibration_samples: int = Field(64, ge=1, le=100_000)  # int8: N(0,1) inputs, or the dataset's when set
     calibration_method: Literal["minmax", "entropy", "percentile"] = "entropy"
     guardrail_samples: int = Field(32, ge=1, le=4096)  # the fixed seeded batch compared with fp32
@@ -96,8 +139,43 @@ class SweepConfig(BaseModel):
     dataset: DatasetName | None = None  # real data: train-to-accuracy, and top-1 of infer cells
     dataset_path: str | None = None  # cifar10: the archive or its folder; folder: one subfolder per class
     validation_fraction: float = Field(0.2, gt=0, lt=1)  # digits and folder (CIFAR-10 has its test split)
-    target_accuracy: float | None = Field(None, gt=0, le=1)  # validation top-1 that ends train-to-accuracy
-    max_epochs: int = Field(10, ge=1, le=100_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _component_settings(cls, data: Any, info: ValidationInfo) -> Any:
+        """``backends`` and ``workloads`` given as mappings (name -> its settings) become the lists and the
+        ``*_settings`` fields; the keys of older sweeps in MOVED_KEYS move into their component's settings
+        (a stored run's, only for the components it swept: it stored every key, used or not)."""
+        stored = bool(info.context and info.context.get("stored"))
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for axis in ("workloads", "backends"):
+            key = f"{axis[:-1]}_settings"
+            given, settings = data.get(axis), data.get(key, {})
+            if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+                continue  # its validation names it
+            settings = {name: dict(values) for name, values in settings.items()}
+            if isinstance(given, dict):
+                for name, values in given.items():
+                    if values is not None and not isinstance(values, dict):
+                        raise field_error(f"{axis}.{name}", values, "a mapping of its settings, or nothing")
+                    for setting, value in (values or {}).items():
+                        _settle(settings, axis, str(name), setting, value)
+                data[axis] = list(given)
+            names = data.get(axis, cls.model_fields[axis].get_default(call_default_factory=True))
+            for old, (owner_axis, owner, setting) in MOVED_KEYS.items():
+                if owner_axis == axis and old in data:
+                    value = data.pop(old)
+                    if not stored or (isinstance(names, list) and owner in names):
+                        _settle(settings, axis, owner, setting, value)
+            data[key] = settings
+        return data
+
+    def settings(self, axis: Literal["backends", "workloads"], name: str, model: type[S]) -> S:
+        """The settings of the backend or workload ``name`` in this sweep, as its own ``model``."""
+        given = (self.backend_settings if axis == "backends" else self.workload_settings).get(name, {})
+        return component_settings(model, given, f"{axis}.{name}")
 
     @property
     def batch_search(self) -> bool:
@@ -255,9 +333,10 @@ class SweepConfig(BaseModel):
         return value
 
 
-def _describe(error: ValidationError) -> str:
-    """One line from the first pydantic error: the field, what was given and what is allowed. (The
-    validators above raise ConfigError, which pydantic lets through unchanged: it is not a ValueError.)"""
+def _describe(error: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line from the first pydantic error: the field, what was given and what is allowed (``model``:
+    the one validated, SweepConfig unless given). (The validators above raise ConfigError, which pydantic
+    lets through unchanged: it is not a ValueError.)"""
     first = error.errors()[0]
     location = ""
     for part in first["loc"]:
@@ -265,8 +344,9 @@ def _describe(error: ValidationError) -> str:
     location = location or "config"
     given = first.get("input")
     if first["type"] == "extra_forbidden":
+        top = model or SweepConfig
         owners: dict[str, type[BaseModel]] = {"protocol": Protocol, "energy": EnergySettings, "noise": NoiseSettings}
-        owner = owners.get(location.partition(".")[0], SweepConfig) if "." in location else SweepConfig
+        owner = owners.get(location.partition(".")[0], top) if "." in location and model is None else top
         return f"{location}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
     if first["type"] == "missing":
         return f"{location}: required but missing"
@@ -351,9 +431,6 @@ def _read_yaml(text: str, source: str) -> Any:
             f"{source}: over {MAX_CONFIG_VALUES} values once its aliases are expanded; a sweep needs far fewer"
         )
     return data
-
-
-MAX_CONFIG_BYTES = 1 << 20  # a sweep file of a thousand models and every option is under 100 KB
 
 
 def load_config_data(path: str | Path) -> dict[str, Any]:

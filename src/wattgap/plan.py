@@ -9,16 +9,18 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from wattgap.backends import BACKENDS
+from wattgap.backends.base import Backend
 from wattgap.cells import Cell
 from wattgap.config import MAX_BATCH_SIZE, SweepConfig
 from wattgap.devices import Hardware
-from wattgap.errors import field_error
+from wattgap.errors import ConfigError, field_error
 from wattgap.measure.protocol import PROBE_ITERS
 from wattgap.models import MODELS
 from wattgap.models.sources import FRAMEWORKS, kind_of
-from wattgap.workloads import WORKLOADS
+from wattgap.workloads import WORKLOADS, Workload
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,25 @@ def _check_names(field: str, names: Iterable[str], registry: Mapping[str, object
 
 
 def check(config: SweepConfig) -> None:
-    """Raise a one-line ConfigError for a backend or workload that no registry holds."""
+    """Raise a one-line ConfigError for a backend or workload that no registry holds, or settings that
+    its own settings model refuses (or that name no backend or workload of the sweep)."""
     _check_names("backends", config.backends, BACKENDS)
     _check_names("workloads", config.workloads, WORKLOADS)
+    axes: tuple[tuple[Literal["backends", "workloads"], Mapping[str, Backend | Workload]], ...] = (
+        ("backends", BACKENDS),
+        ("workloads", WORKLOADS),
+    )
+    for axis, registry in axes:
+        names: list[str] = getattr(config, axis)
+        for name in getattr(config, f"{axis[:-1]}_settings"):
+            if name not in registry:
+                raise field_error(f"{axis}.{name}", name, registry)
+            config.settings(axis, name, registry[name].settings_model)
+            if name not in names:
+                raise ConfigError(
+                    f"{axis}.{name}: settings given for {name}, which this sweep does not run ({axis}: "
+                    f"{', '.join(names)})"
+                )
 
 
 def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str] | None = None) -> Plan:

@@ -12,13 +12,16 @@ interval is only ``within one process``, and ``regressions`` does not judge it."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from wattgap.backends import BACKENDS
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import WITHIN_ONE_PROCESS, log_median_draws
 from wattgap.results import CellResult, Run
+from wattgap.workloads import WORKLOADS
 
 
 @dataclass(frozen=True)
@@ -144,11 +147,26 @@ WORK_SETTINGS = (
     "momentum",
     "cudnn_benchmark",
     "end_to_end",
-    "compile_mode",
     "calibration_samples",
     "calibration_method",
     "dataset",
 )
+
+
+def component_settings(run: Run) -> dict[str, dict[str, Any]]:
+    """The settings of each backend and workload ``run`` swept (defaults filled in), as
+    ``backends.torch-compile`` -> its settings: they too change the work of their cells."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in run.config.backends:
+        if name in BACKENDS:
+            found[f"backends.{name}"] = run.config.settings(
+                "backends", name, BACKENDS[name].settings_model
+            ).model_dump()
+    for name in run.config.workloads:
+        if name in WORKLOADS:
+            model = WORKLOADS[name].settings_model
+            found[f"workloads.{name}"] = run.config.settings("workloads", name, model).model_dump()
+    return found
 
 
 def check_same_work(run_a: Run, run_b: Run) -> None:
@@ -157,6 +175,11 @@ def check_same_work(run_a: Run, run_b: Run) -> None:
         for name in WORK_SETTINGS
         if getattr(run_a.config, name) != getattr(run_b.config, name)
     ]
+    ours, theirs = component_settings(run_a), component_settings(run_b)
+    for component in ours.keys() & theirs.keys():  # a component only one run swept measured nothing to pair
+        for setting, value in ours[component].items():
+            if theirs[component].get(setting) != value:
+                differ.append(f"{component}.{setting} ({value!r} vs {theirs[component].get(setting)!r})")
     if differ:
         raise ConfigError(
             f"compare: runs {run_a.run_id} and {run_b.run_id} differ in {', '.join(differ)}; "

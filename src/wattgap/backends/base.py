@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from wattgap.config import ComponentSettings
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -98,6 +100,7 @@ class Backend(ABC):
     name: str
     description: str
     capabilities: Capabilities
+    settings_model: type[ComponentSettings] = ComponentSettings  # its own settings (none unless it declares them)
 
     @abstractmethod
     def unavailable_reason(self) -> str:

@@ -5,24 +5,26 @@ ONNX (same seed, same weights), read by OpenVINO, reshaped to the cell's static 
   which would make "fp32" cells silently bf16).
 - bf16: inference precision hint bf16, on CPUs with AVX-512 BF16 or AMX only (elsewhere the plugin
   would quietly run f32).
-- int8 (``openvino_int8``): by default NNCF's post-training quantization of the fp32 graph, OpenVINO's
+- int8 (its setting ``int8``): by default NNCF's post-training quantization of the fp32 graph, OpenVINO's
   documented route, on the same ``calibration_samples`` inputs as every int8 path (NNCF's own range
   estimators and bias correction); or ``qdq``, the graph wattgap calibrates for ONNX Runtime (same
   calibration, same activation scheme), whose quantize/dequantize pairs OpenVINO turns into int8 kernels,
   so that an int8 difference between the two runtimes is a runtime difference. At batch 1 NNCF's graph
   was 10-25% faster here (README: Benchmarks), hence the default.
 
-The performance hint (``openvino_hint``, latency by default: one stream, what a loop of synchronous
+The performance hint (its setting ``hint``, latency by default: one stream, what a loop of synchronous
 requests is fastest with), the stream count and the threads (the cell's) are recorded. Reading and
-compiling the model are phases of their own (read_s, compile_s)."""
+compiling the model are phases of their own (read_s, compile_s). A sweep sets them as
+``backends: {openvino: {hint: throughput, int8: qdq}}``."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from wattgap.backends import onnx_export
 from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
+from wattgap.config import ComponentSettings
 from wattgap.models.inputs import synthesize
 
 if TYPE_CHECKING:
@@ -37,6 +39,13 @@ PACKAGES = ("openvino", "onnxruntime", "onnx", "onnxscript")  # onnxruntime: the
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+class OpenVinoSettings(ComponentSettings):
+    """openvino's settings."""
+
+    hint: Literal["latency", "throughput"] = "latency"  # OpenVINO's performance hint
+    int8: Literal["nncf", "qdq"] = "nncf"  # NNCF's quantization, or the QDQ graph onnxruntime runs
+
+
 class OpenVino(Backend):
     name = "openvino"
     description = "OpenVINO's CPU plugin on the PyTorch model exported to ONNX"
@@ -47,6 +56,7 @@ class OpenVino(Backend):
         int8_activation_types=frozenset({"uint8", "int8"}),
         frameworks=onnx_export.FRAMEWORKS,
     )
+    settings_model = OpenVinoSettings
 
     def unavailable_reason(self) -> str:
         return missing_packages(PACKAGES, "openvino")
@@ -58,19 +68,20 @@ class OpenVino(Backend):
         return reason or onnx_export.export_reason(cell.model)
 
     def settings_reason(self, cell: Cell, config: SweepConfig) -> str:
-        if cell.precision == "int8" and config.openvino_int8 == "nncf":
+        if cell.precision == "int8" and config.settings("backends", self.name, OpenVinoSettings).int8 == "nncf":
             if config.int8_activation_type != "auto":
-                return "int8_activation_type applies to openvino_int8: qdq; NNCF chooses its own activation types"
+                return "int8_activation_type applies to openvino's int8: qdq; NNCF chooses its own activation types"
             missing = missing_packages(("nncf",), "openvino")
             if missing:
-                return f"{missing}, or set openvino_int8: qdq"
+                return f"{missing}, or set backends: {{openvino: {{int8: qdq}}}}"
         return super().settings_reason(cell, config)
 
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         import numpy as np
         import openvino as ov
 
-        nncf = cell.precision == "int8" and config.openvino_int8 == "nncf"
+        own = config.settings("backends", self.name, OpenVinoSettings)
+        nncf = cell.precision == "int8" and own.int8 == "nncf"
         exported = cell.model_copy(update={"precision": "fp32"}) if nncf else cell  # NNCF quantizes fp32
         graph = onnx_export.prepare_graph(exported, config, phase, onnx_export.host_scheme(config))
         clock = time.perf_counter
@@ -86,11 +97,11 @@ class OpenVino(Backend):
                 f"int8 NNCF post-training quantization (performance preset), on {config.calibration_samples} "
                 f"{'dataset' if config.dataset else 'synthetic'} samples"
             )
-        graph.settings["openvino_int8"] = config.openvino_int8 if cell.precision == "int8" else None
+        graph.settings["openvino_int8"] = own.int8 if cell.precision == "int8" else None
         model.reshape({spec.name: [cell.batch_size, *spec.shape] for spec in graph.inputs})  # static: fastest
         started = clock()
         properties: dict[str, Any] = {
-            "PERFORMANCE_HINT": config.openvino_hint.upper(),
+            "PERFORMANCE_HINT": own.hint.upper(),
             "INFERENCE_PRECISION_HINT": "bf16" if cell.precision == "bf16" else "f32",
         }
         if cell.threads is not None:

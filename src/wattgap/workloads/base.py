@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from wattgap.config import ComponentSettings
+
 if TYPE_CHECKING:
     from wattgap.backends.base import Backend, Needs
     from wattgap.cells import Cell
@@ -66,6 +68,7 @@ class Workload(ABC):
     name: str
     description: str
     needs: Needs  # what it asks of the backend: the planner skips a backend that cannot, with the reason
+    settings_model: type[ComponentSettings] = ComponentSettings  # its own settings (none unless it declares them)
 
     @abstractmethod
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:

@@ -1,4 +1,5 @@
-"""Train until the validation top-1 reaches ``target_accuracy`` or ``max_epochs`` pass. Each epoch (its
+"""Train until the validation top-1 reaches ``target_accuracy`` or ``max_epochs`` pass (its settings:
+``workloads: {train-to-accuracy: {target_accuracy: 0.9, max_epochs: 10}}``). Each epoch (its
 training steps, then the validation pass) is one energy window; the curve keeps, per epoch, cumulative
 compute time, cumulative energy and top-1. Time- and energy-to-accuracy are read off the curve at the
 first epoch that meets the target. The data is on the device (or host, for end-to-end cells) before the
@@ -11,9 +12,11 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import Field
 
 from wattgap.backends.base import Needs
 from wattgap.blocks import EpochPoint, Training
+from wattgap.config import ComponentSettings
 from wattgap.measure.energy import CellEnergy, EnergyReading, EnergyWindow, merge_readings, meters_for
 from wattgap.measure.memory import peak_rss_bytes
 from wattgap.results import Memory
@@ -27,12 +30,21 @@ if TYPE_CHECKING:
     from wattgap.results import CellResult
 
 
+class TrainingSettings(ComponentSettings):
+    """train-to-accuracy's settings."""
+
+    target_accuracy: float | None = Field(None, gt=0, le=1)  # validation top-1 that ends the training
+    max_epochs: int = Field(10, ge=1, le=100_000)  # the cap: training ends there, target reached or not
+
+
 class TrainToAccuracy(Workload):
     name = "train-to-accuracy"
     description = "epochs on real data until the validation top-1 reaches target_accuracy"
     needs = Needs("fit", dataset="required")
+    settings_model = TrainingSettings
 
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
+        own = config.settings("workloads", self.name, TrainingSettings)
         clock = time.perf_counter
         meters = meters_for(cell.device, config.energy)
         prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters, self.needs)
@@ -45,7 +57,7 @@ class TrainToAccuracy(Workload):
         curve: list[EpochPoint] = []
         elapsed_s, energy_j, net_j = 0.0, 0.0, 0.0
         reached = False
-        for epoch in range(1, config.max_epochs + 1):
+        for epoch in range(1, own.max_epochs + 1):
             window = EnergyWindow(meters)
             started = clock()
             with window:
@@ -62,9 +74,9 @@ class TrainToAccuracy(Workload):
                     epoch=epoch, time_s=elapsed_s, energy_j=_finite(energy_j), net_energy_j=_finite(net_j), top1=top1
                 )
             )
-            events.progress("measure")(epoch / config.max_epochs)
+            events.progress("measure")(epoch / own.max_epochs)
             events.emit({"event": "epoch", "epoch": epoch, "top1": top1, "time_s": elapsed_s})
-            if config.target_accuracy is not None and top1 >= config.target_accuracy:
+            if own.target_accuracy is not None and top1 >= own.target_accuracy:
                 reached = True
                 break
         phases.measure_s = elapsed_s
@@ -75,8 +87,8 @@ class TrainToAccuracy(Workload):
         stats = assembly.statistics(latencies, config)
         last = curve[-1]
         training = Training(
-            target_accuracy=config.target_accuracy,
-            max_epochs=config.max_epochs,
+            target_accuracy=own.target_accuracy,
+            max_epochs=own.max_epochs,
             reached=reached,
             epochs=len(curve),
             time_to_accuracy_s=last.time_s if reached else None,
@@ -89,9 +101,9 @@ class TrainToAccuracy(Workload):
             curve=curve,
         )
         warnings = []
-        if config.target_accuracy is not None and not reached:
+        if own.target_accuracy is not None and not reached:
             warnings.append(
-                f"target top-1 {config.target_accuracy:g} not reached in {config.max_epochs} epochs "
+                f"target top-1 {own.target_accuracy:g} not reached in {own.max_epochs} epochs "
                 f"(best {training.best_top1:.4f})"
             )
         step_time_s = sum(latencies)
