@@ -1,19 +1,27 @@
 """Each cell in a process of its own, whichever way it starts (forked from the fork server, which imported
 PyTorch once; or a fresh interpreter): a crash, a leak or a changed global in one cell does not reach the
-next, and the way it started is recorded."""
+next, and the way it started is recorded. The machine a run stores is described by such a process too, or
+by the executor's nodes."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from helpers import fast_config
 from helpers.usermodels import LEAK_BYTES
 
 import wattgap.api
-from wattgap.runner.isolate import FORKED
+from wattgap.config import SweepConfig, parse_config
+from wattgap.devices import Hardware, detect
+from wattgap.runner.executors import LocalExecutor
+from wattgap.runner.fingerprint import fingerprint, machine_key
+from wattgap.runner.isolate import FORKED, node_facts
+from wattgap.runner.machine import MACHINE, ROOFLINE, answer
 
 pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
 
@@ -54,3 +62,39 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("script body ran") == 1, done.stdout
     assert "['ok', 'ok'] ['forked', 'forked']" in done.stdout
+
+
+@pytest.mark.parametrize("start", ["forkserver", "exec"])
+def test_the_machine_is_described_by_a_process_of_its_own(start: str) -> None:
+    """The devices and fingerprint a run stores come from a process started as its cells are, and say
+    what this process would have found."""
+    config = parse_config(fast_config(process_start=start))
+    facts = node_facts({"kind": MACHINE}, config)
+    assert Hardware.from_dict(facts["hardware"]) == detect()
+    assert machine_key(facts["environment"]) == machine_key(fingerprint(detect()))
+    assert facts["environment"]["libraries"]["torch"] == torch.__version__
+    rates = node_facts({"kind": ROOFLINE, "threads": [1]}, config)["cpu_roofline"]["1"]
+    assert set(rates) == {"fp32_flops_per_s", "bf16_flops_per_s", "bandwidth_bytes_per_s"}
+    assert all(rate > 0 for rate in rates.values())
+
+
+def test_a_roofline_that_cannot_be_measured_is_said_not_raised() -> None:
+    failed = answer({"kind": ROOFLINE, "threads": [0]})
+    assert list(failed) == ["cpu_roofline_error"] and failed["cpu_roofline_error"].startswith("RuntimeError")
+
+
+class _Elsewhere(LocalExecutor):
+    """Cells run here, but the machine they run on describes itself as another host (an executor whose
+    nodes are other machines answers from there)."""
+
+    def facts(self, request: dict[str, Any], config: SweepConfig) -> dict[str, Any]:
+        found = super().facts(request, config)
+        if request["kind"] == MACHINE:
+            found["environment"]["hostname"] = "node-7"
+        return found
+
+
+def test_the_run_stores_what_its_executor_says_of_its_machine(tmp_path: Path) -> None:
+    run = wattgap.api.run(fast_config(cpu_roofline=True), db=tmp_path / "w.db", executor=_Elsewhere())
+    assert run.environment["hostname"] == "node-7" and run.results[0].status == "ok"
+    assert set(run.environment["cpu_roofline"]) == {"1"}  # measured at the threads the plan runs

@@ -33,6 +33,12 @@ class Hardware:
     torch_reason: str = ""  # why torch itself is unusable; empty when usable
     cpu_flags: tuple[str, ...] = ()  # those of CPU_FLAGS the CPU has
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hardware:
+        """The snapshot as ``dataclasses.asdict`` wrote it (in the process that took it)."""
+        gpus = tuple(GpuInfo(**gpu) for gpu in data["gpus"])
+        return cls(**{**data, "gpus": gpus, "cpu_flags": tuple(data["cpu_flags"])})
+
     @property
     def cuda_usable(self) -> bool:
         return not self.cuda_reason and bool(self.gpus)

@@ -20,21 +20,21 @@ from wattgap.config import (
     parse_config,
 )
 from wattgap.datasets import check
-from wattgap.devices import detect
+from wattgap.devices import Hardware
 from wattgap.errors import ConfigError, StoreError
 from wattgap.measure.energy import measure_idle
 from wattgap.measure.flops import Work
 from wattgap.measure.protocol import PROBE, probe_protocol
-from wattgap.measure.roofline import cpu_roofline
 from wattgap.models import is_custom
 from wattgap.models.sources import identity, kind_of
 from wattgap.plan import Plan, expand, next_probe, schedule
 from wattgap.render.progress import ProgressSink, SilentProgress
 from wattgap.results import CellResult, Run, RunState
 from wattgap.runner.executors import CellJob, Executor, LocalExecutor
-from wattgap.runner.fingerprint import fingerprint, machine_key
+from wattgap.runner.fingerprint import machine_key
 from wattgap.runner.forkserver import fork_server
 from wattgap.runner.isolate import forks
+from wattgap.runner.machine import MACHINE, ROOFLINE
 from wattgap.runner.probe import describe, refuse
 from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
@@ -105,14 +105,16 @@ def run(
     cell at a time, unless given. ``tags``: labels stored with the run (listed by ``wattgap list runs``)."""
     sweep = as_config(config)
     labels = _check_tags(tags or [])
+    runner = executor or LocalExecutor()
     server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
     check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing
-    hardware = detect()
+    machine = runner.facts({"kind": MACHINE}, sweep)  # the devices where the cells run, as a process there sees them
+    hardware = Hardware.from_dict(machine["hardware"])
     user_models = describe_user_models(sweep)
     planned = expand(sweep, hardware, frameworks_of(user_models))
     run_id = new_run_id()
     with Store.open(db) as store, executing(db, run_id):
-        environment = fingerprint(hardware)
+        environment = machine["environment"]
         if user_models:  # which code was measured: the run never needs it again to be read
             environment["user_models"] = user_models
         devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
@@ -127,15 +129,12 @@ def run(
         environment["idle_power"], environment["idle_devices"] = idle, devices
         environment["idle_s"] = sweep.energy.idle_s
         cpu_threads = sorted({cell.threads for cell in planned.runnable if cell.device == "cpu" and cell.threads})
-        if sweep.cpu_roofline and cpu_threads:
-            try:
-                environment["cpu_roofline"] = {str(threads): cpu_roofline(threads) for threads in cpu_threads}
-            except Exception as error:  # the what-if goes without it; the run does not
-                environment["cpu_roofline_error"] = f"{type(error).__name__}: {error}"
+        if sweep.cpu_roofline and cpu_threads:  # cpu_roofline, or cpu_roofline_error: the what-if goes without it
+            environment.update(runner.facts({"kind": ROOFLINE, "threads": cpu_threads}, sweep))
         store.create_run(run_id, sweep, environment, list(planned.cells), planned.skipped, __version__, labels)
         if on_created is not None:
             on_created(run_id, planned)
-        _drive(store, store.load_run(run_id), progress or SilentProgress(), idle, executor)
+        _drive(store, store.load_run(run_id), progress or SilentProgress(), idle, runner)
         return store.load_run(run_id)
 
 
@@ -188,7 +187,8 @@ def resume(
     that another process is executing is refused (StoreError)."""
     with Store.open(db, create=False) as store, executing(db, store.resolve(run_id)):
         previous = store.load_run(run_id)  # read under the lock: what is pending now
-        here = machine_key(fingerprint(detect()))
+        runner = executor or LocalExecutor()
+        here = machine_key(runner.facts({"kind": MACHINE}, previous.config)["environment"])
         there = machine_key(previous.environment)
         if here != there:
             raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
@@ -208,7 +208,7 @@ def resume(
         if previous.state().finished:  # nothing to run: nothing stored changes
             return previous
         idle = previous.environment.get("idle_power") or {}
-        _drive(store, previous, progress or SilentProgress(), idle, executor)
+        _drive(store, previous, progress or SilentProgress(), idle, runner)
         return store.load_run(previous.run_id)
 
 
@@ -217,7 +217,7 @@ def _drive(
     stored: Run,
     progress: ProgressSink,
     idle_power: dict[str, Any],
-    executor: Executor | None,
+    executor: Executor,
 ) -> None:
     """Run the processes of ``stored`` that have no result yet, in the run's order (plan.schedule), or,
     when its batch is searched, its searches from where they stand; store each result as it arrives. A
@@ -289,7 +289,7 @@ def _drive(
             ) from None
 
     try:
-        for result in (executor or LocalExecutor()).submit(jobs(), progress.cell_event):
+        for result in executor.submit(jobs(), progress.cell_event):
             if result.work is not None:
                 counted.setdefault(key(result.cell), result.work)
             if result.cell_id in probing_ids:  # a probe: its outcome steers the search, in the probes table

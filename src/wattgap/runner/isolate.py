@@ -79,7 +79,7 @@ def _run(
     }
     if fork:
         fork_server()  # started before the snapshot of descendants below: it outlives every cell
-        job |= {"process": FORKED, "environment": dict(os.environ), "cwd": os.getcwd(), "sys_path": list(sys.path)}
+        job |= _forked_job()
     started_at = _now()
     before = descendants()
     begin = time.perf_counter()
@@ -167,6 +167,43 @@ def _run(
         phases=Phases(total_s=total_s),
         memory=Memory(host_peak_rss_bytes=over or None),
     )
+
+
+def _forked_job() -> dict[str, Any]:
+    """What a forked process takes from the sweep's (the fork server's own are older)."""
+    return {"process": FORKED, "environment": dict(os.environ), "cwd": os.getcwd(), "sys_path": list(sys.path)}
+
+
+NODE_TIMEOUT_S = 300.0  # a node describing itself takes seconds (the roofline of several thread counts, more)
+
+
+def node_facts(request: dict[str, Any], config: SweepConfig) -> dict[str, Any]:
+    """What a process started as the cells of ``config`` are (forked from the fork server, or a fresh
+    interpreter) answers to ``request`` about this machine (runner/machine.py). Its failure is an error:
+    a run cannot say where it ran without it."""
+    fork = forks(config)
+    job = request | (_forked_job() if fork else {})
+    deadline = time.monotonic() + NODE_TIMEOUT_S
+    with tempfile.TemporaryFile() as stderr:
+        process: _Child = _Forked(job, stderr) if fork else _Exec(json.dumps(job), stderr)
+        received = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stream, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if selector.select(timeout=1.0):
+                    chunk = os.read(process.stream, 65536)
+                    if not chunk:
+                        break
+                    received += chunk
+        if process.wait(EXIT_GRACE_S) is None:
+            process.kill()
+            process.wait(None)
+        process.close()
+        for line in received.split(b"\n"):
+            event = _parse(line)
+            if event is not None and event.get("event") == "facts":
+                return dict(event["facts"])
+        raise RuntimeError(f"this machine's {request['kind']} could not be read: {_stderr_tail(stderr) or 'no output'}")
 
 
 def _cap_text(config: SweepConfig) -> str:

@@ -36,6 +36,11 @@ def run_job(job: dict[str, Any], protocol_out: TextIO, started: float) -> int:
         protocol_out.write(json.dumps(event) + "\n")
         protocol_out.flush()
 
+    if "kind" in job:  # a question about this node, not a cell (runner/machine.py)
+        from wattgap.runner.machine import answer
+
+        emit({"event": "facts", "facts": answer(job)})
+        return 0
     threads = job["cell"].get("threads")
     if threads is not None:
         # Must happen before any parallel work: interop threads cannot change afterwards.

@@ -30,6 +30,14 @@ class CellJob:
 
 
 class Executor(ABC):
+    def facts(self, request: dict[str, Any], config: SweepConfig) -> dict[str, Any]:
+        """What a process where this executor runs the cells of ``config`` says about its machine
+        (runner/machine.py: its devices and fingerprint, or its CPU's roofline), for the plan and the run
+        to store. Here: a process on this machine; an executor that runs cells elsewhere asks there."""
+        from wattgap.runner.isolate import node_facts
+
+        return node_facts(request, config)
+
     @abstractmethod
     def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator[CellResult]:
         """Run ``jobs`` and yield one result per job as it finishes (every failure is a result with a
