@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import csv
+import io
+import json
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from wattgap import api
 from wattgap.config import SweepConfig, parse_config
 from wattgap.errors import ConfigError, StoreError
 from wattgap.store.migrations import SCHEMA_VERSION
@@ -180,3 +184,38 @@ def test_a_run_state_says_whether_everything_ran() -> None:
     assert not RunState("r", "complete", counts, batch_search=False).all_ran
     assert not RunState("r", "interrupted", counts | {"oom": 0, "pending": 1}, batch_search=False).finished
     assert not RunState("r", "complete", counts | {"ok": 0, "oom": 0}, batch_search=False).all_ran  # nothing ran
+
+
+def test_an_export_is_read_a_result_at_a_time_and_says_what_the_whole_run_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "old.db"
+    shutil.copyfile(RELEASED, copy)
+    with Store.open(copy) as store:
+        store.create_run("r-empty", parse_config({"models": ["conv6"]}), {}, [], {}, "test")
+    with Store.open_readonly(copy) as store:
+        run_ids = store.run_ids()
+        runs = [store.load_run(run_id) for run_id in run_ids]
+        assert [list(store.iter_results(run.run_id)) for run in runs] == [run.results for run in runs]
+    assert any(run.results for run in runs) and any(not run.results for run in runs)
+    for run in runs:
+        api.export(copy, run.run_id, "json", tmp_path / f"{run.run_id}.json")
+        whole = json.dumps(run.model_dump(mode="json"), indent=2, ensure_ascii=True)
+        assert (tmp_path / f"{run.run_id}.json").read_text() == whole
+        api.export(copy, run.run_id, "csv")
+        rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+        assert [row["cell_id"] for row in rows] == [result.cell_id for result in run.results]
+        flat = [{"run_id": run.run_id, **result.flat()} for result in run.results]
+        assert (list(rows[0]) if rows else []) == list(dict.fromkeys(key for row in flat for key in row))
+    damaged = sqlite3.connect(copy)
+    with damaged:
+        damaged.execute("UPDATE results SET result_json = 'garbage' WHERE rowid = (SELECT MAX(rowid) FROM results)")
+    damaged.close()
+    broken = next(run for run in runs if run.results).run_id
+    for fmt in ("json", "csv"):
+        with pytest.raises(StoreError, match=f"run {broken}: the result of cell"):
+            api.export(copy, broken, fmt)
+        assert capsys.readouterr().out == ""  # nothing of it reached standard output
+        with pytest.raises(StoreError, match=f"run {broken}: the result of cell"):
+            api.export(copy, broken, fmt, tmp_path / f"broken.{fmt}")
+        assert not (tmp_path / f"broken.{fmt}").exists()

@@ -6,6 +6,7 @@ the store and hand results to the analyses and the renderers."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -103,6 +104,21 @@ def load_run(db: str | Path, run_id: str) -> Run:
     """A stored run with all its results (``run_id`` may be a unique prefix or ``latest``)."""
     with Store.open_readonly(db) as store:
         return store.load_run(run_id)
+
+
+def export(db: str | Path, run_id: str, fmt: str, output: str | Path | None = None, force: bool = False) -> None:
+    """Write ``run_id`` as CSV or JSON (store/export.py) to ``output``, whole or not at all, or to standard
+    output; its results are read one at a time, so memory stays flat whatever the run's size."""
+    from wattgap.store.export import chunks, write_atomically
+
+    with Store.open_readonly(db) as store:
+        run = store.load_run(run_id, results=False)
+        pieces = chunks(run, lambda: store.iter_results(run.run_id), fmt)
+        if output is not None:
+            write_atomically(pieces, output, force=force)
+            return
+        for piece in pieces:
+            sys.stdout.write(piece)
 
 
 def load_runs(db: str | Path, run_ids: list[str]) -> list[Run]:

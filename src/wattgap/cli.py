@@ -362,14 +362,9 @@ def export(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Export a run as CSV or JSON."""
-    from wattgap.api import load_run
-    from wattgap.store.export import render, write_atomically
+    from wattgap import api
 
-    text = render(load_run(db, run_id), fmt.value)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomically(text, output, force=force)
+    api.export(db, run_id, fmt.value, output, force)
 
 
 @app.command()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -43,6 +43,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 30.0  # how long one statement waits for another writer's lock
 WRITE_RETRY_PAUSES_S = (1.0, 2.0, 4.0, 8.0)  # then, between further tries of a write that met a lock
 RECOVER = "the sqlite3 shell's .recover command saves what can still be read"
+RESULTS_AT_ONCE = 64  # rows iter_results fetches at a time: a result with its raw samples is tens of KB
 
 
 _INSERT_CELL = "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -409,8 +410,25 @@ class Store:
     def run_ids(self) -> list[str]:
         return self._reading(self._run_ids)
 
-    def load_run(self, run_id: str) -> Run:
-        return self._reading(lambda: self._load_run(run_id))
+    def load_run(self, run_id: str, results: bool = True) -> Run:
+        """A run with its results, or (``results`` false) with none: ``iter_results`` reads them then."""
+        return self._reading(lambda: self._load_run(run_id, results))
+
+    def iter_results(self, run_id: str) -> Iterator[CellResult]:
+        """The results of ``run_id`` one at a time, in its cells' order (any result of no cell last), as
+        ``load_run`` holds them, never all in memory at once."""
+        full = self._reading(lambda: self.resolve(run_id))
+        cursor = self._reading(
+            lambda: self.connection.execute(
+                "SELECT s.cell_id, s.result_json FROM results s LEFT JOIN cells c "
+                "ON c.run_id = s.run_id AND c.cell_id = s.cell_id WHERE s.run_id = ? "
+                "ORDER BY c.position IS NULL, c.position, s.rowid",
+                (full,),
+            )
+        )
+        while rows := self._reading(lambda: cursor.fetchmany(RESULTS_AT_ONCE)):
+            for cell_id, text in rows:
+                yield _decoded(full, f"the result of cell {cell_id}", partial(CellResult.model_validate_json, text))
 
     def run_state(self, run_id: str) -> RunState:
         """Where a run stands, from its row and counts: none of its results is read."""
@@ -499,7 +517,7 @@ class Store:
         what = "is ambiguous" if matches else "is not in"
         raise StoreError(f"run id: {run_id!r} {what} {str(self.path)!r}; latest runs: {known}")
 
-    def _load_run(self, run_id: str) -> Run:
+    def _load_run(self, run_id: str, with_results: bool) -> Run:
         run_id = self.resolve(run_id)
         row = self.connection.execute(
             "SELECT r.run_id, r.name, r.created_at, r.finished_at, r.status, r.config_json, r.environment_json, "
@@ -521,6 +539,7 @@ class Store:
             for cell_id, text in self.connection.execute(
                 "SELECT cell_id, result_json FROM results WHERE run_id = ?", (run_id,)
             )
+            if with_results
         ]
         results.sort(key=lambda r: order.get(r.cell_id, len(order)))
         fields = {
