@@ -110,13 +110,19 @@ def test_runs_from_two_machines_compare_by_device_with_each_gpu_named() -> None:
     assert compare(t4, other_t4, by="device").device_names == {}  # one kind of machine: devices keep their names
 
 
+# A/A comparisons per process count below. The family-wise bound makes a single process's rate about 4.3%
+# by design (measured over 600, with the bootstrap forming its resamples and drawing them through their
+# order statistics alike), so 100 (5 allowed) would pass or fail by the seed's luck, not by the method
+COMPARISONS = {1: 400, 3: 100, 5: 100}
+
+
 @pytest.mark.parametrize("count", [1, 3, 5])
 def test_an_aa_comparison_of_a_sweep_rarely_cries_regression(count: int) -> None:
     """A against A, a sweep of six cells, each side in ``count`` processes drifting 5% between them (1%
-    within; one process: widened by that spread, as measured): the gate at 1% fires in at most 5% of 100
-    such comparisons. It fired in most of them when intervals ignored drift, and more often than the
-    family-wise bound allows when each of the six pairs was judged at its own 95% (single process: 14 of
-    these 100, against 5 now)."""
+    within; one process: widened by that spread, as measured): the gate at 1% fires in at most 5% of
+    such comparisons. It fired in most of them when intervals ignored drift, and more often
+    than the family-wise bound allows when each of the six pairs was judged at its own 95% (single
+    process: 14 of 100 then)."""
     from helpers import repeated_result
 
     rng = np.random.default_rng(count)
@@ -130,7 +136,8 @@ def test_an_aa_comparison_of_a_sweep_rarely_cries_regression(count: int) -> None
             cells.append(built.model_copy(update={"cell": built.cell.model_copy(update={"batch_size": batch_size})}))
         return make_run(run_id, cells)
 
-    comparisons = [compare(side("a"), side("b"), by="device", spread=spread, seed=n) for n in range(100)]
+    total = COMPARISONS[count]
+    comparisons = [compare(side("a"), side("b"), by="device", spread=spread, seed=n) for n in range(total)]
     assert all(p.judged for c in comparisons for p in c.pairs)
     alarms = sum(bool(regressions(c, 1.0)) for c in comparisons)
-    assert alarms <= 5, f"{alarms} false alarms in 100 A/A comparisons"
+    assert alarms <= 0.05 * total, f"{alarms} false alarms in {total} A/A comparisons"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from wattgap.errors import MeasurementError
-from wattgap.measure.stats import bootstrap_medians, median_ci, summarize, summarize_repeats
+from wattgap.measure.stats import bootstrap_medians, bootstrap_quantiles, median_ci, summarize, summarize_repeats
 
 
 def test_summary_matches_numpy() -> None:
@@ -87,3 +87,19 @@ def test_the_interval_over_processes_covers_a_known_truth_95_percent(count: int)
 def test_one_process_says_its_interval_is_within_it() -> None:
     stats = summarize(np.random.default_rng(0).normal(1, 0.01, 100).tolist())
     assert stats.covers == "within one process"
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 40, 301])
+def test_one_windows_bootstrap_draws_what_formed_resamples_give(size: int) -> None:
+    """The quantiles of one window's resamples, drawn through their order statistics, have the
+    distribution that forming each resample and taking its quantile gives (two-sample KS test)."""
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(size)
+    sample = rng.lognormal(0, 0.3, size)
+    quantiles = [0.5, 0.9, 0.99]
+    drawn = bootstrap_quantiles(sample, quantiles, 20_000, seed=1)
+    formed = np.quantile(sample[rng.integers(0, size, size=(20_000, size))], quantiles, axis=1)
+    for ours, theirs in zip(drawn, formed, strict=True):
+        assert ks_2samp(ours, theirs).pvalue > 0.001
+    assert bootstrap_quantiles(sample, 0.5, 1000, seed=1).shape == (1000,)
