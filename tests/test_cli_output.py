@@ -265,7 +265,8 @@ def test_ranked_and_paired_tables_stop_at_their_rows_and_say_so() -> None:
     from wattgap.analysis.efficiency import EfficiencyParams, efficiency
     from wattgap.analysis.recommend import recommend
     from wattgap.analysis.speedup import compare
-    from wattgap.render.terminal import comparison_table, efficiency_table, recommendation_view
+    from wattgap.analysis.tradeoff import tradeoff
+    from wattgap.render.terminal import comparison_table, efficiency_table, recommendation_view, tradeoff_view
 
     run = make_run("w", [result(np.full(20, 0.001 * batch), batch_size=batch) for batch in range(1, 7)])
 
@@ -282,3 +283,10 @@ def test_ranked_and_paired_tables_stop_at_their_rows_and_say_so() -> None:
     params = EfficiencyParams()
     metric, ranked = efficiency(run, params)
     assert "4 more cells not shown, of 6" in text(efficiency_table(run, metric, ranked, params, rows_shown=2))
+    models = [
+        result(np.full(20, 0.001 * b), batch_size=b, model=m) for m in ("conv6", "vgg16", "resnet18") for b in (1, 2)
+    ]
+    curves = tradeoff([make_run("t", models)])  # three curves of two batches each
+    assert "2 more curves not shown, of 3: --rows 0 shows every one" in text(tradeoff_view(curves, 3))
+    assert "not shown" not in text(tradeoff_view(curves, 0)) and "not shown" not in text(tradeoff_view(curves, 6))
+    assert "2 more curves not shown, of 3" in text(tradeoff_view(curves, 1))  # one whole curve, however few rows

@@ -461,6 +461,7 @@ def tradeoff(
     ] = "p99",
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
+    rows: RowsOption = ROWS_SHOWN,
 ) -> None:
     """Throughput and latency against batch size, with intervals, and the best batch by a stated rule."""
     from wattgap import api
@@ -469,7 +470,7 @@ def tradeoff(
 
     bound = max_latency_ms / 1e3 if max_latency_ms is not None else None
     result = api.tradeoff(db, run_ids, share=share, max_latency_s=bound, percentile=percentile)
-    _emit(fmt, lambda: tradeoff_data(result), lambda: tradeoff_view(result))
+    _emit(fmt, lambda: tradeoff_data(result), lambda: tradeoff_view(result, rows))
 
 
 @app.command()

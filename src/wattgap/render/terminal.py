@@ -18,7 +18,7 @@ from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import OBJECTIVES, Candidate, Recommendation
 from wattgap.analysis.speedup import WIDENED, Comparison
 from wattgap.analysis.studies import StudyTable, Value
-from wattgap.analysis.tradeoff import Tradeoff
+from wattgap.analysis.tradeoff import Curve, Tradeoff
 from wattgap.analysis.whatif import UNVALIDATED, WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.measure.stats import LatencyStats
@@ -405,9 +405,10 @@ def comparison_table(comparison: Comparison, rows_shown: int = 0) -> RenderableT
     return Group(title, _shared_line({k: v for k, v in fixed.items() if k != "threads"}, "every pair"), table, *notes)
 
 
-def tradeoff_view(result: Tradeoff) -> RenderableType:
+def tradeoff_view(result: Tradeoff, rows_shown: int = 0) -> RenderableType:
     """One table per curve: throughput and latency percentiles against batch size with their intervals,
-    the knee and the best batch under the bound marked, and what the rule was."""
+    the knee and the best batch under the bound marked, and what the rule was. Whole curves, in order,
+    until their rows reach ``rows_shown`` (0: every curve), then a line saying how many more there are."""
     level = f"{result.confidence:.0%}"
     bound = (
         f"; best batch: highest throughput with {result.percentile} <= {seconds(result.max_latency_s)}"
@@ -426,7 +427,14 @@ def tradeoff_view(result: Tradeoff) -> RenderableType:
     ]
     fixed = {k: v for k, v in result.curves[0].key.items() if k not in varying} if result.curves else {}
     parts.append(_shared_line(fixed, "every curve"))
+    shown: list[Curve] = []
+    rows = 0
     for curve in result.curves:
+        if rows_shown and shown and rows + len(curve.points) > rows_shown:
+            break
+        shown.append(curve)
+        rows += len(curve.points)
+    for curve in shown:
         head = ", ".join(f"{_HEADERS.get(k, k)} {curve.key[k]}" for k in varying)
         if head:
             parts.append(Text(plain(head), style="bold"))
@@ -455,6 +463,7 @@ def tradeoff_view(result: Tradeoff) -> RenderableType:
             )
         parts.append(table)
         parts += [Text(plain(f"  note: {note}"), style="dim") for note in curve.notes]
+    parts += _more(len(result.curves), len(shown), "curves")
     return Group(*parts)
 
 
