@@ -185,7 +185,8 @@ def compare(
     side measured in one process is widened by the spread between processes that repeated cells of recent
     runs of the same machine in ``db`` measured, when there are some."""
     with Store.open_readonly(db) as store:
-        first, second = store.load_run(run_a), store.load_run(run_b)
+        first = store.load_run(run_a)
+        second = first if store.resolve(run_b) == first.run_id else store.load_run(run_b)  # A against itself: read once
         single = any(len(r.sample_groups()) == 1 for run in (first, second) for r in run.results if r.status == "ok")
         same_machine = machine_key(first.environment) == machine_key(second.environment)
         spread = machine_spread(store, first) if single and same_machine else None  # widens single-process sides
