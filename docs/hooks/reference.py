@@ -58,12 +58,11 @@ def _table(model: type, heading: str) -> str:
 
 def _components() -> list[str]:
     """A table for each backend and workload that declares settings of its own (the registries say which)."""
-    from wattgap.backends import BACKENDS
     from wattgap.config import ComponentSettings
-    from wattgap.workloads import WORKLOADS
+    from wattgap.plan import COMPONENTS
 
     tables = []
-    for axis, registry in (("backends", BACKENDS), ("workloads", WORKLOADS)):
+    for axis, registry in COMPONENTS.items():
         for name, component in registry.items():
             if component.settings_model is not ComponentSettings:
                 tables.append(_table(component.settings_model, f"{axis}: {{{name}: ...}}"))

@@ -50,6 +50,7 @@ class ComponentSettings(BaseModel):
 
 
 S = TypeVar("S", bound=ComponentSettings)
+Axis = Literal["backends", "workloads"]  # the axes whose members own settings (plan.COMPONENTS: their registries)
 
 # Sweep-level keys of earlier versions that now belong to one component's settings: key -> (axis, component,
 # setting). Older sweep files, flags and stored runs give them at the top level; they move where they belong.
@@ -172,7 +173,7 @@ class SweepConfig(BaseModel):
             data[key] = settings
         return data
 
-    def settings(self, axis: Literal["backends", "workloads"], name: str, model: type[S]) -> S:
+    def settings(self, axis: Axis, name: str, model: type[S]) -> S:
         """The settings of the backend or workload ``name`` in this sweep, as its own ``model``."""
         given = (self.backend_settings if axis == "backends" else self.workload_settings).get(name, {})
         return component_settings(model, given, f"{axis}.{name}")

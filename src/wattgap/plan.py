@@ -9,12 +9,11 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from wattgap.backends import BACKENDS
 from wattgap.backends.base import Backend
 from wattgap.cells import Cell
-from wattgap.config import MAX_BATCH_SIZE, SweepConfig
+from wattgap.config import MAX_BATCH_SIZE, Axis, SweepConfig
 from wattgap.devices import Hardware
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.protocol import PROBE_ITERS
@@ -43,16 +42,15 @@ def _check_names(field: str, names: Iterable[str], registry: Mapping[str, object
             raise field_error(f"{field}[{index}]", name, registry)
 
 
+COMPONENTS: dict[Axis, Mapping[str, Backend | Workload]] = {"backends": BACKENDS, "workloads": WORKLOADS}
+
+
 def check(config: SweepConfig) -> None:
     """Raise a one-line ConfigError for a backend or workload that no registry holds, or settings that
     its own settings model refuses (or that name no backend or workload of the sweep)."""
     _check_names("backends", config.backends, BACKENDS)
     _check_names("workloads", config.workloads, WORKLOADS)
-    axes: tuple[tuple[Literal["backends", "workloads"], Mapping[str, Backend | Workload]], ...] = (
-        ("backends", BACKENDS),
-        ("workloads", WORKLOADS),
-    )
-    for axis, registry in axes:
+    for axis, registry in COMPONENTS.items():
         names: list[str] = getattr(config, axis)
         for name in getattr(config, f"{axis[:-1]}_settings"):
             if name not in registry:

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from wattgap.backends import BACKENDS
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import WITHIN_ONE_PROCESS, log_median_draws
+from wattgap.plan import COMPONENTS
 from wattgap.results import CellResult, Run
-from wattgap.workloads import WORKLOADS
 
 
 @dataclass(frozen=True)
@@ -156,17 +155,12 @@ WORK_SETTINGS = (
 def component_settings(run: Run) -> dict[str, dict[str, Any]]:
     """The settings of each backend and workload ``run`` swept (defaults filled in), as
     ``backends.torch-compile`` -> its settings: they too change the work of their cells."""
-    found: dict[str, dict[str, Any]] = {}
-    for name in run.config.backends:
-        if name in BACKENDS:
-            found[f"backends.{name}"] = run.config.settings(
-                "backends", name, BACKENDS[name].settings_model
-            ).model_dump()
-    for name in run.config.workloads:
-        if name in WORKLOADS:
-            model = WORKLOADS[name].settings_model
-            found[f"workloads.{name}"] = run.config.settings("workloads", name, model).model_dump()
-    return found
+    return {
+        f"{axis}.{name}": run.config.settings(axis, name, registry[name].settings_model).model_dump()
+        for axis, registry in COMPONENTS.items()
+        for name in getattr(run.config, axis)
+        if name in registry
+    }
 
 
 def check_same_work(run_a: Run, run_b: Run) -> None:
