@@ -47,7 +47,7 @@ def main() -> None:
                     f"energy {energy_j or float('nan'):8.1f} J ({energy.label}) top-1 {training.final_top1:.4f}{mark}"
                 )
                 rows[result.cell.model].append((time_s, energy_j, training.epochs, training.final_top1, energy.label))
-            print(f"  idle power: {run.environment['idle_power']}")
+            print(f"  idle power: {run.environment.idle_power}")
     print("\nmodel      n  time to accuracy s: mean  std  range     energy J: mean  std    top-1 mean")
     for model, runs in rows.items():
         if not runs:

@@ -22,6 +22,7 @@ from wattgap.analysis.studies import study
 from wattgap.analysis.tradeoff import tradeoff
 from wattgap.analysis.whatif import whatif
 from wattgap.errors import ConfigError
+from wattgap.machines import Environment
 from wattgap.measure.energy import CellEnergy
 from wattgap.measure.guardrail import Agreement
 from wattgap.measure.noise import NoiseAudit
@@ -299,7 +300,7 @@ def memory_run(
     if oom is not None:
         results.append(CellResult(cell=result(SPREAD, batch_size=oom).cell, status="oom", reason="out of memory"))
     run = make_run("m", results)
-    return run.model_copy(update={"environment": {"memory_bytes": 8 * 2**30}})
+    return run.model_copy(update={"environment": Environment.model_validate({"memory_bytes": 8 * 2**30})})
 
 
 QUADRATIC = (5e8, 3e6, 2e4)  # bytes: framework footprint, activations, and a term that grows with batch^2
@@ -537,7 +538,7 @@ CPU_ROOFLINE = {
 
 def test_whatif_scales_the_measured_time_by_the_ratio_of_rooflines() -> None:
     run = make_run("w", [_counted(0.16, threads=1), _counted(0.12, threads=2), result(SPREAD * 0.1, model="vgg16")])
-    run = run.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE}})
+    run = run.model_copy(update={"environment": Environment.model_validate({"cpu_roofline": CPU_ROOFLINE})})
     answer = whatif([run], ["T4"])
     assert answer.label == "estimate" and all(row.label == "estimate" for row in answer.rows)
     one = next(row for row in answer.rows if row.result.cell.threads == 1)
@@ -562,7 +563,7 @@ def test_whatif_scales_the_measured_time_by_the_ratio_of_rooflines() -> None:
 def test_whatif_never_estimates_below_the_targets_roofline_and_names_what_it_cannot_do() -> None:
     fast = _counted(0.01, threads=1)  # beats its own roofline (0.08 s): its data lived in caches
     run = make_run("w", [fast, _counted(0.16, threads=1, precision="bf16")])
-    run = run.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE}})
+    run = run.model_copy(update={"environment": Environment.model_validate({"cpu_roofline": CPU_ROOFLINE})})
     answer = whatif([run], ["t4"])
     (row,) = answer.rows
     assert row.share == pytest.approx(8.0) and row.estimate_s == pytest.approx(row.target_roof_s)
@@ -584,15 +585,19 @@ def test_whatif_states_the_error_of_like_pairs_flags_suspect_sources_and_spreads
     gpu_cell = _counted(0.004, device="cuda", threads=None)
     quiet = make_run("q", [_counted(0.16, threads=1), gpu_cell])
     machine = {"gpus": [{"name": "Tesla T4"}], "cpu": {"model": "X"}}
-    quiet = quiet.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE, **machine}})
+    quiet = quiet.model_copy(
+        update={"environment": Environment.model_validate({"cpu_roofline": CPU_ROOFLINE, **machine})}
+    )
     halved = {"1": {"fp32_flops_per_s": 5e10, "bandwidth_bytes_per_s": 5e9}}
     busy = make_run("b", [_counted(0.16, threads=1)])
-    busy = busy.model_copy(update={"environment": {"cpu_roofline": halved, **machine}})
+    busy = busy.model_copy(update={"environment": Environment.model_validate({**machine, "cpu_roofline": halved})})
     counts = {k: v for k, v in _counted(0.1).model_dump().items() if k.endswith(("per_sample", "elements"))}
     groups = [SPREAD * 0.15, SPREAD * 0.16, SPREAD * 0.20]
     repeated = repeated_result(groups, threads=1).model_copy(update=counts)
     again = make_run("r", [repeated])
-    again = again.model_copy(update={"environment": {"cpu_roofline": CPU_ROOFLINE, **machine}})
+    again = again.model_copy(
+        update={"environment": Environment.model_validate({"cpu_roofline": CPU_ROOFLINE, **machine})}
+    )
     noise = NoiseAudit(window_s=1.0, suspect=["other processes used 0.98 cores (over 0.1)"])
     flagged = busy.model_copy(update={"results": [busy.results[0].model_copy(update={"noise": noise})]})
     answer = whatif([quiet, flagged, again], ["L4"])
@@ -613,7 +618,7 @@ def test_whatif_states_the_error_of_like_pairs_flags_suspect_sources_and_spreads
 
 def test_whatif_on_a_real_run(tmp_path: Path) -> None:
     run = api.run(fast_config(threads=[1, 2], batch_sizes=[1], cpu_roofline=True), db=tmp_path / "wattgap.db")
-    rates = run.environment["cpu_roofline"]
+    rates = run.environment.cpu_roofline
     assert set(rates) == {"1", "2"} and all(value > 0 for value in rates["1"].values())
     for counted in run.results:
         assert counted.weight_traffic_elements and counted.activation_traffic_elements_per_sample

@@ -245,6 +245,6 @@ def test_a_stored_run_reads_back_after_its_user_model_is_gone(tmp_path: Path) ->
     assert json.loads((tmp_path / "out.json").read_text())["config"]["input_shape"] == [3, 2, 2]
     run = wattgap_api.load_run(tmp_path / "wattgap.db", "latest")
     assert [r.status for r in run.results] == ["ok", "ok"] and run.results[0].parameters == 52
-    source = run.environment["user_models"]["mine.net:build"]  # which code was measured, kept with the run
+    source = run.environment.user_models["mine.net:build"]  # which code was measured, kept with the run
     assert (source["kind"], source["file"], source["sha256"]) == ("callable", str(package / "net.py"), digest)
     assert source["inputs"] == [{"name": "input", "shape": [3, 2, 2], "dtype": "float32", "range": None}]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import wattgap
 
+from wattgap.machines import Environment
 from wattgap.results import Run
 from wattgap.store.sqlite import Store
 
@@ -178,7 +179,7 @@ def test_single_process_runs_are_judged_only_against_a_measured_spread(tmp_path:
 
     def single(run_id: str, median_s: float) -> Run:
         run = make_run(run_id, [result(rng.normal(median_s, median_s * 0.01, 500))])
-        return run.model_copy(update={"environment": machine})
+        return run.model_copy(update={"environment": Environment.model_validate(machine)})
 
     db = tmp_path / "w.db"
     _store(db, single("a", 0.001), single("b", 0.00102), single("c", 0.0013))
@@ -188,7 +189,7 @@ def test_single_process_runs_are_judged_only_against_a_measured_spread(tmp_path:
     processes = _processes(0.001, [0.0, 0.03, -0.03], 3)
     measured = make_run("m", [repeated_result(processes)])
     with Store.open(db) as store:  # made on the same machine, now: each process stored, then the cell
-        store.create_run("m", measured.config, machine, measured.cells, {}, "test")
+        store.create_run("m", measured.config, Environment.model_validate(machine), measured.cells, {}, "test")
         for index, samples in enumerate(processes):
             store.store_repeat("m", result(samples).model_copy(update={"repeat": index}))
         store.store_result("m", measured.results[0])

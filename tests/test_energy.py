@@ -228,14 +228,14 @@ def test_a_recent_quiet_idle_measurement_on_this_machine_is_reused(tmp_path: Pat
     db = tmp_path / "w.db"
     config = fast_config(models=["helpers.usermodels:tiny"], energy={"idle_s": 0.3, "idle_busy_max": 1.0})
     first = wattgap.api.run(config, db=db)
-    assert first.environment["idle_power"] and "idle_power_reused" not in first.environment
+    assert first.environment.idle_power and first.environment.idle_power_reused is None
     second = wattgap.api.run(config, db=db)
-    reused = second.environment["idle_power_reused"]
+    reused = second.environment.idle_power_reused
     assert reused["run_id"] == first.run_id and 0 <= reused["age_s"] < 600
-    assert second.environment["idle_power"] == first.environment["idle_power"]
+    assert second.environment.idle_power == first.environment.idle_power
     assert f"reused from run {first.run_id}, measured" in idle_line(second)
     third = wattgap.api.run(config, db=db)  # a reuse is never reused: the measurement is
-    assert third.environment["idle_power_reused"]["run_id"] == first.run_id
+    assert third.environment.idle_power_reused["run_id"] == first.run_id
     for energy in ({"idle_s": 0.3, "idle_busy_max": 1.0, "idle_reuse_s": 0}, {"idle_s": 0.4, "idle_busy_max": 1.0}):
         own = wattgap.api.run({**config, "energy": energy}, db=db)  # reuse off, or another idle window
-        assert "idle_power_reused" not in own.environment and own.environment["idle_power"]
+        assert own.environment.idle_power_reused is None and own.environment.idle_power

@@ -20,6 +20,7 @@ import yaml
 from helpers import fast_config, start_slow_sweep, wattgap
 
 from wattgap.errors import StoreError
+from wattgap.machines import Environment
 from wattgap.store.sqlite import Store
 
 pytestmark = pytest.mark.faults
@@ -143,7 +144,7 @@ def test_what_a_cell_starts_ends_with_it(tmp_path: Path, model: str) -> None:
         run = store.load_run("latest")
     (result,) = run.results
     assert result.status == "ok" and result.phases.total_s is not None and result.phases.total_s < 60
-    assert run.environment["user_models"][f"helpers.usermodels:{model}"]["parameters"]  # the probe answered
+    assert run.environment.user_models[f"helpers.usermodels:{model}"]["parameters"]  # the probe answered
 
 
 def _alive(pid: int) -> bool:
@@ -294,7 +295,7 @@ def test_a_write_waits_out_another_writers_lock_and_says_so_when_it_cannot(
     run = fast_config()
     from wattgap.config import parse_config
 
-    store.create_run("r1", parse_config(run), {}, [], {}, "test")
+    store.create_run("r1", parse_config(run), Environment(), [], {}, "test")
     hold = (
         "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
         "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(float(sys.argv[2])); c.execute('COMMIT')"

@@ -41,7 +41,7 @@ def test_cuda_cells_time_with_events_and_report_device_memory(tmp_path: Path) ->
     fp16 = next(r for r in cuda if r.cell.precision == "fp16" and r.cell.workload == "infer")
     assert fp16.settings["precision_applied"] == "cast float16"
     assert fp16.flop_utilisation is None or 0 < fp16.flop_utilisation < 1
-    assert run.environment["gpus"] and run.environment["torch"]["cuda"]
+    assert run.environment.gpus and run.environment.torch["cuda"]
     speedups = compare(run, run, by="device", baseline="cpu")
     assert len(speedups.pairs) == 3 * 2  # fp32, fp16 and bf16 ran on both devices, for infer and train
     for result in (r for r in cuda if r.cell.workload == "infer"):  # the noise audit read the real GPU

@@ -18,8 +18,9 @@ from helpers.usermodels import LEAK_BYTES
 import wattgap.api
 from wattgap.config import SweepConfig, parse_config
 from wattgap.devices import Hardware, detect
+from wattgap.machines import Machine
 from wattgap.runner.executors import LocalExecutor
-from wattgap.runner.fingerprint import fingerprint, machine_key
+from wattgap.runner.fingerprint import fingerprint
 from wattgap.runner.isolate import FORKED, node_facts
 from wattgap.runner.machine import MACHINE, ROOFLINE, answer
 
@@ -71,7 +72,7 @@ def test_the_machine_is_described_by_a_process_of_its_own(start: str) -> None:
     config = parse_config(fast_config(process_start=start))
     facts = node_facts({"kind": MACHINE}, config)
     assert Hardware.from_dict(facts["hardware"]) == detect()
-    assert machine_key(facts["environment"]) == machine_key(fingerprint(detect()))
+    assert Machine.model_validate(facts["environment"]).key() == fingerprint(detect()).key()
     assert facts["environment"]["libraries"]["torch"] == torch.__version__
 
 
@@ -93,7 +94,7 @@ class _Elsewhere(LocalExecutor):
 
 def test_the_run_stores_what_its_executor_says_of_its_machine(tmp_path: Path) -> None:
     run = wattgap.api.run(fast_config(cpu_roofline=True), db=tmp_path / "w.db", executor=_Elsewhere())
-    assert run.environment["hostname"] == "node-7" and run.results[0].status == "ok"
-    rates = run.environment["cpu_roofline"]["1"]  # measured there, at the threads the plan runs
+    assert run.environment.hostname == "node-7" and run.results[0].status == "ok"
+    rates = run.environment.cpu_roofline["1"]  # measured there, at the threads the plan runs
     assert set(rates) == {"fp32_flops_per_s", "bf16_flops_per_s", "bandwidth_bytes_per_s"}
-    assert all(rate > 0 for rate in rates.values()) and set(run.environment["cpu_roofline"]) == {"1"}
+    assert all(rate > 0 for rate in rates.values()) and set(run.environment.cpu_roofline) == {"1"}

@@ -21,7 +21,7 @@ from wattgap.plan import next_probe
 from wattgap.render.progress import SilentProgress
 from wattgap.results import CellResult
 from wattgap.runner.cell import run_cell
-from wattgap.runner.executors import CellJob, Executor
+from wattgap.runner.executors import HOME, CellJob, Executor
 from wattgap.runner.executors.base import OnEvent
 from wattgap.store.sqlite import Store
 from wattgap.workloads import WORKLOADS
@@ -67,8 +67,8 @@ def test_sweep_runs_stores_and_reloads(tmp_path: Path) -> None:
 
     again = wattgap.load_run(db, run.run_id)
     assert again == run
-    assert run.environment["cpu"]["physical_cores"] >= 1
-    assert run.environment["libraries"]["torch"]
+    assert run.environment.cpu.physical_cores >= 1
+    assert run.environment.libraries["torch"]
     frame = run.to_dataframe()
     assert isinstance(frame, pd.DataFrame) and len(frame) == 6
     assert {"run_id", "cell_id", "latency_median_s", "throughput_wall_sps", "status"} <= set(frame.columns)
@@ -169,7 +169,7 @@ class InProcessExecutor(Executor):
     def submit(self, jobs: Iterable[CellJob], on_event: OnEvent) -> Iterator[CellResult]:
         for job in jobs:
             self.jobs.append(job)
-            yield run_cell(job.cell, job.config, on_event, job.work, job.idle_power)
+            yield run_cell(job.cell, job.config, on_event, job.work, job.nodes[HOME].idle_power)
 
 
 def test_any_executor_behind_the_seam_runs_a_sweep_the_driver_stores(tmp_path: Path) -> None:

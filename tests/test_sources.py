@@ -106,7 +106,7 @@ def test_each_source_runs_where_it_can_and_reads_back_without_its_files(tmp_path
     assert ran[("tokens.pt2", "infer", "onnxruntime")].flops_per_sample  # counted on the program
     guarded = ran[("tokens.pt2", "infer", "onnxruntime")].agreement
     assert guarded is not None and guarded.max_abs_diff < 1e-4 and "PyTorch" in guarded.reference
-    kept = run.environment["user_models"]
+    kept = run.environment.user_models
     assert kept["tokens.onnx"]["kind"] == "onnx" and kept["tokens.onnx"]["framework"] == "onnx"
     assert kept["tokens.keras"]["inputs"] == [
         {"name": "ids", "shape": [6], "dtype": "int64", "range": [0.0, 50.0]},
@@ -138,7 +138,7 @@ def test_a_transformers_classifier_from_a_config_runs_and_trains_with_its_own_lo
     run = wattgap_api.load_run(tmp_path / "wattgap.db", "latest")
     statuses = {(r.cell.workload, r.cell.backend): r.status for r in run.results if r.status != "skipped"}
     assert statuses == {("infer", "torch-eager"): "ok", ("infer", "onnxruntime"): "ok", ("train", "torch-eager"): "ok"}
-    kept = run.environment["user_models"]["hf:bert"]
+    kept = run.environment.user_models["hf:bert"]
     assert kept["kind"] == "hf" and [spec["name"] for spec in kept["inputs"]] == ["input_ids", "attention_mask"]
     assert kept["inputs"][0] == {"name": "input_ids", "shape": [64], "dtype": "int64", "range": [0.0, 97.0]}
     exported = next(r for r in run.results if r.cell.backend == "onnxruntime")
@@ -204,7 +204,7 @@ def test_inputs_per_model_feed_each_user_model_its_own(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     run = wattgap_api.load_run(tmp_path / "wattgap.db", "latest")
     assert {r.cell.model: r.status for r in run.results} == dict.fromkeys(config["models"], "ok")
-    kept = run.environment["user_models"]
+    kept = run.environment.user_models
     assert [spec["name"] for spec in kept["helpers.usermodels:tokens_and_features"]["inputs"]] == ["ids", "x"]
     assert kept["helpers.usermodels:no_shape"]["inputs"] == [
         {"name": "input", "shape": [3, 2, 2], "dtype": "float32", "range": None}

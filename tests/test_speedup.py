@@ -10,6 +10,7 @@ from helpers import make_run, result
 
 from wattgap.analysis.speedup import Spread, compare, regressions
 from wattgap.errors import ConfigError
+from wattgap.machines import Environment
 from wattgap.results import Run
 
 RNG = np.random.default_rng(7)
@@ -77,7 +78,9 @@ def test_runs_that_measure_different_work_are_refused() -> None:
 
 
 def _on(run: Run, gpu: str) -> Run:
-    return run.model_copy(update={"environment": {"gpus": [{"name": gpu}], "cpu": {"model": "Xeon"}}})
+    return run.model_copy(
+        update={"environment": Environment.model_validate({"gpus": [{"name": gpu}], "cpu": {"model": "Xeon"}})}
+    )
 
 
 def test_latency_metric_is_latency_per_iteration_b_over_a() -> None:

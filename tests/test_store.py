@@ -12,6 +12,7 @@ import pytest
 from wattgap import api
 from wattgap.config import SweepConfig, parse_config
 from wattgap.errors import ConfigError, StoreError
+from wattgap.machines import Environment
 from wattgap.store.migrations import SCHEMA_VERSION
 from wattgap.store.sqlite import Store
 
@@ -101,7 +102,7 @@ def test_a_database_written_by_0_1_0_reads_and_takes_new_runs(tmp_path: Path) ->
     new = wattgap.run(
         fast_config(memory_formats=["auto", "contiguous"], protocol=repeated), db=copy, tags=["after-upgrade"]
     )
-    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     assert all(len(result.repeats) == 2 for result in new.results)
     with Store.open_readonly(copy) as store:
         assert store.run_ids() == [old.run_id, new.run_id]
@@ -134,7 +135,7 @@ def test_a_run_reads_back_where_its_user_model_and_data_are_not(tmp_path: Path) 
     fields = {"models": ["elsewhere.models:build"], "dataset": "folder", "dataset_path": "/nowhere/images"}
     config = SweepConfig.model_validate(fields, context={"stored": True})
     with Store.open(tmp_path / "w.db") as store:
-        store.create_run("r1", config, {}, [], {}, "test")
+        store.create_run("r1", config, Environment(), [], {}, "test")
     with Store.open_readonly(tmp_path / "w.db") as store:
         assert store.load_run("r1").config.models == ["elsewhere.models:build"]
     with pytest.raises(ConfigError, match=r"elsewhere\.models"):
@@ -192,7 +193,7 @@ def test_an_export_is_read_a_result_at_a_time_and_says_what_the_whole_run_says(
     copy = tmp_path / "old.db"
     shutil.copyfile(RELEASED, copy)
     with Store.open(copy) as store:
-        store.create_run("r-empty", parse_config({"models": ["conv6"]}), {}, [], {}, "test")
+        store.create_run("r-empty", parse_config({"models": ["conv6"]}), Environment(), [], {}, "test")
     with Store.open_readonly(copy) as store:
         run_ids = store.run_ids()
         runs = [store.load_run(run_id) for run_id in run_ids]

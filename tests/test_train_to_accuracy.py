@@ -59,7 +59,7 @@ def test_infer_with_a_dataset_reports_top1_and_energy(trained: tuple[Path, api.R
     infer = next(r for r in run.results if r.cell.workload == "infer")
     assert infer.status == "ok" and infer.accuracy_top1 is not None and 0.0 <= infer.accuracy_top1 <= 1.0
     assert infer.energy is not None and infer.energy.energy_j and infer.energy.j_per_sample
-    idle = run.environment["idle_power"]["cpu"]
+    idle = run.environment.idle_power["cpu"]
     assert idle["label"] == "estimated" and idle["power_w"] > 0 and idle["window_s"] >= 0.5
 
 

@@ -303,6 +303,10 @@ DAMAGES = {
     "tags": ("UPDATE runs SET tags_json = 5 WHERE run_id = ?", "field tags"),
     "name": ("UPDATE runs SET name = x'ff00' WHERE run_id = ?", "its row"),
     "result_json": ("UPDATE results SET result_json = 'garbage' WHERE run_id = ?", "the result of cell"),
+    "machine_id": (  # a result naming a machine the file does not hold
+        "UPDATE results SET result_json = json_set(result_json, '$.machine_id', 'f00d') WHERE run_id = ?",
+        "its row",
+    ),
 }
 
 

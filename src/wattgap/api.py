@@ -44,12 +44,13 @@ from wattgap.driver import finished as finished
 from wattgap.driver import resume as resume
 from wattgap.driver import run as run
 from wattgap.errors import ConfigError, StoreError
+from wattgap.machines import Machine
 from wattgap.plan import Plan, expand
 from wattgap.render.document import build as build_document
 from wattgap.render.files import Written
 from wattgap.render.files import write as write_report
 from wattgap.results import Run
-from wattgap.runner.fingerprint import fingerprint, machine_key
+from wattgap.runner.fingerprint import fingerprint
 from wattgap.store.locks import executing
 from wattgap.store.sqlite import Store
 
@@ -167,7 +168,7 @@ def list_suites() -> list[dict[str, Any]]:
     return [{"name": n, "description": load_suite_data(n).get("description", "")} for n in suite_names()]
 
 
-def environment() -> dict[str, Any]:
+def environment() -> Machine:
     """This machine's fingerprint: CPU, memory, GPUs, driver and CUDA, libraries, usable devices and
     backends (and why not)."""
     return fingerprint(detect())
@@ -188,7 +189,8 @@ def compare(
         first = store.load_run(run_a)
         second = first if store.resolve(run_b) == first.run_id else store.load_run(run_b)  # A against itself: read once
         single = any(len(r.sample_groups()) == 1 for run in (first, second) for r in run.results if r.status == "ok")
-        same_machine = machine_key(first.environment) == machine_key(second.environment)
+        keys = [[machine.key() for machine in run.machines_used().values()] for run in (first, second)]
+        same_machine = len(keys[0]) == 1 and keys[0] == keys[1]  # cells of several machines: no one spread
         spread = machine_spread(store, first) if single and same_machine else None  # widens single-process sides
     return compare_runs(first, second, by=by, baseline=baseline, metric=metric, spread=spread)
 
@@ -196,15 +198,15 @@ def compare(
 def machine_spread(store: Store, run: Run) -> Spread | None:
     """The spread between processes measured on ``run``'s machine by the repeated cells of the runs of
     ``store`` made there within SPREAD_MAX_AGE_S (None: none did)."""
-    key = machine_key(run.environment)
+    key = run.environment.key()
     repeated = store.repeated_run_ids()
     created: dict[str, float] = {}
     for run_id, created_at, environment in store.recent_environments(SPREAD_MAX_AGE_S):
         if run_id in repeated:
             try:
-                if machine_key(environment) == key:
+                if environment.key() == key:
                     created[run_id] = datetime.fromisoformat(created_at).timestamp()
-            except (AttributeError, TypeError, ValueError):  # an unreadable neighbour is passed over
+            except (TypeError, ValueError):  # an unreadable neighbour is passed over
                 continue
     runs = []
     for run_id in created:

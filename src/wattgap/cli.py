@@ -347,7 +347,7 @@ def env(fmt: FormatOption = TableOrJson.table) -> None:
 
     environment = describe()
     if fmt is TableOrJson.json:
-        _print_json(environment)
+        _print_json(environment.model_dump(mode="json"))
         return
     for table in environment_tables(environment):
         console.print(table)

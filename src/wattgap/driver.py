@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from wattgap.config import (
 from wattgap.datasets import check
 from wattgap.devices import Hardware
 from wattgap.errors import ConfigError, StoreError
-from wattgap.measure.energy import measure_idle
+from wattgap.machines import Environment, Machine
 from wattgap.measure.flops import Work
 from wattgap.measure.protocol import PROBE, probe_protocol
 from wattgap.models import is_custom
@@ -30,11 +30,10 @@ from wattgap.models.sources import identity, kind_of
 from wattgap.plan import Plan, expand, next_probe, schedule
 from wattgap.render.progress import ProgressSink, SilentProgress
 from wattgap.results import CellResult, Run, RunState
-from wattgap.runner.executors import CellJob, Executor, LocalExecutor
-from wattgap.runner.fingerprint import machine_key
+from wattgap.runner.executors import HOME, CellJob, Executor, LocalExecutor, Node
 from wattgap.runner.forkserver import fork_server
 from wattgap.runner.isolate import forks
-from wattgap.runner.machine import MACHINE, ROOFLINE
+from wattgap.runner.machine import IDLE, MACHINE, ROOFLINE, idle_power
 from wattgap.runner.probe import describe, refuse
 from wattgap.runner.repeats import combine
 from wattgap.store.locks import executing
@@ -108,39 +107,70 @@ def run(
     runner = executor or LocalExecutor()
     server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
     check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing
-    machine = runner.facts({"kind": MACHINE}, sweep)  # the devices where the cells run, as a process there sees them
-    hardware = Hardware.from_dict(machine["hardware"])
+    names = runner.nodes(sweep)
+    home = runner.facts({"kind": MACHINE}, sweep, names[0])  # its devices and fingerprint, as a process there sees them
+    hardware = Hardware.from_dict(home["hardware"])
     user_models = describe_user_models(sweep)
     planned = expand(sweep, hardware, frameworks_of(user_models))
     run_id = new_run_id()
     with Store.open(db) as store, executing(db, run_id):
-        environment = machine["environment"]
-        if user_models:  # which code was measured: the run never needs it again to be read
-            environment["user_models"] = user_models
+        environment = Environment.model_validate(home["environment"] | {"user_models": user_models})
         devices = list(dict.fromkeys(cell.device for cell in planned.runnable))
         if server is not None:
             server.ready()  # no import may run beside the idle measurement
         reused = _recent_idle(store, environment, devices, sweep)
         if reused is not None:
-            idle = reused["idle_power"]
-            environment["idle_power_reused"] = {key: reused[key] for key in ("run_id", "age_s")}
+            environment.idle_power = reused["idle_power"]
+            environment.idle_power_reused = {key: reused[key] for key in ("run_id", "age_s")}
         else:
-            idle = {domain: power.model_dump() for domain, power in measure_idle(devices, sweep.energy).items()}
-        environment["idle_power"], environment["idle_devices"] = idle, devices
-        environment["idle_s"] = sweep.energy.idle_s
-        cpu_threads = sorted({cell.threads for cell in planned.runnable if cell.device == "cpu" and cell.threads})
-        if sweep.cpu_roofline and cpu_threads:  # cpu_roofline, or cpu_roofline_error: the what-if goes without it
-            environment.update(runner.facts({"kind": ROOFLINE, "threads": cpu_threads}, sweep))
+            environment.idle_power = _idle(runner, sweep, names[0], devices)
+        _describe(runner, sweep, names[0], environment, planned.runnable)
+        nodes = {names[0]: Node(None, environment.idle_power)} | _elsewhere(
+            store, runner, sweep, names[1:], planned.runnable
+        )
         store.create_run(run_id, sweep, environment, list(planned.cells), planned.skipped, __version__, labels)
         if on_created is not None:
             on_created(run_id, planned)
-        _drive(store, store.load_run(run_id), progress or SilentProgress(), idle, runner)
+        _drive(store, store.load_run(run_id), progress or SilentProgress(), nodes, runner)
         return store.load_run(run_id)
 
 
-def _recent_idle(
-    store: Store, environment: dict[str, Any], devices: list[str], sweep: SweepConfig
-) -> dict[str, Any] | None:
+def _elsewhere(
+    store: Store, runner: Executor, sweep: SweepConfig, names: list[str], cells: Sequence[Cell]
+) -> dict[str, Node]:
+    """The other nodes ``names`` where the executor runs ``cells``: each one's facts taken there (as the
+    run's own machine's are) and its machine stored once, by the hash of its facts."""
+    devices = list(dict.fromkeys(cell.device for cell in cells))
+    nodes = {}
+    for node in names:
+        machine = Machine.model_validate(runner.facts({"kind": MACHINE}, sweep, node)["environment"])
+        machine.idle_power = _idle(runner, sweep, node, devices)
+        _describe(runner, sweep, node, machine, cells)
+        nodes[node] = Node(store.add_machine(machine), machine.idle_power)
+    return nodes
+
+
+def _idle(runner: Executor, sweep: SweepConfig, node: str, devices: list[str]) -> dict[str, Any]:
+    """The idle power of ``devices`` on ``node``: measured in this process on this machine (HOME, where
+    the sweep's own imports are done by now), by a process there elsewhere."""
+    if node == HOME:
+        return idle_power(devices, sweep.energy)
+    request = {"kind": IDLE, "devices": devices, "energy": sweep.energy.model_dump(mode="json")}
+    return dict(runner.facts(request, sweep, node)["idle_power"])
+
+
+def _describe(runner: Executor, sweep: SweepConfig, node: str, machine: Machine, cells: Sequence[Cell]) -> None:
+    """What else ``machine`` (of ``node``) keeps: the devices and window of its idle power, and its CPU's
+    roofline at the thread counts ``cells`` run when ``cpu_roofline`` asks for it (or why it could not be
+    measured: the what-if goes without it)."""
+    machine.idle_devices, machine.idle_s = list(dict.fromkeys(cell.device for cell in cells)), sweep.energy.idle_s
+    cpu_threads = sorted({cell.threads for cell in cells if cell.device == "cpu" and cell.threads})
+    if sweep.cpu_roofline and cpu_threads:
+        rates = runner.facts({"kind": ROOFLINE, "threads": cpu_threads}, sweep, node)
+        machine.cpu_roofline, machine.cpu_roofline_error = rates.get("cpu_roofline"), rates.get("cpu_roofline_error")
+
+
+def _recent_idle(store: Store, environment: Machine, devices: list[str], sweep: SweepConfig) -> dict[str, Any] | None:
     """The idle power of the newest run in ``store`` that measured it on this machine, for these devices
     (or more), with the same idle window, within ``energy.idle_reuse_s``, and found the machine quiet:
     its ``idle_power``, ``run_id`` and ``age_s``. None when no run qualifies (this run measures its own)."""
@@ -149,19 +179,19 @@ def _recent_idle(
         return None
     now = datetime.now(timezone.utc)
     for run_id, created_at, earlier in store.recent_environments(energy.idle_reuse_s):
-        idle = earlier.get("idle_power") or {}
-        try:  # a neighbour whose environment is not what wattgap writes is passed over, never a crash
-            if (
-                "idle_power_reused" in earlier  # only a measurement is reused, never a reuse: its age would grow
-                or not idle
-                or any(entry.get("warning") for entry in idle.values())
-                or not set(devices) <= set(earlier.get("idle_devices", []))
-                or earlier.get("idle_s") != energy.idle_s
-                or machine_key(earlier) != machine_key(environment)
-            ):
-                continue
+        idle = earlier.idle_power
+        if (
+            earlier.idle_power_reused is not None  # only a measurement is reused, never a reuse: its age would grow
+            or not idle
+            or any(entry.get("warning") for entry in idle.values())
+            or not set(devices) <= set(earlier.idle_devices)
+            or earlier.idle_s != energy.idle_s
+            or earlier.key() != environment.key()
+        ):
+            continue
+        try:  # a neighbour whose creation time is not what wattgap writes is passed over, never a crash
             age_s = (now - datetime.fromisoformat(created_at)).total_seconds()
-        except (AttributeError, TypeError, ValueError):
+        except (TypeError, ValueError):
             continue
         return {"idle_power": idle, "run_id": run_id, "age_s": round(age_s, 1)}
     return None
@@ -188,8 +218,9 @@ def resume(
     with Store.open(db, create=False) as store, executing(db, store.resolve(run_id)):
         previous = store.load_run(run_id)  # read under the lock: what is pending now
         runner = executor or LocalExecutor()
-        here = machine_key(runner.facts({"kind": MACHINE}, previous.config)["environment"])
-        there = machine_key(previous.environment)
+        names = runner.nodes(previous.config)
+        here = Machine.model_validate(runner.facts({"kind": MACHINE}, previous.config, names[0])["environment"]).key()
+        there = previous.environment.key()
         if here != there:
             raise ConfigError(f"--resume: run {previous.run_id} was started on {there}, this machine is {here}")
         kept = spilled(previous.run_id)  # finished before a write failed: stored now
@@ -207,8 +238,9 @@ def resume(
             on_created(previous.run_id, None)
         if previous.state().finished:  # nothing to run: nothing stored changes
             return previous
-        idle = previous.environment.get("idle_power") or {}
-        _drive(store, previous, progress or SilentProgress(), idle, runner)
+        nodes = {names[0]: Node(None, previous.environment.idle_power)}  # its other nodes described anew
+        nodes |= _elsewhere(store, runner, previous.config, names[1:], previous.pending)
+        _drive(store, previous, progress or SilentProgress(), nodes, runner)
         return store.load_run(previous.run_id)
 
 
@@ -216,7 +248,7 @@ def _drive(
     store: Store,
     stored: Run,
     progress: ProgressSink,
-    idle_power: dict[str, Any],
+    nodes: dict[str, Node],
     executor: Executor,
 ) -> None:
     """Run the processes of ``stored`` that have no result yet, in the run's order (plan.schedule), or,
@@ -225,15 +257,18 @@ def _drive(
     in (or one failed: its other repeats are then not run). The run is marked complete only when every
     cell has a result; an interruption marks it interrupted (``wattgap run --resume`` finishes it) and is
     re-raised. FLOPs and traffic per sample do not depend on batch, device, precision or threads, so a
-    count from one cell is handed to the later cells of its model, workload and backend."""
+    count from one cell is handed to the later cells of its model, workload and backend. ``nodes``: where
+    the executor may run them (Executor.nodes), with what the driver took of each."""
     run_id, config = stored.run_id, stored.config
+    idle_of = {None: stored.environment.idle_power} | {key: m.idle_power for key, m in stored.machines.items()}
+    idle_of |= {node.machine_id: node.idle_power for node in nodes.values()}
     counted: dict[tuple[str, str, str], Work] = {}
     results = {result.cell_id: result for result in stored.results}
     parts = store.load_repeats(run_id)
     for cell_id, done in parts.items():  # every process ran, but the run stopped before their combination
         finished = len(done) >= config.repeats_for(done[0].cell.workload) or done[-1].status != "ok"
         if cell_id not in results and finished:
-            results[cell_id] = combine(done, config, idle_power)
+            results[cell_id] = combine(done, config, idle_of.get(done[0].machine_id, {}))
             store.store_result(run_id, results[cell_id])
     slots: Iterator[tuple[Cell, int, int]]  # (cell, repeat, its place in the run's order)
     probes: dict[str, CellResult] = {}  # a batch search's probes: a few iterations each (measure/protocol.py)
@@ -265,10 +300,10 @@ def _drive(
             progress.cell_started(cell, index, total)
             if repeat == PROBING:
                 probing_ids.add(cell.cell_id)
-                yield CellJob(cell, probing, counted.get(key(cell)), idle_power, None, sequence)
+                yield CellJob(cell, probing, counted.get(key(cell)), nodes, None, sequence)
                 continue
             repeated = config.repeats_for(cell.workload) > 1
-            yield CellJob(cell, config, counted.get(key(cell)), idle_power, repeat if repeated else None, sequence)
+            yield CellJob(cell, config, counted.get(key(cell)), nodes, repeat if repeated else None, sequence)
 
     def keep(result: CellResult, write: Callable[[str, CellResult], None]) -> None:
         try:
@@ -305,7 +340,7 @@ def _drive(
                 progress.cell_finished(result)
                 if result.status == "ok" and len(done) < config.repeats_for(result.cell.workload):
                     continue
-                result = combine(done, config, idle_power)
+                result = combine(done, config, idle_of.get(result.machine_id, {}))
             keep(result, store.store_result)
             results[result.cell_id] = result
             progress.cell_finished(result)

@@ -11,6 +11,7 @@ from wattgap.blocks import COLUMNS as BLOCK_COLUMNS
 from wattgap.blocks import AnyBlock
 from wattgap.cells import Cell
 from wattgap.config import SweepConfig
+from wattgap.machines import Environment, Machine
 from wattgap.measure.energy import CellEnergy
 from wattgap.measure.flops import Work
 from wattgap.measure.guardrail import Agreement
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 
 # 2: energy, accuracy_top1, training, agreement; 3: the traffic counts; 4: the noise audit; 5: repeats (repeat,
 # sequence, repeats); 6: the workload's block (``block`` with its ``kind``; 2-5 stored train-to-accuracy's as
-# ``training``, read into the block). Older read with them unset
-RESULT_SCHEMA_VERSION = 6
+# ``training``, read into the block); 7: ``machine_id``. Older read with them unset
+RESULT_SCHEMA_VERSION = 7
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 
@@ -101,6 +102,7 @@ class CellResult(BaseModel):
     reason: str = ""
     repeat: int | None = None  # which of the cell's processes this is, when the cell repeats (from 0)
     sequence: int | None = None  # its place in the order the run's processes ran (from 0)
+    machine_id: str | None = None  # the machine that ran it (Run.machine_of); None: the run's own
     repeats: list[Repeat] = Field(default_factory=list)  # a combined result: each process, in repeat order
     started_at: str | None = None
     finished_at: str | None = None
@@ -179,7 +181,7 @@ class CellResult(BaseModel):
 
     def flat(self) -> dict[str, Any]:
         """One flat row: cell fields, status and headline metrics (no raw samples)."""
-        row: dict[str, Any] = {"cell_id": self.cell_id, **self.cell.model_dump()}
+        row: dict[str, Any] = {"cell_id": self.cell_id, **self.cell.model_dump(), "machine_id": self.machine_id}
         row.update(status=self.status, reason=self.reason, stop_reason=self.stop_reason)
         latency = self.latency.model_dump(exclude={"warnings", "repeat_medians_s"}) if self.latency else {}
         row.update({f"latency_{key}": value for key, value in latency.items()})
@@ -237,10 +239,28 @@ class Run(BaseModel):
     finished_at: str | None = None
     status: str
     config: SweepConfig
-    environment: dict[str, Any]
+    environment: Environment
+    machines: dict[str, Machine] = Field(default_factory=dict)  # by id: the other machines its results name
     tags: list[str] = Field(default_factory=list)
     cells: list[Cell]
     results: list[CellResult]
+
+    @model_validator(mode="after")
+    def _machines_known(self) -> Run:
+        unknown = {r.machine_id for r in self.results if r.machine_id} - set(self.machines)
+        if unknown:
+            raise ValueError(f"its results name machines it does not hold: {', '.join(sorted(unknown))}")
+        return self
+
+    def machine_of(self, result: CellResult) -> Machine:
+        """The machine that ran ``result``: the run's own, or another its executor used."""
+        return self.environment if result.machine_id is None else self.machines[result.machine_id]
+
+    def machines_used(self) -> dict[str | None, Machine]:
+        """The machines its results ran on (skipped cells ran nowhere), by id (None: the run's own), in the
+        order of its results; the run's own alone when none ran."""
+        ids = dict.fromkeys(r.machine_id for r in self.results if r.status != "skipped") or {None: None}
+        return {machine_id: self.environment if machine_id is None else self.machines[machine_id] for machine_id in ids}
 
     @property
     def pending(self) -> list[Cell]:

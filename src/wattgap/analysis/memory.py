@@ -19,6 +19,7 @@ from wattgap.analysis.regression import Fit, fit_polynomial, prediction_interval
 from wattgap.cells import curve_key
 from wattgap.config import MAX_BATCH_SIZE
 from wattgap.errors import ConfigError, field_error
+from wattgap.machines import Machine
 from wattgap.plan import next_probe
 from wattgap.results import CellResult, Run
 from wattgap.text import number
@@ -136,17 +137,15 @@ def _limit(key: dict[str, object], results: list[CellResult]) -> BatchLimit:
     return BatchLimit(key, ran, failed, exact, probes, ended)
 
 
-def _device_memory(run: Run, device: str) -> float | None:
-    """The memory a cell on ``device`` may use: the GPU's, or the host cap of the run, or the host's."""
-    environment = run.environment
+def _device_memory(run: Run, machine: Machine, device: str) -> float | None:
+    """The memory a cell on ``device`` of ``machine`` may use: the GPU's, or the host cap of the run, or
+    the host's."""
     if device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
-        gpus = environment.get("gpus", [])
-        return float(gpus[index]["memory_bytes"]) if index < len(gpus) else None
+        gpu = machine.gpu(device)
+        return float(gpu.memory_bytes) if gpu is not None and gpu.memory_bytes else None
     if run.config.max_host_memory_bytes is not None:
         return float(run.config.max_host_memory_bytes)
-    total = environment.get("memory_bytes")
-    return float(total) if total else None
+    return float(machine.memory_bytes) if machine.memory_bytes else None
 
 
 def _curve(
@@ -160,8 +159,13 @@ def _curve(
     measured = [(r.cell.batch_size, *memory_of(r)) for r in results if r.status == "ok"]
     measured = [(b, m, s) for b, m, s in measured if m is not None]
     source = measured[0][2] if measured else "host peak RSS"
-    budget = budget if budget is not None else _device_memory(run, str(key["device"]))
     notes = []
+    if budget is None:  # the machines its cells ran on (several, when an executor spread them): the smallest
+        machines = {r.machine_id: run.machine_of(r) for r in results}
+        if len(machines) > 1:
+            notes.append(f"its cells ran on {len(machines)} machines: the budget is the smallest one's")
+        budgets = [_device_memory(run, machine, str(key["device"])) for machine in machines.values()]
+        budget = min((b for b in budgets if b is not None), default=None)
     batch = np.array([b for b, _, _ in measured], dtype=float)
     memory = np.array([m for _, m, _ in measured], dtype=float)
     if len(np.unique(batch)) < 2:

@@ -330,13 +330,15 @@ def device_names(run_a: Run, run_b: Run) -> dict[str, str]:
 
 
 def hardware(run: Run) -> dict[str, str]:
-    """The devices of the machine that made ``run``, named: "cpu" -> its CPU model, "cuda:0" -> its GPU."""
-    environment = run.environment
-    devices = {f"cuda:{index}": str(gpu.get("name")) for index, gpu in enumerate(environment.get("gpus", []))}
-    if "cuda:0" in devices:
-        devices["cuda"] = devices["cuda:0"]
-    devices["cpu"] = str(environment.get("cpu", {}).get("model") or "unknown CPU")
-    return devices
+    """The devices of the machines that ran ``run``'s cells, named: "cpu" -> its CPU model, "cuda:0" ->
+    its GPU (names of several machines that differ joined by " / ")."""
+    named: dict[str, list[str]] = {}
+    for machine in run.machines_used().values():
+        for device, name in machine.device_names().items():
+            named.setdefault(device, [])
+            if name not in named[device]:
+                named[device].append(name)
+    return {device: " / ".join(names) for device, names in named.items()}
 
 
 def _machine_notes(run_a: Run, run_b: Run, by: str) -> list[str]:

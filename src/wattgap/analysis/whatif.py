@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wattgap.analysis.plausibility import caveats, suspects
-from wattgap.analysis.speedup import hardware
-from wattgap.cells import CELL_FIELDS, Cell
+from wattgap.cells import CELL_FIELDS
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.hardware import gpu_entry, known_gpus
 from wattgap.results import CellResult, Run
@@ -157,20 +156,17 @@ def _gpu_roof(entry: dict[str, object], precision: str) -> Roof | None:
     return Roof(str(entry["name"]), float(peak), float(bandwidth))  # type: ignore[arg-type]
 
 
-def source_roof(run: Run, cell: Cell) -> Roof | None:
-    """The roofline of the device that ran ``cell``: a known GPU's datasheet, or the CPU's measured rates
-    at the cell's thread count; None when neither is known for its precision."""
-    environment = run.environment
+def source_roof(run: Run, result: CellResult) -> Roof | None:
+    """The roofline of the device that ran ``result``'s cell, on the machine that ran it: a known GPU's
+    datasheet, or the CPU's measured rates at the cell's thread count; None when neither is known for its
+    precision."""
+    cell, machine = result.cell, run.machine_of(result)
     if cell.device.startswith("cuda"):
-        gpus = environment.get("gpus", [])
-        index = int(cell.device.partition(":")[2] or 0)
-        if index >= len(gpus):
-            return None
-        name = str(gpus[index].get("name", ""))
-        entry = gpu_entry(name)
+        gpu = machine.gpu(cell.device)
+        entry = gpu_entry(gpu.name) if gpu is not None else None
         return _gpu_roof(entry, cell.precision) if entry else None
     if cell.device == "cpu":
-        rates = (environment.get("cpu_roofline") or {}).get(str(cell.threads))
+        rates = (machine.cpu_roofline or {}).get(str(cell.threads))
         peak = (rates or {}).get(f"{cell.precision}_flops_per_s")
         if rates is None or peak is None:
             return None
@@ -216,7 +212,7 @@ def whatif(runs: list[Run], targets: list[str]) -> WhatIf:
             left_out[reason] = left_out.get(reason, 0) + len(entries)
             continue
         flops, moved = counted
-        here = source_roof(run, result.cell)
+        here = source_roof(run, result)
         for entry in entries:
             roof = _gpu_roof(entry, result.cell.precision)
             if roof is None:
@@ -254,7 +250,7 @@ def _measurements(finished: list[tuple[Run, CellResult]]) -> dict[tuple[str, str
     with the roofline time its own run measured for it), for the range of its estimates."""
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for run, result in finished:
-        roof, counted = source_roof(run, result.cell), work(result)
+        roof, counted = source_roof(run, result), work(result)
         if roof is None or counted is None:
             continue
         medians = [r.median_s for r in result.repeats if r.status == "ok" and r.median_s] or [_median(result)]
@@ -264,7 +260,7 @@ def _measurements(finished: list[tuple[Run, CellResult]]) -> dict[tuple[str, str
 
 def _where(run: Run, result: CellResult) -> tuple[str, str]:
     """A cell on a machine: its id and the machine's devices, named."""
-    return result.cell_id, repr(sorted(hardware(run).items()))
+    return result.cell_id, repr(sorted(run.machine_of(result).device_names().items()))
 
 
 def _estimate_range(measured: list[tuple[float, float]], there_s: float) -> tuple[float, float, int]:
@@ -296,7 +292,7 @@ def check(runs: list[Run]) -> ErrorCheck:
             for run_b, b in members:
                 if a is b or (a.cell.device, a.cell.threads) == (b.cell.device, b.cell.threads):
                     continue
-                counted, roof_a, roof_b = work(a), source_roof(run_a, a.cell), source_roof(run_b, b.cell)
+                counted, roof_a, roof_b = work(a), source_roof(run_a, a), source_roof(run_b, b)
                 if counted is None or roof_a is None or roof_b is None:
                     continue
                 estimate = _scaled(_median(a), roof_a.time_s(*counted), roof_b.time_s(*counted))

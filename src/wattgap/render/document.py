@@ -5,6 +5,7 @@ here is still foreign text: the renderers escape it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -74,7 +75,7 @@ def build(runs: list[Run], generated_at: str | None = None) -> Document:
 
 def _runs(runs: list[Run]) -> Section:
     overview = Table(["run", "name", "tags", "status", "created", "cells", "ok", "not run", "skipped"], [])
-    machines = Table(["run", "CPU", "cores", "memory", "GPUs", "OS", "Python", "torch", "wattgap"], [])
+    machines = Table(["run", "host", "cells", "CPU", "cores", "memory", "GPUs", "OS", "Python", "torch", "wattgap"], [])
     settings = Table(
         ["run", "models", "workloads", "backends", "devices", "precisions", "batch", "threads", "processes per cell"],
         [],
@@ -95,24 +96,24 @@ def _runs(runs: list[Run]) -> Section:
                 str(counts["skipped"]),
             ]
         )
-        env = run.environment
-        cpu = env.get("cpu", {})
-        gpus = ", ".join(str(g.get("name")) for g in env.get("gpus", [])) or "none"
-        libraries = env.get("libraries", {})
-        version = env.get("wattgap", {})
-        machines.rows.append(
-            [
-                run.run_id,
-                str(cpu.get("model", "?")),
-                f"{cpu.get('physical_cores', '?')} / {cpu.get('logical_cores', '?')}",
-                quantity(env.get("memory_bytes"), "B", 1024.0),
-                gpus,
-                str(env.get("os", "?")),
-                str(env.get("python", "?")),
-                str(libraries.get("torch", "?")),
-                f"{version.get('version', '?')} {version.get('commit') or ''}".strip(),
-            ]
-        )
+        ran = Counter(r.machine_id for r in run.results if r.status != "skipped")
+        for machine_id, machine in run.machines_used().items():
+            cpu = machine.cpu
+            machines.rows.append(
+                [
+                    run.run_id,
+                    machine.hostname or "?",
+                    str(ran[machine_id]),
+                    cpu.model or "?",
+                    f"{cpu.physical_cores or '?'} / {cpu.logical_cores or '?'}",
+                    quantity(machine.memory_bytes, "B", 1024.0),
+                    ", ".join(gpu.name for gpu in machine.gpus) or "none",
+                    machine.os or "?",
+                    machine.python or "?",
+                    str(machine.libraries.get("torch") or "?"),
+                    f"{machine.wattgap.get('version', '?')} {machine.wattgap.get('commit') or ''}".strip(),
+                ]
+            )
         config = run.config
         batches = config.batch_sizes if config.batch_sizes is not None else "default"
         settings.rows.append(

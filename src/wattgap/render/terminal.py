@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType
@@ -21,6 +21,7 @@ from wattgap.analysis.studies import StudyTable, Value
 from wattgap.analysis.tradeoff import Curve, Tradeoff
 from wattgap.analysis.whatif import UNVALIDATED, WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
+from wattgap.machines import Machine
 from wattgap.measure.stats import LatencyStats
 from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
 from wattgap.results import CellResult, Run
@@ -268,18 +269,24 @@ def summary_line(run: Run) -> str:
 
 
 def idle_line(run: Run) -> str:
-    idle = run.environment.get("idle_power") or {}
-    if not idle:
-        return "idle power: not measured (energy.idle_s 0, or energy disabled): no net energy"
-    parts = [
-        f"{domain} {quantity(entry.get('power_w'), 'W')} ({entry.get('label')}, {entry.get('meter')})"
-        + (f" NOT IDLE: {entry['warning']}" if entry.get("warning") else "")
-        for domain, entry in idle.items()
-    ]
-    reused = run.environment.get("idle_power_reused")
-    if reused:
-        parts.append(f"reused from run {reused['run_id']}, measured {seconds(reused['age_s'])} before this one")
-    return "idle power: " + "; ".join(parts)
+    """The idle power its cells' net energy subtracts, of each machine that ran them."""
+    used = run.machines_used()
+    lines = []
+    for machine in used.values():
+        where = f" of {machine.hostname}" if len(used) > 1 else ""
+        if not machine.idle_power:
+            lines.append(f"idle power{where}: not measured (energy.idle_s 0, or energy disabled): no net energy")
+            continue
+        parts = [
+            f"{domain} {quantity(entry.get('power_w'), 'W')} ({entry.get('label')}, {entry.get('meter')})"
+            + (f" NOT IDLE: {entry['warning']}" if entry.get("warning") else "")
+            for domain, entry in machine.idle_power.items()
+        ]
+        reused = machine.idle_power_reused
+        if reused:
+            parts.append(f"reused from run {reused['run_id']}, measured {seconds(reused['age_s'])} before this one")
+        lines.append(f"idle power{where}: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def efficiency_table(
@@ -803,33 +810,31 @@ def print_comparison(console: Console, comparison: Comparison, rows_shown: int =
         console.print(f"[dim]{comparison.unmatched} cell(s) of A had no match in B[/]")
 
 
-def environment_tables(environment: dict[str, Any]) -> list[Table]:
+def environment_tables(environment: Machine) -> list[Table]:
     machine = Table(title="machine", title_justify="left", show_header=False, box=box.SIMPLE, show_edge=False)
     machine.add_column("what")
     machine.add_column("value")
-    cpu = environment["cpu"]
-    machine.add_row("cpu", f"{cpu['model']} ({cpu['physical_cores']} physical / {cpu['logical_cores']} logical cores)")
-    machine.add_row("cpu features", ", ".join(cpu["flags"]) or "-")
-    machine.add_row("memory", quantity(environment["memory_bytes"], "B", 1024.0))
-    for gpu in environment["gpus"]:
+    cpu = environment.cpu
+    machine.add_row("cpu", f"{cpu.model} ({cpu.physical_cores} physical / {cpu.logical_cores} logical cores)")
+    machine.add_row("cpu features", ", ".join(cpu.flags) or "-")
+    machine.add_row("memory", quantity(environment.memory_bytes, "B", 1024.0))
+    for gpu in environment.gpus:
         machine.add_row(
-            f"gpu {gpu['index']}",
-            f"{gpu['name']}, {quantity(gpu['memory_bytes'], 'B', 1024.0)}, compute {gpu['capability']}",
+            f"gpu {gpu.index}", f"{gpu.name}, {quantity(gpu.memory_bytes, 'B', 1024.0)}, compute {gpu.capability}"
         )
-    machine.add_row("nvidia driver", str(environment.get("nvidia_driver") or "-"))
-    torch = environment.get("torch", {})
-    machine.add_row("cuda (torch build)", str(torch.get("cuda") or "-"))
-    machine.add_row("cudnn", str(torch.get("cudnn") or "-"))
-    machine.add_row("os / python", f"{environment['os']} / {environment['python']}")
-    versions = ", ".join(f"{k} {v}" for k, v in environment["libraries"].items() if v)
+    machine.add_row("nvidia driver", str(environment.nvidia_driver or "-"))
+    machine.add_row("cuda (torch build)", str(environment.torch.get("cuda") or "-"))
+    machine.add_row("cudnn", str(environment.torch.get("cudnn") or "-"))
+    machine.add_row("os / python", f"{environment.os} / {environment.python}")
+    versions = ", ".join(f"{k} {v}" for k, v in environment.libraries.items() if v)
     machine.add_row("libraries", versions)
-    wattgap = environment["wattgap"]
-    machine.add_row("wattgap", f"{wattgap['version']} ({wattgap['commit'] or 'no git checkout'})")
+    wattgap = environment.wattgap
+    machine.add_row("wattgap", f"{wattgap.get('version')} ({wattgap.get('commit') or 'no git checkout'})")
     usable = Table(title="devices and backends", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     for column in ("kind", "name", "usable"):
         usable.add_column(column, no_wrap=True)
     usable.add_column("why not", overflow="fold")
-    for kind in ("devices", "backends"):
-        for name, entry in environment[kind].items():
-            usable.add_row(kind[:-1], name, "yes" if entry["usable"] else "[red]no[/]", Text(plain(entry["reason"])))
+    for kind, entries in (("device", environment.devices), ("backend", environment.backends)):
+        for name, entry in entries.items():
+            usable.add_row(kind, name, "yes" if entry.usable else "[red]no[/]", Text(plain(entry.reason or "")))
     return [machine, usable]

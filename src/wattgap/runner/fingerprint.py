@@ -1,4 +1,5 @@
-"""The environment fingerprint stored with every run, and the machine description of ``wattgap env``."""
+"""The fingerprint of a node (wattgap.machines.Machine), stored with the cells it runs, and the machine
+description of ``wattgap env``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from wattgap.backends import BACKENDS
 from wattgap.devices import Hardware, cpu_info
+from wattgap.machines import Machine
 from wattgap.version import __version__
 
 # Each library by its usual name and the module it is imported as. The version is looked up through the
@@ -136,13 +138,13 @@ def _nvidia_driver() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def fingerprint(hardware: Hardware) -> dict[str, Any]:
+def fingerprint(hardware: Hardware) -> Machine:
     """Everything about this machine and software that a result depends on."""
     import psutil
 
     versions, distributions = _versions()
     devices = {"cpu": ""} | {name: hardware.unusable_reason(name) for name in ("cuda", "mps")}
-    return {
+    facts = {
         "hostname": socket.gethostname(),
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -161,12 +163,4 @@ def fingerprint(hardware: Hardware) -> dict[str, Any]:
             for name, backend in BACKENDS.items()
         },
     }
-
-
-def machine_key(environment: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a fingerprint that must match for a run to be resumed on this machine."""
-    return {
-        "cpu": environment.get("cpu", {}).get("model"),
-        "gpus": [gpu.get("name") for gpu in environment.get("gpus", [])],
-        "torch": environment.get("libraries", {}).get("torch"),
-    }
+    return Machine.model_validate(facts)

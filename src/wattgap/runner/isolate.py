@@ -21,7 +21,7 @@ from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.measure.flops import Work
 from wattgap.results import CellResult, Memory, Phases
-from wattgap.runner.executors.base import CellJob
+from wattgap.runner.executors.base import HOME, CellJob
 from wattgap.runner.forkserver import fork_server
 from wattgap.runner.processes import (
     MEMORY_LOOK_S,
@@ -58,7 +58,7 @@ def _signal_reason(returncode: int) -> str:
 def run_isolated(job: CellJob, on_event: OnEvent | None = None) -> CellResult:
     """Run ``job`` in a fresh process; its result, whatever happened, carries the job's repeat and
     sequence."""
-    result = _run(job.cell, job.config, on_event, job.work, job.idle_power)
+    result = _run(job.cell, job.config, on_event, job.work, job.nodes[HOME].idle_power)
     result.repeat, result.sequence = job.repeat, job.sequence
     return result
 

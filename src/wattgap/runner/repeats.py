@@ -104,6 +104,7 @@ def combine(parts: list[CellResult], config: SweepConfig, idle_power: dict[str, 
     shared: dict[str, Any] = {
         "repeat": None,
         "sequence": None,
+        "machine_id": first.machine_id,  # an executor runs a cell's processes on one machine
         "repeats": [_record(part) for part in parts],
         "started_at": by_time[0].started_at,
         "finished_at": by_time[-1].finished_at,

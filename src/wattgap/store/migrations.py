@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 APPLICATION_ID = 0x57475031  # "WGP1"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # each process of a cell that repeats (protocol.repeats), stored as it ends: part of CREATE, and migration 3
 REPEATS = """
@@ -39,6 +39,17 @@ CREATE TABLE probes (
     stored_at TEXT NOT NULL,
     PRIMARY KEY (run_id, cell_id),
     FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
+);
+"""
+
+# the machines results ran on other than their run's own (runs.environment_json), by content hash, each
+# stored once however many results and runs name it; results.machine_id names one (NULL: the run's own,
+# as every result written before version 6 reads): part of CREATE, and migration 5
+MACHINES = """
+CREATE TABLE machines (
+    machine_id TEXT PRIMARY KEY,
+    machine_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL
 );
 """
 
@@ -78,6 +89,7 @@ CREATE TABLE results (
     schema_version INTEGER NOT NULL,
     result_json TEXT NOT NULL,
     stored_at TEXT NOT NULL,
+    machine_id TEXT REFERENCES machines(machine_id),
     PRIMARY KEY (run_id, cell_id),
     FOREIGN KEY (run_id, cell_id) REFERENCES cells(run_id, cell_id)
 );
@@ -94,6 +106,8 @@ MIGRATIONS: dict[int, str] = {
     3: REPEATS,
     # 5: the probes of batch searches, which a few iterations measure
     4: PROBES,
+    # 6: results name the machine that ran them, when it is not their run's own
+    5: MACHINES + "ALTER TABLE results ADD COLUMN machine_id TEXT REFERENCES machines(machine_id);",
 }
 
 
@@ -118,6 +132,11 @@ def has_probes(version: int) -> bool:
     return version >= 5
 
 
+def has_machines(version: int) -> bool:
+    """Whether a database of ``version`` has the machines table and results.machine_id."""
+    return version >= 6
+
+
 def version_of(connection: sqlite3.Connection) -> int:
     return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
@@ -129,7 +148,7 @@ def _statements(script: str) -> list[str]:
 def create(connection: sqlite3.Connection) -> None:
     """The schema of the current version, in the caller's transaction (so that a concurrent or
     interrupted creation leaves either nothing or all of it)."""
-    for statement in _statements(CREATE + REPEATS + PROBES):
+    for statement in _statements(MACHINES + CREATE + REPEATS + PROBES):
         connection.execute(statement)
     connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 from wattgap.cells import ID_FIELDS, Cell
 from wattgap.config import SweepConfig
 from wattgap.errors import StoreError
+from wattgap.machines import Environment, Machine
 from wattgap.results import STATUSES, CellResult, Run, RunState
 from wattgap.store import migrations
 from wattgap.store.migrations import APPLICATION_ID, SCHEMA_VERSION
 from wattgap.store.paths import existing_regular
 from wattgap.text import visible
 
-_INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _result_row(run_id: str, result: CellResult) -> tuple[Any, ...]:
@@ -35,6 +36,7 @@ def _result_row(run_id: str, result: CellResult) -> tuple[Any, ...]:
         result.schema_version,
         result.model_dump_json(),
         _now(),
+        result.machine_id,
     )
 
 
@@ -146,6 +148,7 @@ class Store:
         self.later_fields = migrations.later_fields_column(version)
         self.has_repeats = migrations.has_repeats(version)
         self.has_probes = migrations.has_probes(version)
+        self.has_machines = migrations.has_machines(version)
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True) -> Store:
@@ -240,7 +243,7 @@ class Store:
         self,
         run_id: str,
         config: SweepConfig,
-        environment: dict[str, Any],
+        environment: Environment,
         cells: list[Cell],
         skipped: dict[str, str],
         version: str,
@@ -258,7 +261,7 @@ class Store:
                     _now(),
                     version,
                     config.model_dump_json(),
-                    json.dumps(environment),
+                    environment.model_dump_json(),
                     json.dumps(tags or []),
                 ),
             )
@@ -271,6 +274,16 @@ class Store:
                     if c.cell_id in skipped
                 ],
             )
+
+    def add_machine(self, machine: Machine) -> str:
+        """Store a machine that runs cells (once: its id is the hash of its facts); its id."""
+        machine_id = machine.machine_id()
+        self._write(
+            f"machine {visible(machine.hostname)}",
+            "INSERT OR IGNORE INTO machines VALUES (?, ?, ?)",
+            (machine_id, machine.model_dump_json(), _now()),
+        )
+        return machine_id
 
     def add_cell(self, run_id: str, cell: Cell) -> None:
         """Append a cell to a stored run (a batch search plans its next probe from the last one's result)."""
@@ -474,7 +487,7 @@ class Store:
                 f"{RECOVER}"
             ) from None
 
-    def recent_environments(self, max_age_s: float) -> list[tuple[str, str, dict[str, Any]]]:
+    def recent_environments(self, max_age_s: float) -> list[tuple[str, str, Environment]]:
         """(run id, created at, environment) of the runs created within ``max_age_s``, newest first."""
         since = datetime.fromtimestamp(time.time() - max_age_s, timezone.utc).isoformat(timespec="seconds")
         rows = self._reading(
@@ -487,7 +500,7 @@ class Store:
         found = []
         for run_id, created, text in rows:
             try:  # an unreadable neighbour is no reason for a new run to fail: it is passed over
-                found.append((str(run_id), str(created), _mapping(json.loads(text))))
+                found.append((str(run_id), str(created), Environment.model_validate_json(text)))
             except (TypeError, ValueError):
                 continue
         return found
@@ -544,7 +557,8 @@ class Store:
         results.sort(key=lambda r: order.get(r.cell_id, len(order)))
         fields = {
             "config": lambda: SweepConfig.model_validate_json(row[5], context=stored),
-            "environment": lambda: _mapping(json.loads(row[6])),
+            "environment": lambda: Environment.model_validate_json(row[6]),
+            "machines": lambda: self._machines_of(run_id),
             "tags": lambda: _strings(json.loads(row[7])),
         }
         decoded = {name: _decoded(run_id, f"field {name}", read) for name, read in fields.items()}
@@ -554,6 +568,20 @@ class Store:
             "its row",
             lambda: Run.model_validate({**data, **decoded, "cells": cells, "results": results}, context=stored),
         )
+
+    def _machines_of(self, run_id: str) -> dict[str, Machine]:
+        """The machines other than its own that the results of ``run_id`` (and the processes of its cells
+        not yet combined, and its probes) name."""
+        if not self.has_machines:
+            return {}
+        rows = self.connection.execute(
+            "SELECT machine_id, machine_json FROM machines WHERE machine_id IN "
+            "(SELECT machine_id FROM results WHERE run_id = ?1 "
+            "UNION SELECT json_extract(result_json, '$.machine_id') FROM repeats WHERE run_id = ?1 "
+            "UNION SELECT json_extract(result_json, '$.machine_id') FROM probes WHERE run_id = ?1)",
+            (run_id,),
+        )
+        return {str(machine_id): Machine.model_validate_json(text) for machine_id, text in rows}
 
     def _run_summaries(self) -> list[dict[str, Any]]:
         query = f"""

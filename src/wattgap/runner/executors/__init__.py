@@ -3,7 +3,7 @@ the same Executor.submit."""
 
 from __future__ import annotations
 
-from wattgap.runner.executors.base import CellJob, Executor
+from wattgap.runner.executors.base import HOME, CellJob, Executor, Node
 from wattgap.runner.executors.local import LocalExecutor
 
-__all__ = ["CellJob", "Executor", "LocalExecutor"]
+__all__ = ["HOME", "CellJob", "Executor", "LocalExecutor", "Node"]
