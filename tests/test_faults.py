@@ -278,8 +278,8 @@ def test_processes_creating_one_database_at_once_share_one_schema(tmp_path: Path
     assert [worker.wait(timeout=60) for worker in workers] == [0, 0, 0, 0]
     connection = sqlite3.connect(db)
     assert (
-        connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 5
-    )  # runs, cells, results, repeats, probes
+        connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 6
+    )  # runs, cells, results, repeats, probes, machines
 
 
 def test_a_write_waits_out_another_writers_lock_and_says_so_when_it_cannot(

@@ -19,7 +19,7 @@ import wattgap.api
 from wattgap.config import SweepConfig, parse_config
 from wattgap.devices import Hardware, detect
 from wattgap.machines import Machine
-from wattgap.runner.executors import LocalExecutor
+from wattgap.runner.executors import HOME, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint
 from wattgap.runner.isolate import FORKED, node_facts
 from wattgap.runner.machine import MACHINE, ROOFLINE, answer
@@ -85,8 +85,8 @@ class _Elsewhere(LocalExecutor):
     """Cells run here, but the machine they run on describes itself as another host (an executor whose
     nodes are other machines answers from there)."""
 
-    def facts(self, request: dict[str, Any], config: SweepConfig) -> dict[str, Any]:
-        found = super().facts(request, config)
+    def facts(self, request: dict[str, Any], config: SweepConfig, node: str = HOME) -> dict[str, Any]:
+        found = super().facts(request, config, node)
         if request["kind"] == MACHINE:
             found["environment"]["hostname"] = "node-7"
         return found

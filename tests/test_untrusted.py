@@ -305,7 +305,7 @@ DAMAGES = {
     "result_json": ("UPDATE results SET result_json = 'garbage' WHERE run_id = ?", "the result of cell"),
     "machine_id": (  # a result naming a machine the file does not hold
         "UPDATE results SET result_json = json_set(result_json, '$.machine_id', 'f00d') WHERE run_id = ?",
-        "its row",
+        "the result of cell",
     ),
 }
 

@@ -148,7 +148,7 @@ def _statements(script: str) -> list[str]:
 def create(connection: sqlite3.Connection) -> None:
     """The schema of the current version, in the caller's transaction (so that a concurrent or
     interrupted creation leaves either nothing or all of it)."""
-    for statement in _statements(MACHINES + CREATE + REPEATS + PROBES):
+    for statement in _statements(CREATE + REPEATS + PROBES + MACHINES):
         connection.execute(statement)
     connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -102,6 +102,18 @@ def _decoded(run_id: str, what: str, read: Callable[[], T]) -> T:
             f"run {visible(run_id)}: {what} cannot be read ({_why(error)}); other runs are unaffected "
             f"(`wattgap delete {visible(run_id)}` removes this one)"
         ) from None
+
+
+def _result(run_id: str, cell_id: str, text: str, machines: Container[str]) -> CellResult:
+    """A stored result, which names no machine but those of ``machines`` (the run's, by id)."""
+
+    def read() -> CellResult:
+        result = CellResult.model_validate_json(text)
+        if result.machine_id is not None and result.machine_id not in machines:
+            raise ValueError(f"it names machine {visible(result.machine_id)}, which the file does not hold")
+        return result
+
+    return _decoded(run_id, f"the result of cell {visible(cell_id)}", read)
 
 
 def _cell(row: tuple[Any, ...]) -> Cell:
@@ -431,6 +443,7 @@ class Store:
         """The results of ``run_id`` one at a time, in its cells' order (any result of no cell last), as
         ``load_run`` holds them, never all in memory at once."""
         full = self._reading(lambda: self.resolve(run_id))
+        machines = _decoded(full, "field machines", lambda: self._reading(lambda: self._machines_of(full)))
         cursor = self._reading(
             lambda: self.connection.execute(
                 "SELECT s.cell_id, s.result_json FROM results s LEFT JOIN cells c "
@@ -441,7 +454,7 @@ class Store:
         )
         while rows := self._reading(lambda: cursor.fetchmany(RESULTS_AT_ONCE)):
             for cell_id, text in rows:
-                yield _decoded(full, f"the result of cell {cell_id}", partial(CellResult.model_validate_json, text))
+                yield _result(full, cell_id, text, machines)
 
     def run_state(self, run_id: str) -> RunState:
         """Where a run stands, from its row and counts: none of its results is read."""
@@ -547,8 +560,9 @@ class Store:
             )
         ]
         order = {c.cell_id: i for i, c in enumerate(cells)}
+        machines = _decoded(run_id, "field machines", lambda: self._machines_of(run_id))
         results = [
-            _decoded(run_id, f"the result of cell {cell_id}", partial(CellResult.model_validate_json, text))
+            _result(run_id, cell_id, text, machines)
             for cell_id, text in self.connection.execute(
                 "SELECT cell_id, result_json FROM results WHERE run_id = ?", (run_id,)
             )
@@ -558,7 +572,7 @@ class Store:
         fields = {
             "config": lambda: SweepConfig.model_validate_json(row[5], context=stored),
             "environment": lambda: Environment.model_validate_json(row[6]),
-            "machines": lambda: self._machines_of(run_id),
+            "machines": lambda: machines,
             "tags": lambda: _strings(json.loads(row[7])),
         }
         decoded = {name: _decoded(run_id, f"field {name}", read) for name, read in fields.items()}
