@@ -38,9 +38,10 @@ test: lint browser docs
 	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not gpu and not serial" --durations=15
 	$(BIN)/python -m pytest -q -m "serial and not gpu" --durations=5
 
-# The quick tier while working: no fault suite (real signals, hostile files) and no module marked slow (real sweeps, stacks).
+# The quick tier while working, on WORKERS processes: no fault suite (real signals, hostile files) and no test marked
+# slow (real sweeps, stacks; the serial ones among them).
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not gpu and not slow and not faults" --durations=10
+	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not gpu and not slow and not faults" --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python bench/aa.py

@@ -223,6 +223,7 @@ def test_labels_and_merged_epochs() -> None:
     assert lost[0].energy_j is None and lost[0].label == "unavailable"
 
 
+@pytest.mark.slow  # real runs
 @pytest.mark.serial  # only a quiet idle measurement is reused: no other test beside it
 def test_a_recent_quiet_idle_measurement_on_this_machine_is_reused(tmp_path: Path) -> None:
     db = tmp_path / "w.db"

@@ -55,6 +55,7 @@ class TwoMachines(Executor):
             yield job.ran_on(node, result)
 
 
+@pytest.mark.slow  # a real sweep, the CLI in subprocesses
 def test_a_database_written_before_machines_reads_and_takes_a_run_of_two_machines(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     shutil.copyfile(SCHEMA5, db)

@@ -49,6 +49,7 @@ def test_gpu_clocks_and_throttling_flag_a_cell() -> None:
     assert off.audit is None
 
 
+@pytest.mark.slow  # real runs
 @pytest.mark.serial  # the quiet run needs a quiet machine: no other test beside it
 def test_a_cell_measured_beside_a_busy_process_is_suspect_and_a_quiet_one_is_not(tmp_path: Path) -> None:
     config = fast_config(threads=[1], protocol={**FAST_PROTOCOL, "min_time_s": 0.6, "max_time_s": 1.0})

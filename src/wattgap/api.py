@@ -48,6 +48,7 @@ from wattgap.machines import Machine
 from wattgap.plan import Plan, expand
 from wattgap.render.document import build as build_document
 from wattgap.render.files import Written
+from wattgap.render.files import check as check_report
 from wattgap.render.files import write as write_report
 from wattgap.results import Run
 from wattgap.runner.fingerprint import fingerprint
@@ -258,12 +259,11 @@ def report(
 ) -> Written:
     """Write the report of ``run_ids``: one self-contained HTML file and, with ``markdown``, its Markdown
     twin with the plots as SVG files beside it (render/document.py says what is in it). A file is replaced
-    only when wattgap wrote it."""
-    return write_report(
-        build_document(load_runs(db, run_ids)),
-        Path(html) if html is not None else None,
-        Path(markdown) if markdown is not None else None,
-    )
+    only when wattgap wrote it; a target that cannot be written is refused before the report is built."""
+    html_path = Path(html) if html is not None else None
+    markdown_path = Path(markdown) if markdown is not None else None
+    check_report(html_path, markdown_path)
+    return write_report(build_document(load_runs(db, run_ids)), html_path, markdown_path)
 
 
 def memory(db: str | Path, run_id: str, budget_bytes: float | None = None) -> tuple[Run, list[MemoryCurve]]:

@@ -28,6 +28,7 @@ from wattgap.measure.protocol import PROBE, probe_protocol
 from wattgap.models import is_custom
 from wattgap.models.sources import identity, kind_of
 from wattgap.plan import Plan, expand, next_probe, schedule
+from wattgap.plan import check as check_plan
 from wattgap.render.progress import ProgressSink, SilentProgress
 from wattgap.results import CellResult, Run, RunState
 from wattgap.runner.executors import HOME, CellJob, Executor, LocalExecutor, Node
@@ -104,6 +105,8 @@ def run(
     cell at a time, unless given. ``tags``: labels stored with the run (listed by ``wattgap list runs``)."""
     sweep = as_config(config)
     labels = _check_tags(tags or [])
+    check_plan(sweep)  # a name no registry holds, or settings a component refuses: before any process starts
+    Store.check_target(Path(db))  # and a database that cannot be written
     runner = executor or LocalExecutor()
     server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
     check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing

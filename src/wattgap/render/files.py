@@ -50,16 +50,22 @@ def _check_folder(folder: Path) -> None:
         )
 
 
-def write(document: Document, html_path: Path | None, markdown_path: Path | None) -> Written:
-    """Write the HTML file and the Markdown twin (with its plots as SVG files beside it)."""
+def check(html_path: Path | None, markdown_path: Path | None) -> None:
+    """Refuse targets that cannot be written (a missing folder, a file or folder wattgap did not write):
+    called before the report is built, which takes minutes on a large run, and again before writing."""
     if html_path is None and markdown_path is None:
         raise ConfigError("report: give --html PATH, --md PATH or both")
     if html_path is not None:
         _check_file(html_path, "--html", html.GENERATOR)
-    folder = image_folder(markdown_path) if markdown_path is not None else None
-    if markdown_path is not None and folder is not None:
+    if markdown_path is not None:
         _check_file(markdown_path, "--md", markdown.MARK)
-        _check_folder(folder)
+        _check_folder(image_folder(markdown_path))
+
+
+def write(document: Document, html_path: Path | None, markdown_path: Path | None) -> Written:
+    """Write the HTML file and the Markdown twin (with its plots as SVG files beside it)."""
+    check(html_path, markdown_path)
+    folder = image_folder(markdown_path) if markdown_path is not None else None
     images: list[Path] = []
     html_bytes = None
     if html_path is not None:

@@ -169,15 +169,7 @@ class Store:
         two processes creating the same file at once end with one schema. With ``create`` False (resuming,
         deleting: there must be something there) a missing or empty file is refused and nothing is made."""
         file = Path(path)
-        if not file.parent.is_dir():
-            raise StoreError(f"--db: folder {str(file.parent)!r} does not exist; create it or choose another path")
-        if file.is_dir():
-            raise StoreError(f"--db: {str(file)!r} is a folder; give a file path such as {str(file / 'wattgap.db')!r}")
-        existing = existing_regular(file, "--db", follow_links=True)
-        if not create and (existing is None or existing.st_size == 0):
-            raise StoreError(f"--db: {str(file)!r} does not exist; run `wattgap run` first or pass --db PATH")
-        if existing is not None and existing.st_size > 0:
-            cls._check(file, blank_ok=True).close()  # refuses what is not ours before anything is written
+        cls.check_target(file, create)
         try:
             connection = sqlite3.connect(file, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             connection.execute("BEGIN IMMEDIATE")  # the one writer that decides whether to create
@@ -202,6 +194,21 @@ class Store:
         store = cls(connection, file)
         store.file_id = _file_id(file)
         return store
+
+    @classmethod
+    def check_target(cls, file: Path, create: bool = True) -> None:
+        """Refuse a path ``open`` would refuse before it writes anything (a missing folder, a folder, a link
+        or special file, a file that is not a wattgap database or is of a newer schema; with ``create``
+        False, a missing or empty file): a run calls it before it starts any process."""
+        if not file.parent.is_dir():
+            raise StoreError(f"--db: folder {str(file.parent)!r} does not exist; create it or choose another path")
+        if file.is_dir():
+            raise StoreError(f"--db: {str(file)!r} is a folder; give a file path such as {str(file / 'wattgap.db')!r}")
+        existing = existing_regular(file, "--db", follow_links=True)
+        if not create and (existing is None or existing.st_size == 0):
+            raise StoreError(f"--db: {str(file)!r} does not exist; run `wattgap run` first or pass --db PATH")
+        if existing is not None and existing.st_size > 0:
+            cls._check(file, blank_ok=True).close()  # refuses what is not ours before anything is written
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> Store:
