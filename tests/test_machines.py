@@ -21,6 +21,7 @@ import wattgap.api
 from wattgap.analysis.speedup import hardware
 from wattgap.config import SweepConfig
 from wattgap.machines import Environment, Machine
+from wattgap.render.progress import SilentProgress
 from wattgap.results import CellResult
 from wattgap.runner.cell import run_cell
 from wattgap.runner.executors import HOME, CellJob, Executor
@@ -99,6 +100,31 @@ def test_a_database_written_before_machines_reads_and_takes_a_run_of_two_machine
     assert made.returncode == 0, made.stderr
     page = report.read_text()
     assert f"<td>{OTHER}</td>" in page and "\x1b" not in page  # a row per machine, its text escaped
+
+
+class _StopAfterFirst(SilentProgress):
+    """Ctrl-C once the first cell has finished."""
+
+    def cell_finished(self, result: CellResult) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.slow  # real runs
+def test_a_run_of_two_machines_resumes_with_its_other_node_described_anew(tmp_path: Path) -> None:
+    """Resuming checks the first node against the run and takes the other node's facts again (its idle
+    power is measured anew, so its machine is a new one): each result still names the machine that ran it."""
+    db = tmp_path / "w.db"
+    with pytest.raises(KeyboardInterrupt):
+        wattgap.api.run(fast_config(batch_sizes=[1, 2, 4]), db=db, executor=TwoMachines(), progress=_StopAfterFirst())
+    with Store.open_readonly(db) as store:
+        stopped = store.load_run("latest")
+    assert stopped.status == "interrupted" and [r.cell.batch_size for r in stopped.results] == [1]
+    done = wattgap.api.resume(db, stopped.run_id, executor=TwoMachines())
+    assert done.status == "complete" and [r.status for r in done.results] == ["ok"] * 3
+    assert done.results[0].machine_id is None and done.results[0] == stopped.results[0]
+    there = [done.machine_of(r) for r in done.results[1:]]
+    assert [m.hostname for m in there] == [OTHER, OTHER] and there[0] == there[1]
+    assert there[0].idle_devices == ["cpu"] and there[0].idle_s == 0.2
 
 
 def test_a_run_names_only_machines_it_holds() -> None:
