@@ -110,10 +110,10 @@ def run(
     runner = executor or LocalExecutor()
     server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
     check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing
+    user_models = describe_user_models(sweep)  # a model that does not fit is refused before the server is waited on
     names = runner.nodes(sweep)
     home = runner.facts({"kind": MACHINE}, sweep, names[0])  # its devices and fingerprint, as a process there sees them
     hardware = Hardware.from_dict(home["hardware"])
-    user_models = describe_user_models(sweep)
     planned = expand(sweep, hardware, frameworks_of(user_models))
     run_id = new_run_id()
     with Store.open(db) as store, executing(db, run_id):
