@@ -83,6 +83,7 @@ def test_a_database_written_before_machines_reads_and_takes_a_run_of_two_machine
     with Store.open(db) as store:  # a machine is stored once, however many results and runs name it
         assert store.add_machine(there) == there.machine_id()
         assert store.connection.execute("SELECT COUNT(*) FROM machines").fetchone()[0] == 1
+        assert store.load_machines(run.run_id, [there.machine_id(), "f00d"]) == {there.machine_id(): there}
         assert store.load_run(old.run_id).results == old.results
     assert hardware(run)["cpu"] == f"{here.cpu.model} / Other CPU\x1b[31m"
 

@@ -263,11 +263,14 @@ def _drive(
     count from one cell is handed to the later cells of its model, workload and backend. ``nodes``: where
     the executor may run them (Executor.nodes), with what the driver took of each."""
     run_id, config = stored.run_id, stored.config
-    idle_of = {None: stored.environment.idle_power} | {key: m.idle_power for key, m in stored.machines.items()}
-    idle_of |= {node.machine_id: node.idle_power for node in nodes.values()}
+    # the idle power each process subtracts, by the machine that ran it: the nodes now, and the machines of
+    # processes stored before a resume (a node described anew is a machine of its own)
+    idle_of = {None: stored.environment.idle_power} | {node.machine_id: node.idle_power for node in nodes.values()}
     counted: dict[tuple[str, str, str], Work] = {}
     results = {result.cell_id: result for result in stored.results}
     parts = store.load_repeats(run_id)
+    named = {part.machine_id for done in parts.values() for part in done if part.machine_id} - set(idle_of)
+    idle_of |= {key: machine.idle_power for key, machine in store.load_machines(run_id, named).items()}
     for cell_id, done in parts.items():  # every process ran, but the run stopped before their combination
         finished = len(done) >= config.repeats_for(done[0].cell.workload) or done[-1].status != "ok"
         if cell_id not in results and finished:

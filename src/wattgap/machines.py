@@ -105,6 +105,3 @@ class Environment(Machine):
     on) and, for each user model, the identity of its source and what loading it showed."""
 
     user_models: dict[str, Any] = Field(default_factory=dict)
-
-    def machine(self) -> Machine:
-        return Machine.model_validate(self.model_dump(exclude={"user_models"}))

@@ -27,15 +27,9 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
         hardware = detect()
         return {"hardware": asdict(hardware), "environment": fingerprint(hardware).model_dump(mode="json")}
     if request["kind"] == IDLE:
-        from wattgap.measure.energy import measure_idle
         from wattgap.measure.energy.settings import EnergySettings
 
-        settings = EnergySettings.model_validate(request["energy"])
-        return {
-            "idle_power": {
-                domain: power.model_dump() for domain, power in measure_idle(request["devices"], settings).items()
-            }
-        }
+        return {"idle_power": idle_power(request["devices"], EnergySettings.model_validate(request["energy"]))}
     from wattgap.measure.roofline import cpu_roofline
 
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -579,7 +579,6 @@ class Store:
         fields = {
             "config": lambda: SweepConfig.model_validate_json(row[5], context=stored),
             "environment": lambda: Environment.model_validate_json(row[6]),
-            "machines": lambda: machines,
             "tags": lambda: _strings(json.loads(row[7])),
         }
         decoded = {name: _decoded(run_id, f"field {name}", read) for name, read in fields.items()}
@@ -587,22 +586,37 @@ class Store:
         return _decoded(
             run_id,
             "its row",
-            lambda: Run.model_validate({**data, **decoded, "cells": cells, "results": results}, context=stored),
+            lambda: Run.model_validate(
+                {**data, **decoded, "machines": machines, "cells": cells, "results": results}, context=stored
+            ),
         )
 
     def _machines_of(self, run_id: str) -> dict[str, Machine]:
-        """The machines other than its own that the results of ``run_id`` (and the processes of its cells
-        not yet combined, and its probes) name."""
+        """The machines other than its own that the results of ``run_id`` name."""
         if not self.has_machines:
             return {}
         rows = self.connection.execute(
             "SELECT machine_id, machine_json FROM machines WHERE machine_id IN "
-            "(SELECT machine_id FROM results WHERE run_id = ?1 "
-            "UNION SELECT json_extract(result_json, '$.machine_id') FROM repeats WHERE run_id = ?1 "
-            "UNION SELECT json_extract(result_json, '$.machine_id') FROM probes WHERE run_id = ?1)",
+            "(SELECT machine_id FROM results WHERE run_id = ?)",
             (run_id,),
         )
         return {str(machine_id): Machine.model_validate_json(text) for machine_id, text in rows}
+
+    def load_machines(self, run_id: str, machine_ids: Iterable[str]) -> dict[str, Machine]:
+        """The stored machines of ``machine_ids`` (those the uncombined processes of ``run_id`` name, for
+        their idle power), by id; an id the file does not hold is left out."""
+        wanted = sorted(set(machine_ids))
+        if not wanted or not self.has_machines:
+            return {}
+
+        def read() -> dict[str, Machine]:
+            rows = self.connection.execute(
+                f"SELECT machine_id, machine_json FROM machines WHERE machine_id IN ({', '.join('?' * len(wanted))})",
+                wanted,
+            )
+            return {str(machine_id): Machine.model_validate_json(text) for machine_id, text in rows}
+
+        return _decoded(run_id, "field machines", lambda: self._reading(read))
 
     def _run_summaries(self) -> list[dict[str, Any]]:
         query = f"""
