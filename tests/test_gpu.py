@@ -134,7 +134,7 @@ def test_torchao_int8_and_channels_last_on_cuda(tmp_path: Path) -> None:
 def test_cuda_cells_forked_from_the_fork_server_match_fresh_interpreters(tmp_path: Path) -> None:
     """The fork server imports torch without initialising CUDA (a fork after CUDA's start is unsafe); each
     forked cell starts CUDA itself. Both ways run, with the same answers, and the forked cell starts fast."""
-    from wattgap.runner.isolate import FORKED
+    from wattgap.runner.child import FORKED
 
     results = {}
     for start in ("forkserver", "exec", "forkserver"):

@@ -19,9 +19,10 @@ import wattgap.api
 from wattgap.config import SweepConfig, parse_config
 from wattgap.devices import Hardware, detect
 from wattgap.machines import Machine
+from wattgap.runner.child import FORKED
 from wattgap.runner.executors import HOME, LocalExecutor
 from wattgap.runner.fingerprint import fingerprint
-from wattgap.runner.isolate import FORKED, node_facts
+from wattgap.runner.isolate import node_facts
 from wattgap.runner.machine import MACHINE, ROOFLINE, answer
 
 pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not

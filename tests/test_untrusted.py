@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import fast_config, start_slow_sweep, wattgap
+from helpers import fast_config, start_slow_sweep, usermodels, wattgap
 
 from wattgap.models.build import ModelOptions
 from wattgap.runner import probe
@@ -365,12 +365,22 @@ def test_a_stop_before_the_run_exists_says_nothing_was_stored(tmp_path: Path) ->
 # 11-13. Resource limits hold everywhere.
 
 
-def test_the_model_probe_obeys_the_host_memory_cap() -> None:
-    """A model holding 1.5 GiB while it was built reached 3.4 GiB in the probe under a 1 GiB cap."""
+@pytest.mark.parametrize("fork", [True, False])
+def test_the_model_probe_obeys_the_host_memory_cap(fork: bool) -> None:
+    """A model holding 1.5 GiB while it was built reached 3.4 GiB in the probe under a 1 GiB cap. The probe
+    runs as the cells do: forked from the fork server, or in a fresh interpreter; both describe alike."""
     started = time.monotonic()
-    found = probe.describe("helpers.usermodels:large_at_build", ModelOptions(), 0, 60.0, cap_bytes=2**30)
+    found = probe.describe("helpers.usermodels:large_at_build", ModelOptions(), 0, 60.0, 2**30, fork)
     assert "max_host_memory_gb=1 GiB" in found.get("error", ""), found
     assert time.monotonic() - started < 30  # stopped at the cap, not at the end of its 5 s hold plus more
+    options = ModelOptions(input_shape=(3, 8, 8))
+    assert probe.describe("helpers.usermodels:tiny", options, 0, 60.0, 2**30, fork) == {
+        "described": {
+            "framework": "torch",
+            "inputs": [{"name": "input", "shape": [3, 8, 8], "dtype": "float32", "range": None}],
+            "parameters": sum(p.numel() for p in usermodels.tiny().parameters()),
+        }
+    }
 
 
 def test_a_cell_flooding_its_output_costs_the_sweep_a_bounded_tail(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from wattgap.machines import Environment, Machine
 from wattgap.measure.flops import Work
 from wattgap.measure.protocol import PROBE, probe_protocol
 from wattgap.models import is_custom
-from wattgap.models.sources import identity, kind_of
+from wattgap.models.sources import FRAMEWORKS, identity, kind_of
 from wattgap.plan import Plan, expand, next_probe, schedule
 from wattgap.plan import check as check_plan
 from wattgap.render.progress import ProgressSink, SilentProgress
@@ -72,8 +72,12 @@ def describe_user_models(sweep: SweepConfig) -> dict[str, Any]:
             continue
         found[name] = identity(name)
         timeout_s = min(sweep.cell_timeout_s, PROBE_TIMEOUT_S)
-        probed = describe(name, sweep.model_options(name), sweep.seed, timeout_s, sweep.max_host_memory_bytes)
-        if kind_of(name) == "callable" and "error" in probed:
+        kind = kind_of(name)
+        # forked from the fork server when PyTorch loads it (a callable's framework is known once built): the
+        # server imported PyTorch once; an ONNX or Keras file is loaded sooner by a fresh interpreter
+        fork = forks(sweep) and (kind == "callable" or (kind is not None and FRAMEWORKS.get(kind) == "torch"))
+        probed = describe(name, sweep.model_options(name), sweep.seed, timeout_s, sweep.max_host_memory_bytes, fork)
+        if kind == "callable" and "error" in probed:
             continue  # its cells will say why it does not build
         refuse(f"models[{index}]", name, probed)
         found[name].update(probed["described"])
@@ -110,7 +114,7 @@ def run(
     runner = executor or LocalExecutor()
     server = fork_server() if executor is None and forks(sweep) else None  # its imports overlap the planning
     check(sweep)  # before the store is opened: a bad name, or a user model without a shape, writes nothing
-    user_models = describe_user_models(sweep)  # a model that does not fit is refused before the server is waited on
+    user_models = describe_user_models(sweep)  # each in a process forked as a cell's: a misfit is refused here
     names = runner.nodes(sweep)
     home = runner.facts({"kind": MACHINE}, sweep, names[0])  # its devices and fingerprint, as a process there sees them
     hardware = Hardware.from_dict(home["hardware"])

@@ -3,16 +3,12 @@ kill, a hang) comes back as a CellResult with a status and a reason; nothing is 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import selectors
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -21,12 +17,12 @@ from wattgap.cells import Cell
 from wattgap.config import SweepConfig
 from wattgap.measure.flops import Work
 from wattgap.results import CellResult, Memory, Phases
+from wattgap.runner.child import FORK_SERVER_USABLE, start
 from wattgap.runner.executors.base import HOME, CellJob
 from wattgap.runner.forkserver import fork_server
 from wattgap.runner.processes import (
     MEMORY_LOOK_S,
     descendants,
-    die_with_parent,
     end_new_descendants,
     last_lines,
     tree_rss_bytes,
@@ -79,13 +75,12 @@ def _run(
     }
     if fork:
         fork_server()  # started before the snapshot of descendants below: it outlives every cell
-        job |= _forked_job()
     started_at = _now()
     before = descendants()
     begin = time.perf_counter()
     deadline = time.monotonic() + config.cell_timeout_s
     with tempfile.TemporaryFile() as stderr:
-        process: _Child = _Forked(job, stderr) if fork else _Exec(json.dumps(job), stderr)
+        process = start(job, fork, stderr)
         final: dict[str, Any] | None = None
         arrived = 0.0  # when the final event came
         timed_out = False
@@ -169,11 +164,6 @@ def _run(
     )
 
 
-def _forked_job() -> dict[str, Any]:
-    """What a forked process takes from the sweep's (the fork server's own are older)."""
-    return {"process": FORKED, "environment": dict(os.environ), "cwd": os.getcwd(), "sys_path": list(sys.path)}
-
-
 NODE_TIMEOUT_S = 300.0  # a node describing itself takes seconds (the roofline of several thread counts, more)
 
 
@@ -181,11 +171,9 @@ def node_facts(request: dict[str, Any], config: SweepConfig) -> dict[str, Any]:
     """What a process started as the cells of ``config`` are (forked from the fork server, or a fresh
     interpreter) answers to ``request`` about this machine (runner/machine.py). Its failure is an error:
     a run cannot say where it ran without it."""
-    fork = forks(config)
-    job = request | (_forked_job() if fork else {})
     deadline = time.monotonic() + NODE_TIMEOUT_S
     with tempfile.TemporaryFile() as stderr:
-        process: _Child = _Forked(job, stderr) if fork else _Exec(json.dumps(job), stderr)
+        process = start(request, forks(config), stderr)
         received = b""
         with selectors.DefaultSelector() as selector:
             selector.register(process.stream, selectors.EVENT_READ)
@@ -220,80 +208,6 @@ def _parse(line: bytes) -> dict[str, Any] | None:
 
 MAX_EVENT_BYTES = 256 * 2**20  # the longest event line read: a result with a million raw samples is ~25 MiB
 EXIT_GRACE_S = 10.0  # a worker that sent its result and is still not gone after this is killed
-
-
-class _Child(ABC):
-    """A cell's process as the parent sees it: its pid, the pipe its events come on, its exit status."""
-
-    pid: int
-    stream: int  # the read end of the events pipe
-
-    @abstractmethod
-    def wait(self, timeout: float | None) -> int | None:
-        """The exit status (minus the signal's number when killed by one), or None while it runs."""
-
-    def kill(self) -> None:
-        """Kill the cell's whole process group (it may have spawned helpers)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-
-class _Exec(_Child):
-    """A fresh interpreter (``python -m wattgap.runner.worker``): the job on its stdin."""
-
-    def __init__(self, job: str, stderr: Any) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "wattgap.runner.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(job.encode())
-        self.process.stdin.close()
-        self.pid, self.stream = self.process.pid, self.process.stdout.fileno()
-
-    def wait(self, timeout: float | None) -> int | None:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def close(self) -> None:
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-
-
-class _Forked(_Child):
-    """A process forked from wattgap's fork server (runner/forkserver.py), which imported PyTorch once."""
-
-    def __init__(self, job: dict[str, Any], log: Any) -> None:
-        self.server = fork_server()
-        self.stream, write_end = os.pipe()
-        try:
-            self.pid = self.server.fork(job, write_end, log.fileno())
-        finally:
-            os.close(write_end)  # the child holds the write end: the pipe ends when it does
-
-    def wait(self, timeout: float | None) -> int | None:
-        return self.server.wait(self.pid, timeout)
-
-    def kill(self) -> None:
-        super().kill()  # its group, once it made its own session
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)  # and itself, should that not have happened yet
-
-    def close(self) -> None:
-        os.close(self.stream)
-
-
-FORKED = "forked from wattgap's fork server, which had imported PyTorch (runner/forkserver.py)"
-FORK_SERVER_USABLE = sys.platform.startswith("linux")
 
 
 def forks(config: SweepConfig) -> bool:

@@ -36,6 +36,11 @@ def run_job(job: dict[str, Any], protocol_out: TextIO, started: float) -> int:
         protocol_out.write(json.dumps(event) + "\n")
         protocol_out.flush()
 
+    if job.get("kind") == "probe":  # what a user's model is, before the run (runner/probe.py)
+        from wattgap.runner.probe import answer as describe
+
+        describe(job)
+        return 0
     if "kind" in job:  # a question about this node, not a cell (runner/machine.py)
         from wattgap.runner.machine import answer
 
