@@ -5,6 +5,7 @@ by the executor's nodes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from helpers import fast_config
+from helpers import wattgap as cli
 from helpers.usermodels import LEAK_BYTES
 
 import wattgap.api
@@ -99,3 +102,27 @@ def test_the_run_stores_what_its_executor_says_of_its_machine(tmp_path: Path) ->
     rates = run.environment.cpu_roofline["1"]  # measured there, at the threads the plan runs
     assert set(rates) == {"fp32_flops_per_s", "bf16_flops_per_s", "bandwidth_bytes_per_s"}
     assert all(rate > 0 for rate in rates.values()) and set(run.environment.cpu_roofline) == {"1"}
+
+
+def test_what_a_cell_writes_for_itself_is_gone_when_it_ends(tmp_path: Path) -> None:
+    """An ONNX cell's exported graph went to a folder removed at exit, which a forked cell (it leaves with
+    os._exit) and a killed one never reach: every ONNX cell left its graph in the temporary folder. Now the
+    runner makes each cell's folder and removes it when the cell has ended, however it ended."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    config = fast_config(
+        models=["conv6", "helpers.usermodels:large_at_build"],  # killed over the cap while it builds
+        backends=["onnxruntime"],
+        input_shape=[3, 8, 8],
+        max_host_memory_gb=1,
+        process_start="forkserver",
+    )
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    environment = {key: value for key, value in os.environ.items() if key != "COLUMNS"} | {"TMPDIR": str(temporary)}
+    done = cli("run", "--config", "sweep.yaml", "--quiet", cwd=tmp_path, env=environment)
+    assert done.returncode == 1, done.stderr
+    statuses = {r.cell.model: r.status for r in wattgap.api.load_run(tmp_path / "wattgap.db", "latest").results}
+    assert statuses == {"conv6": "ok", "helpers.usermodels:large_at_build": "oom"}
+    assert [
+        path.name for path in temporary.iterdir() if path.name.startswith("wattgap-")
+    ] == []  # PyTorch's caches stay

@@ -4,9 +4,12 @@ onto another file. Below every other layer: the store, the report and the datase
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 from wattgap.errors import WattgapError
@@ -59,3 +62,18 @@ def open_own_file(path: Path, flags: int, what: str) -> int:
         raise WattgapError(f"{what} {str(path)!r} is {kind_of(status)}, not a regular file")
     os.set_blocking(handle, True)
     return handle
+
+
+CELL_SCRATCH = "WATTGAP_CELL_SCRATCH"  # in a cell's process: the folder its runner removes when the cell ends
+
+
+def scratch_folder(prefix: str) -> Path:
+    """A new folder for a cell's intermediate files (an exported graph, a quantized copy): inside the folder
+    the cell's runner made for it and removes when the cell has ended, however it ended (a forked cell
+    leaves with ``os._exit``, which runs no exit handler, and a killed one runs nothing); outside a cell, a
+    temporary folder removed when the process exits."""
+    parent = os.environ.get(CELL_SCRATCH)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent or None))
+    if not parent:
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder

@@ -5,16 +5,14 @@ each as a phase, and returns the graph's path in the cell's scratch folder."""
 
 from __future__ import annotations
 
-import atexit
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wattgap.fs import scratch_folder
 from wattgap.measure.flops import count_step
 from wattgap.models.build import count_parameters, reference_model
 from wattgap.models.inputs import synthesize
@@ -204,8 +202,7 @@ def prepare_graph(cell: Cell, config: SweepConfig, phase: Phase, scheme: Int8Sch
     if cell.threads is not None:
         torch.set_num_threads(cell.threads)
     options = config.model_options(cell.model)
-    folder = Path(tempfile.mkdtemp(prefix="wattgap-onnx-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder = scratch_folder("wattgap-onnx-")
     clock = time.perf_counter
     if kind_of(cell.model) == "onnx":
         path = path_of(cell.model)

@@ -79,8 +79,10 @@ def _run(
     before = descendants()
     begin = time.perf_counter()
     deadline = time.monotonic() + config.cell_timeout_s
-    with tempfile.TemporaryFile() as stderr:
-        process = start(job, fork, stderr)
+    # what the cell writes for itself goes in a folder removed here, when it has ended however it ended
+    scratch = tempfile.TemporaryDirectory(prefix="wattgap-cell-", ignore_cleanup_errors=True)
+    with scratch, tempfile.TemporaryFile() as stderr:
+        process = start(job | {"scratch": scratch.name}, fork, stderr)
         final: dict[str, Any] | None = None
         arrived = 0.0  # when the final event came
         timed_out = False

@@ -36,6 +36,10 @@ def run_job(job: dict[str, Any], protocol_out: TextIO, started: float) -> int:
         protocol_out.write(json.dumps(event) + "\n")
         protocol_out.flush()
 
+    if "scratch" in job:  # the folder the runner removes when this process has ended (fs.scratch_folder)
+        from wattgap.fs import CELL_SCRATCH
+
+        os.environ[CELL_SCRATCH] = job["scratch"]
     if job.get("kind") == "probe":  # what a user's model is, before the run (runner/probe.py)
         from wattgap.runner.probe import answer as describe
 
