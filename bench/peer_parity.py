@@ -248,9 +248,10 @@ def ours(pair: tuple[str, str], model: str, batch: int, size: int, threads: int,
     import wattgap
 
     config = {
-        "name": "peer-parity", "models": [model], "backends": [pair[0]], "precisions": [pair[1]], "devices": ["cpu"],
+        "name": "peer-parity", "models": [model], "precisions": [pair[1]], "devices": ["cpu"],
+        "backends": {pair[0]: {"calibration_samples": CALIBRATION} if pair[1] == "int8" else None},
         "batch_sizes": [batch], "threads": [threads], "image_size": size, "cell_timeout_s": 1800,
-        "calibration_samples": CALIBRATION, "energy": {"idle_s": 0},
+        "energy": {"idle_s": 0},
         "protocol": {"warmup_min_iters": WARMUP_ITERS, "warmup_min_time_s": WARMUP_S, "min_iters": MIN_ITERS,
                      "min_time_s": MIN_TIME_S, "max_time_s": MAX_TIME_S},
     }  # fmt: skip

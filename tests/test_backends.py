@@ -211,7 +211,7 @@ def test_calibration_takes_what_a_smaller_dataset_holds() -> None:
     from wattgap.config import parse_config
     from wattgap.models.inputs import image_inputs
 
-    config = parse_config(fast_config(dataset="digits", calibration_samples=5000))  # digits trains on 1437
-    batches = calibration_batches(config, image_inputs((3, 32, 32)))
+    config = parse_config(fast_config(dataset="digits"))
+    batches = calibration_batches(config, image_inputs((3, 32, 32)), 5000)  # digits trains on 1437
     sizes = [len(batch["input"]) for batch in batches]
     assert min(sizes) > 0 and sum(sizes) < 5000 and all(size == 16 for size in sizes[:-1])

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from wattgap.backends.openvino import OpenVinoSettings
+from wattgap.backends.settings import QdqSettings
 from wattgap.backends.torch_compile import CompileSettings
+from wattgap.backends.torchao import TorchAoSettings
 from wattgap.config import SweepConfig, load_config, load_suite_data, parse_config, suite_names
 from wattgap.errors import ConfigError
 from wattgap.plan import check
@@ -149,6 +151,51 @@ def test_a_component_owns_its_settings_and_older_keys_move_to_it() -> None:
         parse_config({**given, "backends": {"torch-eager": 5}})
 
 
+def test_a_setting_several_components_share_is_each_ones_own() -> None:
+    from wattgap.backends.base import Optimizer
+    from wattgap.workloads import WORKLOADS
+
+    given = {
+        "models": ["conv6"],
+        "workloads": {"train": {"optimizer": "adam"}, "train-to-accuracy": {"learning_rate": 0.1}, "infer": None},
+        "backends": {"onnxruntime": {"calibration_samples": 8}, "torchao": None, "torch-eager": None},
+        "precisions": ["fp32", "int8"],
+        "dataset": "digits",
+    }
+    config = parse_config(given)
+    check(config)
+    assert config.settings("backends", "onnxruntime", QdqSettings).calibration_samples == 8
+    assert config.settings("backends", "torchao", TorchAoSettings).calibration_samples == 64  # not given: its default
+    # each training workload's optimiser reaches the backend through what it needs (Needs.optimizer)
+    assert WORKLOADS["train"].needs_for(config).optimizer == Optimizer("adam", 0.001, 0.9)
+    assert WORKLOADS["train-to-accuracy"].needs_for(config).optimizer == Optimizer("adam", 0.1, 0.9)
+    assert WORKLOADS["infer"].needs_for(config) == WORKLOADS["infer"].needs
+    # an earlier version's top-level key goes to each component of the sweep that has the setting, from a file
+    # or a stored run (which stored every key: one no component of it has is dropped there, refused in a file)
+    older = {"models": ["conv6"], "backends": ["onnxruntime", "torchao", "torch-eager"], "calibration_samples": 8}
+    assert parse_config(older).backend_settings == {
+        "onnxruntime": {"calibration_samples": 8},
+        "torchao": {"calibration_samples": 8},
+    }
+    stored = {**older, "backends": ["torch-eager"], "momentum": 0.5, "optimizer": None, "cudnn_benchmark": False}
+    read = SweepConfig.model_validate(stored, context={"stored": True})
+    assert read.backend_settings == {"torch-eager": {"cudnn_benchmark": False}} and read.workload_settings == {}
+    with pytest.raises(ConfigError, match=r"^momentum: got 0.5; it is a setting of train, train-to-accuracy"):
+        parse_config({"models": ["conv6"], "momentum": 0.5})
+    with pytest.raises(ConfigError, match=r"^workloads.infer.optimizer: unknown key; allowed keys: none"):
+        check(parse_config({"models": ["conv6"], "workloads": {"infer": {"optimizer": "adam"}}}))
+
+
+def test_a_backend_picked_by_a_flag_keeps_the_suites_settings_for_it() -> None:
+    from wattgap.api import sweep_from_options
+
+    cast = {"torch-eager": {"infer_low_precision": "cast"}}  # deep-gap's FP16 is model.half()
+    assert sweep_from_options("deep-gap").backend_settings == cast
+    picked = sweep_from_options("deep-gap", overrides={"backends": ["torch-eager", "onnxruntime"]})
+    assert picked.backends == ["torch-eager", "onnxruntime"] and picked.backend_settings == cast
+    assert sweep_from_options("deep-gap", overrides={"backends": ["tensorrt"]}).backend_settings == {}
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -158,7 +205,8 @@ def test_a_component_owns_its_settings_and_older_keys_move_to_it() -> None:
         ),
         (
             {"backends": {"openvino": {"hints": "latency"}}},
-            "backends.openvino.hints: unknown key; allowed keys: hint, int8",
+            "backends.openvino.hints: unknown key; allowed keys: calibration_samples, calibration_method, "
+            "int8_activation_type, hint, int8",
         ),
         ({"backends": {"torch-eager": {"mode": "fast"}}}, "backends.torch-eager.mode: unknown key; allowed keys: "),
         ({"openvino_hint": "throughput"}, "backends.openvino: settings given for openvino, which this sweep does not"),

@@ -12,11 +12,12 @@ from helpers import fast_config, wattgap
 
 import wattgap as api
 from wattgap.backends import onnx_export
+from wattgap.backends.settings import QdqSettings
 from wattgap.cells import Cell
 from wattgap.config import parse_config
 from wattgap.devices import GpuInfo, Hardware
 from wattgap.errors import ConfigError
-from wattgap.plan import expand
+from wattgap.plan import check, expand
 
 pytestmark = pytest.mark.slow  # real sweeps and stacks: make test runs it, make test-fast does not
 
@@ -55,10 +56,12 @@ def test_the_int8_scheme_follows_the_cpu(
 
 @pytest.mark.parametrize("activation", ["uint8", "int8"])
 def test_the_quantized_graph_has_the_activation_type_asked_for(activation: str) -> None:
-    config = parse_config(fast_config(precisions=["int8"], calibration_samples=4, calibration_method="minmax"))
+    own = {"calibration_samples": 4, "calibration_method": "minmax"}
+    config = parse_config(fast_config(precisions=["int8"], backends={"onnxruntime": own}))
     cell = Cell(model="conv6", workload="infer", backend="onnxruntime", device="cpu", precision="int8", batch_size=2)
     scheme = onnx_export.int8_scheme(activation, ZEN4, "x86_64")
-    graph = onnx_export.prepare_graph(cell, config, lambda _: None, scheme)
+    settings = config.settings("backends", "onnxruntime", QdqSettings)
+    graph = onnx_export.prepare_graph(cell, config, settings, lambda _: None, scheme)
     model = onnx.load(str(graph.path))
     initializers = {i.name: i for i in model.graph.initializer}
     zero_points = [node.input[2] for node in model.graph.node if node.op_type == "QuantizeLinear"]
@@ -82,7 +85,7 @@ def test_settings_a_backend_does_not_have_are_skipped_before_running() -> None:
             backends=["torch-eager", "onnxruntime", "openvino", "torchao"],
             precisions=["fp32", "bf16", "int8"],
             memory_formats=["auto", "contiguous"],
-            int8_activation_type="int8",
+            int8_activation_type="int8",  # an earlier version's key: each backend that has the setting takes it
         ),
         NO_BF16,
     )
@@ -91,9 +94,7 @@ def test_settings_a_backend_does_not_have_are_skipped_before_running() -> None:
     assert reasons["conv6/infer/onnxruntime/cpu/fp32/b2/t1/contiguous"] == (
         "memory_format contiguous is a PyTorch layout; onnxruntime chooses its own"
     )
-    assert reasons["conv6/infer/torchao/cpu/int8/b2/t1"] == (
-        "int8_activation_type int8: torchao sets its own int8 activation type"
-    )
+    assert reasons["conv6/infer/torchao/cpu/int8/b2/t1"] == ""  # torchao has no such setting: its own type
     assert reasons["conv6/infer/openvino/cpu/bf16/b2/t1"] == (
         "OpenVINO's bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither"
     )
@@ -108,10 +109,19 @@ def test_openvino_runs_on_cpus_only() -> None:
 
 
 def test_int8_settings_without_int8_are_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^int8_activation_type: got 'uint8'; allowed: auto \(it applies to int8"):
-        parse_config(fast_config(int8_activation_type="uint8"))
+    with pytest.raises(
+        ConfigError,
+        match=r"^backends.onnxruntime.int8_activation_type: got 'uint8'; allowed: auto \(it applies to int8",
+    ):
+        check(parse_config(fast_config(backends={"onnxruntime": {"int8_activation_type": "uint8"}})))
+    with pytest.raises(ConfigError, match=r"^backends.torchao.int8_activation_type: unknown key; allowed keys: "):
+        check(parse_config(fast_config(backends={"torchao": {"int8_activation_type": "uint8"}})))
+    with pytest.raises(
+        ConfigError, match=r"^int8_activation_type: got 'uint8'; it is a setting of onnxruntime, openvino"
+    ):
+        parse_config(fast_config(backends=["torch-eager"], int8_activation_type="uint8"))  # owned by none swept
     config = tmp_path / "sweep.yaml"
-    config.write_text("models: [conv6]\nprecisions: [fp32]\nint8_activation_type: uint8\n")
+    config.write_text("models: [conv6]\nbackends: [onnxruntime]\nprecisions: [fp32]\nint8_activation_type: uint8\n")
     result = wattgap("run", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "wattgap.db").exists()

@@ -15,17 +15,23 @@ COMMENT = re.compile(r"^    #\s?(.*)$")
 
 
 def _comments(model: type) -> dict[str, str]:
-    """Field name -> the comments above its line and beside it, in the model's source."""
+    """Field name -> the comments above its line and beside it, in the source of the model or of the
+    model it inherits the field from (settings groups several components share)."""
     found: dict[str, str] = {}
-    above: list[str] = []
-    for line in inspect.getsource(model).splitlines():
-        if match := COMMENT.match(line):
-            above.append(match.group(1))
-        elif match := FIELD.match(line):
-            found[match.group(1)] = " ".join([*above, match.group(2) or ""]).strip()
-            above = []
-        else:
-            above = []
+    for owner in reversed(
+        [c for c in model.__mro__ if "model_fields" in dir(c) and c.__module__.startswith("wattgap")]
+    ):
+        above: list[str] = []
+        for line in inspect.getsource(owner).splitlines():
+            if match := COMMENT.match(line):
+                above.append(match.group(1))
+            elif match := FIELD.match(line):
+                found[match.group(1)] = " ".join([*above, match.group(2) or ""]).strip() or found.get(
+                    match.group(1), ""
+                )
+                above = []
+            else:
+                above = []
     return found
 
 
@@ -75,8 +81,9 @@ def page() -> str:
     from wattgap.measure.noise import NoiseSettings
     from wattgap.measure.protocol import Protocol
 
-    moved = ", ".join(
-        f"`{old}` is `{axis}: {{{name}: {{{setting}}}}}`" for old, (axis, name, setting) in MOVED_KEYS.items()
+    moved = "; ".join(
+        f"`{old}` to `{setting}` of {', '.join(f'`{name}`' for name in names)} ({axis})"
+        for old, (axis, names, setting) in MOVED_KEYS.items()
     )
 
     parts = [

@@ -66,7 +66,8 @@ def sweep_from_options(
     order: str | None = None,
 ) -> SweepConfig:
     """A sweep from a shipped suite, a YAML file, or (with neither, but models among the overrides) the
-    overrides alone, which replace the file's fields. ``max_time_s`` caps each cell's warmup and measured
+    overrides alone, which replace the file's fields (backends and workloads picked by a flag keep the file's
+    settings for them). ``max_time_s`` caps each cell's warmup and measured
     window outright, minimums included (fewer iterations then, flagged; ``protocol.hard_max_time``);
     ``idle_s`` sets the idle-power measurement; ``repeats`` and ``order`` replace the protocol's."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
@@ -78,6 +79,10 @@ def sweep_from_options(
         data = load_suite_data(suite or "quick")
     else:
         data = {"name": "cli"}
+    for axis in ("backends", "workloads"):  # a flag picks components; the file's settings of those it keeps stay
+        held, picked = data.get(axis), overrides.get(axis)
+        if isinstance(held, dict) and isinstance(picked, list):
+            overrides[axis] = {name: held.get(name) for name in picked}
     data.update(overrides)
     protocol = data.get("protocol", {})
     if isinstance(protocol, dict):  # anything else fails validation below

@@ -44,23 +44,42 @@ def _each(field: str, values: list[T], valid: Callable[[T], bool], allowed: Iter
 
 class ComponentSettings(BaseModel):
     """The settings a backend or workload owns (none, unless it declares its own subclass). A sweep gives
-    them under the component's name: ``backends: {torch-compile: {mode: max-autotune}}``."""
+    them under the component's name: ``backends: {torch-compile: {mode: max-autotune}}``. Settings that
+    several components share are a subclass each of them inherits (backends/settings.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    def conflict(self, config: SweepConfig) -> str:
+        """Why these settings do not fit the rest of ``config`` (``setting: ...``); empty when they do."""
+        return ""
 
 
 S = TypeVar("S", bound=ComponentSettings)
 Axis = Literal["backends", "workloads"]  # the axes whose members own settings (plan.COMPONENTS: their registries)
 
-# Sweep-level keys of earlier versions that now belong to one component's settings: key -> (axis, component,
-# setting). Older sweep files, flags and stored runs give them at the top level; they move where they belong.
-MOVED_KEYS: dict[str, tuple[str, str, str]] = {
-    "compile_mode": ("backends", "torch-compile", "mode"),
-    "compile_freezing": ("backends", "torch-compile", "freezing"),
-    "openvino_hint": ("backends", "openvino", "hint"),
-    "openvino_int8": ("backends", "openvino", "int8"),
-    "target_accuracy": ("workloads", "train-to-accuracy", "target_accuracy"),
-    "max_epochs": ("workloads", "train-to-accuracy", "max_epochs"),
+_TORCH = ("torch-eager", "torch-compile")
+_QDQ = ("onnxruntime", "openvino", "tensorrt")  # the backends that quantize through the exported ONNX graph
+_TRAINING = ("train", "train-to-accuracy")
+
+# Sweep-level keys of earlier versions that now belong to components' settings: key -> (axis, the components
+# that own it, setting). Older sweep files and stored runs give them at the top level; they move to each owner
+# the sweep runs (a key none of them runs is refused in a sweep file and dropped from a stored run, which kept
+# every key, used or not). A None value there meant "the default" and moves nowhere.
+MOVED_KEYS: dict[str, tuple[Axis, tuple[str, ...], str]] = {
+    "compile_mode": ("backends", ("torch-compile",), "mode"),
+    "compile_freezing": ("backends", ("torch-compile",), "freezing"),
+    "openvino_hint": ("backends", ("openvino",), "hint"),
+    "openvino_int8": ("backends", ("openvino",), "int8"),
+    "cudnn_benchmark": ("backends", (*_TORCH, "torchao"), "cudnn_benchmark"),
+    "infer_low_precision": ("backends", _TORCH, "infer_low_precision"),
+    "int8_activation_type": ("backends", _QDQ, "int8_activation_type"),
+    "calibration_method": ("backends", _QDQ, "calibration_method"),
+    "calibration_samples": ("backends", (*_QDQ, "torchao"), "calibration_samples"),
+    "target_accuracy": ("workloads", ("train-to-accuracy",), "target_accuracy"),
+    "max_epochs": ("workloads", ("train-to-accuracy",), "max_epochs"),
+    "optimizer": ("workloads", _TRAINING, "optimizer"),
+    "learning_rate": ("workloads", _TRAINING, "learning_rate"),
+    "momentum": ("workloads", _TRAINING, "momentum"),
 }
 
 
@@ -73,6 +92,28 @@ def _settle(settings: dict[str, dict[str, Any]], axis: str, name: str, setting: 
             f"{axis}.{name}.{setting}: given twice ({shown(held[setting])} and {shown(value)}); give it once"
         )
     held[setting] = value
+
+
+def _move(data: dict[str, Any], axis: str, names: Any, settings: dict[str, dict[str, Any]], stored: bool) -> None:
+    """Move the keys of older sweeps that ``axis``'s components own (MOVED_KEYS) into their settings."""
+    swept = names if isinstance(names, list) else []
+    for old, (owner_axis, owners, setting) in MOVED_KEYS.items():
+        if owner_axis != axis or old not in data:
+            continue
+        value = data.pop(old)
+        taking = [name for name in owners if name in swept]
+        if value is None:
+            continue
+        if not taking and not stored:
+            if len(owners) == 1:  # named, so that the sweep's check says which component is not run
+                taking = list(owners)
+            else:
+                raise ConfigError(
+                    f"{old}: got {shown(value)}; it is a setting of {', '.join(owners)} ({axis}: {{NAME: "
+                    f"{{{setting}: ...}}}}), and this sweep runs none of them"
+                )
+        for name in taking:
+            _settle(settings, axis, name, setting, value)
 
 
 def component_settings(model: type[S], given: dict[str, Any], where: str) -> S:
@@ -111,16 +152,8 @@ class SweepConfig(BaseModel):
     # a user model's inputs, described (models/inputs.py): one list for every user model, or a list per model
     inputs: list[InputSpec] | dict[str, list[InputSpec]] | None = Field(None, min_length=1)
     loss: str | None = None  # train: package.module:callable(output, *inputs) -> loss, for a user's PyTorch model
-    infer_low_precision: Literal["autocast", "cast"] = "autocast"
-    optimizer: Literal["sgd", "adam"] | None = None  # default: sgd for train, adam for train-to-accuracy
-    learning_rate: float | None = Field(None, gt=0)  # default: 0.01 with sgd, 0.001 with adam
-    momentum: float = Field(0.9, ge=0, lt=1)
-    cudnn_benchmark: bool = True
     # PyTorch's tensor layout, an axis: auto is channels_last for 4-D inputs on CPU and CUDA (README: stacks)
     memory_formats: list[MemoryFormat] = Field(default_factory=lambda: list[MemoryFormat](["auto"]), min_length=1)
-    int8_activation_type: Literal["auto", "uint8", "int8"] = "auto"  # auto: what the runtime is fastest with here
-    calibration_samples: int = Field(64, ge=1, le=100_000)  # int8: N(0,1) inputs, or the dataset's when set
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "entropy"
     guardrail_samples: int = Field(32, ge=1, le=4096)  # the fixed seeded batch compared with fp32
     min_top1_agreement: float = Field(0.99, ge=0, le=1)  # below it a cell is flagged degraded
     # a model that is not a classifier (no top-1): degraded when its outputs' mean relative difference from
@@ -165,11 +198,7 @@ class SweepConfig(BaseModel):
                         _settle(settings, axis, str(name), setting, value)
                 data[axis] = list(given)
             names = data.get(axis, cls.model_fields[axis].get_default(call_default_factory=True))
-            for old, (owner_axis, owner, setting) in MOVED_KEYS.items():
-                if owner_axis == axis and old in data:
-                    value = data.pop(old)
-                    if not stored or (isinstance(names, list) and owner in names):
-                        _settle(settings, axis, owner, setting, value)
+            _move(data, axis, names, settings, stored)
             data[key] = settings
         return data
 
@@ -215,24 +244,6 @@ class SweepConfig(BaseModel):
         given = self.inputs.get(model) if isinstance(self.inputs, dict) else self.inputs
         inputs = tuple(given) if given else None
         return ModelOptions(self.image_size, self.num_classes, input_shape=shape, inputs=inputs)
-
-    def optimizer_for(self, workload: str) -> tuple[str, float]:
-        """The optimiser and learning rate a workload trains with. train (a throughput measurement) takes
-        SGD at 0.01; train-to-accuracy takes Adam at 0.001, which trains the zoo from scratch without
-        tuning (Conv6 has no normalisation layers, and SGD at 0.01 leaves it at chance on digits)."""
-        name = self.optimizer or ("adam" if workload == "train-to-accuracy" else "sgd")
-        return name, self.learning_rate or (0.001 if name == "adam" else 0.01)
-
-    @model_validator(mode="after")
-    def _int8_settings_used(self) -> SweepConfig:
-        if self.int8_activation_type != "auto" and "int8" not in self.precisions:
-            raise field_error(
-                "int8_activation_type",
-                self.int8_activation_type,
-                "auto",
-                "it applies to int8, and no precision is int8",
-            )
-        return self
 
     @model_validator(mode="after")
     def _inputs_once(self) -> SweepConfig:
@@ -348,7 +359,7 @@ def _describe(error: ValidationError, model: type[BaseModel] | None = None) -> s
         top = model or SweepConfig
         owners: dict[str, type[BaseModel]] = {"protocol": Protocol, "energy": EnergySettings, "noise": NoiseSettings}
         owner = owners.get(location.partition(".")[0], top) if "." in location and model is None else top
-        return f"{location}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
+        return f"{location}: unknown key; allowed keys: {', '.join(owner.model_fields) or 'none (it has no settings)'}"
     if first["type"] == "missing":
         return f"{location}: required but missing"
     message = first["msg"]

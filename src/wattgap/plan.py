@@ -47,7 +47,8 @@ COMPONENTS: dict[Axis, Mapping[str, Backend | Workload]] = {"backends": BACKENDS
 
 def check(config: SweepConfig) -> None:
     """Raise a one-line ConfigError for a backend or workload that no registry holds, or settings that
-    its own settings model refuses (or that name no backend or workload of the sweep)."""
+    its own settings model refuses, that name no backend or workload of the sweep, or that do not fit the
+    rest of the sweep."""
     _check_names("backends", config.backends, BACKENDS)
     _check_names("workloads", config.workloads, WORKLOADS)
     for axis, registry in COMPONENTS.items():
@@ -55,12 +56,16 @@ def check(config: SweepConfig) -> None:
         for name in getattr(config, f"{axis[:-1]}_settings"):
             if name not in registry:
                 raise field_error(f"{axis}.{name}", name, registry)
-            config.settings(axis, name, registry[name].settings_model)
             if name not in names:
+                config.settings(axis, name, registry[name].settings_model)  # a setting it lacks is named first
                 raise ConfigError(
                     f"{axis}.{name}: settings given for {name}, which this sweep does not run ({axis}: "
                     f"{', '.join(names)})"
                 )
+        for name in names:
+            conflict = config.settings(axis, name, registry[name].settings_model).conflict(config)
+            if conflict:
+                raise ConfigError(f"{axis}.{name}.{conflict}")
 
 
 def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str] | None = None) -> Plan:

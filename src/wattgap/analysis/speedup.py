@@ -140,14 +140,7 @@ WORK_SETTINGS = (
     "image_size",
     "num_classes",
     "input_shape",
-    "infer_low_precision",
-    "optimizer",
-    "learning_rate",
-    "momentum",
-    "cudnn_benchmark",
     "end_to_end",
-    "calibration_samples",
-    "calibration_method",
     "dataset",
 )
 

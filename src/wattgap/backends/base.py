@@ -33,15 +33,30 @@ MODES: dict[str, str] = {  # what each mode asks Prepared to fill in (below), as
 
 
 @dataclass(frozen=True)
+class Optimizer:
+    """The optimiser a training workload asks for (its settings say which): SGD with momentum, or Adam
+    with ``momentum`` as its beta1."""
+
+    name: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+
+    def describe(self) -> str:
+        """As recorded in a cell's settings: ``sgd lr=0.01 momentum=0.9``."""
+        return f"{self.name} lr={self.learning_rate:g} momentum={self.momentum:g}"
+
+
+@dataclass(frozen=True)
 class Needs:
     """What a workload asks of a backend, so that no backend matches workload names: the ``mode`` its
     Prepared model serves (``infer``: ``step`` is an inference and ``predict`` is filled in for the
     guardrail; ``train``: ``step`` is a whole training step; ``fit``: ``train_batch``, ``train_samples``
-    and ``evaluate``), and whether the cell's dataset is loaded: ``never``, ``optional`` (when the cell
-    names one: inference then measures top-1) or ``required``."""
+    and ``evaluate``), whether the cell's dataset is loaded: ``never``, ``optional`` (when the cell
+    names one: inference then measures top-1) or ``required``, and the optimiser a training mode steps."""
 
     mode: Mode
     dataset: Literal["never", "optional", "required"] = "never"
+    optimizer: Optimizer = Optimizer()
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,6 @@ class Capabilities:
     precisions: frozenset[str]
     modes: frozenset[Mode]
     memory_formats: bool = False  # honours a cell's memory_format (PyTorch layouts)
-    int8_activation_types: frozenset[str] = frozenset()  # int8_activation_type values its int8 can run
     frameworks: frozenset[str] = frozenset({"torch"})  # the user models it runs besides the zoo (models/sources)
 
 
@@ -135,12 +149,6 @@ class Backend(ABC):
         caps = self.capabilities
         if cell.memory_format != "auto" and not caps.memory_formats:
             return f"memory_format {cell.memory_format} is a PyTorch layout; {self.name} chooses its own"
-        chosen = config.int8_activation_type
-        if cell.precision == "int8" and chosen != "auto" and chosen not in caps.int8_activation_types:
-            if not caps.int8_activation_types:
-                return f"int8_activation_type {chosen}: {self.name} sets its own int8 activation type"
-            allowed = ", ".join(sorted(caps.int8_activation_types))
-            return f"int8_activation_type {chosen}: {self.name}'s int8 takes {allowed}"
         return ""
 
     @abstractmethod

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from wattgap.backends.base import Phase
+    from wattgap.backends.settings import QdqSettings
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.measure.flops import StepCount
@@ -73,11 +74,11 @@ def int8_scheme(chosen: str, flags: tuple[str, ...] | list[str], machine: str) -
 SYMMETRIC_INT8 = Int8Scheme("int8", symmetric=True, reduce_range=False, why="TensorRT takes symmetric int8 only")
 
 
-def host_scheme(config: SweepConfig) -> Int8Scheme:
-    """The scheme for a CPU runtime on this machine (reads /proc/cpuinfo)."""
+def host_scheme(own: QdqSettings) -> Int8Scheme:
+    """The scheme for a CPU runtime on this machine (reads /proc/cpuinfo), with the backend's settings."""
     from wattgap.devices import cpu_info
 
-    return int8_scheme(config.int8_activation_type, cpu_info()["flags"], platform.machine())
+    return int8_scheme(own.int8_activation_type, cpu_info()["flags"], platform.machine())
 
 
 def export_onnx(model: Any, inputs: list[InputSpec], path: Path, seed: int) -> Path:
@@ -108,11 +109,10 @@ def opset(path: Path) -> int | None:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def calibration_batches(config: SweepConfig, inputs: list[InputSpec]) -> list[dict[str, np.ndarray]]:
-    """``calibration_samples`` samples of every input in batches of up to 16: synthetic by default (as
-    models/inputs.py makes them, seeded), else, for an image model, the dataset's training images as the
-    model sees them."""
-    count = config.calibration_samples
+def calibration_batches(config: SweepConfig, inputs: list[InputSpec], count: int) -> list[dict[str, np.ndarray]]:
+    """``count`` samples of every input (a backend's ``calibration_samples``) in batches of up to 16:
+    synthetic by default (as models/inputs.py makes them, seeded), else, for an image model, the dataset's
+    training images as the model sees them."""
     image = len(inputs) == 1 and len(inputs[0].shape) == 3
     if config.dataset is not None and image:
         from wattgap.datasets import load, model_input, standardise
@@ -127,7 +127,7 @@ def calibration_batches(config: SweepConfig, inputs: list[InputSpec]) -> list[di
 
 
 def quantize_int8(
-    path: Path, folder: Path, batches: list[dict[str, np.ndarray]], config: SweepConfig, scheme: Int8Scheme
+    path: Path, folder: Path, batches: list[dict[str, np.ndarray]], method: str, scheme: Int8Scheme
 ) -> Path:
     """Static QDQ quantization, per-channel int8 weights, activations as ``scheme`` says."""
     from onnxruntime.quantization import (
@@ -152,7 +152,7 @@ def quantize_int8(
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
-    }[config.calibration_method]
+    }[method]
     output = folder / "model.int8.onnx"
     quantize_static(
         str(prepared),
@@ -191,11 +191,11 @@ class Graph:
     phase_s: dict[str, float] = field(default_factory=dict)
 
 
-def prepare_graph(cell: Cell, config: SweepConfig, phase: Phase, scheme: Int8Scheme) -> Graph:
+def prepare_graph(cell: Cell, config: SweepConfig, own: QdqSettings, phase: Phase, scheme: Int8Scheme) -> Graph:
     """The cell's model as ONNX: a user's ONNX file as it is, else the seeded reference model built
     ("load") and exported ("prepare", export_s); then converted to the cell's precision (calibration_s
     for int8). fp16 is a float16 graph with float32 inputs and outputs; int8 is QDQ, calibrated on
-    ``calibration_samples`` inputs in ``scheme``."""
+    the backend's (``own``) ``calibration_samples`` inputs in ``scheme``."""
     import torch
 
     phase("load")
@@ -220,14 +220,14 @@ def prepare_graph(cell: Cell, config: SweepConfig, phase: Phase, scheme: Int8Sch
         graph.settings.update(onnx_exporter="torch.onnx.export(dynamo=True)", opset=opset(path))
     if cell.precision == "int8":
         started = clock()
-        batches = calibration_batches(config, graph.inputs)
-        graph.path = quantize_int8(path, folder, batches, config, scheme)
+        batches = calibration_batches(config, graph.inputs, own.calibration_samples)
+        graph.path = quantize_int8(path, folder, batches, own.calibration_method, scheme)
         graph.phase_s["calibration_s"] = clock() - started
         symmetric = ", symmetric" if scheme.symmetric else ""
         graph.settings["precision_applied"] = (
             f"int8 QDQ static, {scheme.activation} activations{symmetric}, per-channel int8 weights"
-            f"{' (7-bit, reduce_range)' if scheme.reduce_range else ''}, {config.calibration_method} calibration "
-            f"on {config.calibration_samples} {'dataset' if config.dataset else 'synthetic'} samples"
+            f"{' (7-bit, reduce_range)' if scheme.reduce_range else ''}, {own.calibration_method} calibration "
+            f"on {own.calibration_samples} {'dataset' if config.dataset else 'synthetic'} samples"
         )
         graph.settings["int8_activation_type"] = f"{scheme.activation} ({scheme.why})"
     elif cell.precision == "fp16":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
 from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
+from wattgap.backends.settings import QdqSettings
 from wattgap.devices import synchronize
 from wattgap.models.inputs import synthesize
 
@@ -39,9 +40,9 @@ class OnnxRuntime(Backend):
         device_kinds=frozenset({"cpu", "cuda"}),
         precisions=frozenset({"fp32", "fp16", "int8"}),
         modes=frozenset({"infer"}),
-        int8_activation_types=frozenset({"uint8", "int8"}),
         frameworks=onnx_export.FRAMEWORKS,
     )
+    settings_model: type[QdqSettings] = QdqSettings
 
     def unavailable_reason(self) -> str:
         return missing_packages(PACKAGES, "onnx")
@@ -67,14 +68,15 @@ class OnnxRuntime(Backend):
             return [("CUDAExecutionProvider", {"device_id": int(index or 0)})]
         return ["CPUExecutionProvider"]
 
-    def int8_scheme(self, config: SweepConfig) -> onnx_export.Int8Scheme:
-        return onnx_export.host_scheme(config)
+    def int8_scheme(self, own: QdqSettings) -> onnx_export.Int8Scheme:
+        return onnx_export.host_scheme(own)
 
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         import numpy as np
         import onnxruntime as ort
 
-        graph = onnx_export.prepare_graph(cell, config, phase, self.int8_scheme(config))
+        own = config.settings("backends", self.name, self.settings_model)
+        graph = onnx_export.prepare_graph(cell, config, own, phase, self.int8_scheme(own))
         settings, phases, inputs = graph.settings, graph.phase_s, graph.inputs
         clock = time.perf_counter
         started = clock()

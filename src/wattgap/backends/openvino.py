@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wattgap.backends import onnx_export
 from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
-from wattgap.config import ComponentSettings
+from wattgap.backends.settings import QdqSettings
 from wattgap.models.inputs import synthesize
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ PACKAGES = ("openvino", "onnxruntime", "onnx", "onnxscript")  # onnxruntime: the
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-class OpenVinoSettings(ComponentSettings):
-    """openvino's settings."""
+class OpenVinoSettings(QdqSettings):
+    """openvino's settings (calibration_method and int8_activation_type apply to its int8: qdq)."""
 
     hint: Literal["latency", "throughput"] = "latency"  # OpenVINO's performance hint
     int8: Literal["nncf", "qdq"] = "nncf"  # NNCF's quantization, or the QDQ graph onnxruntime runs
@@ -53,10 +53,9 @@ class OpenVino(Backend):
         device_kinds=frozenset({"cpu"}),
         precisions=frozenset({"fp32", "bf16", "int8"}),
         modes=frozenset({"infer"}),
-        int8_activation_types=frozenset({"uint8", "int8"}),
         frameworks=onnx_export.FRAMEWORKS,
     )
-    settings_model = OpenVinoSettings
+    settings_model: type[OpenVinoSettings] = OpenVinoSettings
 
     def unavailable_reason(self) -> str:
         return missing_packages(PACKAGES, "openvino")
@@ -68,8 +67,9 @@ class OpenVino(Backend):
         return reason or onnx_export.export_reason(cell.model)
 
     def settings_reason(self, cell: Cell, config: SweepConfig) -> str:
-        if cell.precision == "int8" and config.settings("backends", self.name, OpenVinoSettings).int8 == "nncf":
-            if config.int8_activation_type != "auto":
+        own = config.settings("backends", self.name, self.settings_model)
+        if cell.precision == "int8" and own.int8 == "nncf":
+            if own.int8_activation_type != "auto":
                 return "int8_activation_type applies to openvino's int8: qdq; NNCF chooses its own activation types"
             missing = missing_packages(("nncf",), "openvino")
             if missing:
@@ -80,10 +80,10 @@ class OpenVino(Backend):
         import numpy as np
         import openvino as ov
 
-        own = config.settings("backends", self.name, OpenVinoSettings)
+        own = config.settings("backends", self.name, self.settings_model)
         nncf = cell.precision == "int8" and own.int8 == "nncf"
         exported = cell.model_copy(update={"precision": "fp32"}) if nncf else cell  # NNCF quantizes fp32
-        graph = onnx_export.prepare_graph(exported, config, phase, onnx_export.host_scheme(config))
+        graph = onnx_export.prepare_graph(exported, config, own, phase, onnx_export.host_scheme(own))
         clock = time.perf_counter
         started = clock()
         core = ov.Core()
@@ -91,10 +91,10 @@ class OpenVino(Backend):
         graph.phase_s["read_s"] = clock() - started
         if nncf:
             started = clock()
-            model = _nncf_int8(model, config, graph.inputs)
+            model = _nncf_int8(model, config, graph.inputs, own.calibration_samples)
             graph.phase_s["calibration_s"] = clock() - started
             graph.settings["precision_applied"] = (
-                f"int8 NNCF post-training quantization (performance preset), on {config.calibration_samples} "
+                f"int8 NNCF post-training quantization (performance preset), on {own.calibration_samples} "
                 f"{'dataset' if config.dataset else 'synthetic'} samples"
             )
         graph.settings["openvino_int8"] = own.int8 if cell.precision == "int8" else None
@@ -144,10 +144,10 @@ class OpenVino(Backend):
         )
 
 
-def _nncf_int8(model: Any, config: SweepConfig, inputs: list[InputSpec]) -> Any:
+def _nncf_int8(model: Any, config: SweepConfig, inputs: list[InputSpec], samples: int) -> Any:
     """NNCF's post-training quantization of the OpenVINO model, on the calibration batches every int8
     path uses (the model's batch axis is still dynamic here)."""
     import nncf
 
-    batches = onnx_export.calibration_batches(config, inputs)
+    batches = onnx_export.calibration_batches(config, inputs, samples)
     return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from wattgap.backends.base import Capabilities, Needs
 from wattgap.backends.onnx_export import FRAMEWORKS, SYMMETRIC_INT8, Int8Scheme, export_reason
 from wattgap.backends.onnx_runtime import OnnxRuntime, _providers
+from wattgap.backends.settings import QdqSettings
 
 if TYPE_CHECKING:
     from wattgap.cells import Cell
@@ -27,12 +28,17 @@ class TensorRT(OnnxRuntime):
         device_kinds=frozenset({"cuda"}),
         precisions=frozenset({"fp32", "fp16", "int8"}),
         modes=frozenset({"infer"}),
-        int8_activation_types=frozenset({"int8"}),
         frameworks=FRAMEWORKS,
     )
 
-    def int8_scheme(self, config: SweepConfig) -> Int8Scheme:
+    def int8_scheme(self, own: QdqSettings) -> Int8Scheme:
         return SYMMETRIC_INT8
+
+    def settings_reason(self, cell: Cell, config: SweepConfig) -> str:
+        own = config.settings("backends", self.name, self.settings_model)
+        if cell.precision == "int8" and own.int8_activation_type == "uint8":
+            return "int8_activation_type uint8: tensorrt's int8 takes int8"
+        return super().settings_reason(cell, config)
 
     def unavailable_reason(self) -> str:
         missing = super().unavailable_reason()

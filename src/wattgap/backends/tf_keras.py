@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Needs, Optimizer, Phase, Prepared, missing_packages
 from wattgap.devices import synchronize
 from wattgap.measure.flops import count_step
 from wattgap.models import MODELS
@@ -114,7 +114,7 @@ class TfEager(Backend):
             if needs.mode == "infer":
                 step: Callable[[], Any] = lambda: forward(inputs)  # noqa: E731
             else:
-                step = _train_step(tf, model, inputs, cell, config, settings, self.jit_compile)
+                step = _train_step(tf, model, inputs, cell, config, needs.optimizer, settings, self.jit_compile)
             started = time.perf_counter()
             step()  # traces the function (and compiles it with XLA)
             compile_s = time.perf_counter() - started
@@ -222,6 +222,7 @@ def _train_step(
     inputs: Any,
     cell: Cell,
     config: SweepConfig,
+    chosen: Optimizer,
     settings: dict[str, Any],
     jit_compile: bool,
 ) -> Callable[[], Any]:
@@ -233,12 +234,11 @@ def _train_step(
     trained = model.keras_model
     if trained is None:
         raise ValueError("a SavedModel's serving signature runs inference only")
-    name, rate = config.optimizer_for(cell.workload)
-    settings["optimizer"] = f"{name} lr={rate:g} momentum={config.momentum:g}"
+    settings["optimizer"] = chosen.describe()
     optimizer = (
-        keras.optimizers.Adam(rate, beta_1=config.momentum)
-        if name == "adam"
-        else keras.optimizers.SGD(rate, momentum=config.momentum)
+        keras.optimizers.Adam(chosen.learning_rate, beta_1=chosen.momentum)
+        if chosen.name == "adam"
+        else keras.optimizers.SGD(chosen.learning_rate, momentum=chosen.momentum)
     )
     if cell.precision == "fp16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

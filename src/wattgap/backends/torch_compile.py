@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wattgap.backends import torch_runtime as rt
 from wattgap.backends.base import Capabilities, Needs, Phase, Prepared
+from wattgap.backends.settings import TorchSettings
 from wattgap.backends.torch_eager import TorchEager
-from wattgap.config import ComponentSettings
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 CYCLEGAN_PARTS = ("g_ab", "g_ba", "d_a", "d_b")
 
 
-class CompileSettings(ComponentSettings):
-    """torch-compile's settings."""
+class CompileSettings(TorchSettings):
+    """torch-compile's settings: torch-eager's and the compiler's."""
 
     # torch.compile's mode (max-autotune: Inductor benchmarks kernel choices while compiling)
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
@@ -44,7 +44,7 @@ class TorchCompile(TorchEager):
         modes=frozenset({"infer", "train"}),
         memory_formats=True,
     )
-    settings_model = CompileSettings
+    settings_model: type[CompileSettings] = CompileSettings
 
     def unsupported_reason(self, cell: Cell, hardware: Hardware, needs: Needs) -> str:
         return super().unsupported_reason(cell, hardware, needs) or rt.compiler_reason(cell)
@@ -54,7 +54,7 @@ class TorchCompile(TorchEager):
     ) -> nn.Module:
         import torch
 
-        own = config.settings("backends", self.name, CompileSettings)
+        own = config.settings("backends", self.name, self.settings_model)
         settings["compile_mode"] = own.mode
         if needs.mode == "infer":
             import torch._inductor.config as inductor  # this cell's process only: each cell has its own

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import torch_runtime as rt
 from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared
+from wattgap.backends.settings import TorchSettings
 from wattgap.measure.flops import count_step
 from wattgap.models import is_custom
 from wattgap.models.build import build_model, count_parameters
@@ -38,6 +39,7 @@ class TorchEager(Backend):
         modes=frozenset({"infer", "train", "fit"}),
         memory_formats=True,
     )
+    settings_model: type[TorchSettings] = TorchSettings
 
     def unavailable_reason(self) -> str:
         return "" if importlib.util.find_spec("torch") else "PyTorch is not installed"
@@ -67,7 +69,8 @@ class TorchEager(Backend):
 
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         phase("load")
-        device, settings = rt.setup_device(cell, config)
+        own = config.settings("backends", self.name, self.settings_model)
+        device, settings = rt.setup_device(cell, config, own)
         data = rt.load_data(cell, config, settings) if needs.dataset != "never" else None
         if needs.dataset == "required" and data is None:
             raise ValueError(f"{cell.workload} needs a dataset")  # the config validator requires one
@@ -81,7 +84,7 @@ class TorchEager(Backend):
         settings["memory_format"] = layout.applied
 
         phase("prepare")
-        precision = rt.low_precision(cell, config, device, needs)
+        precision = rt.low_precision(cell, own, device, needs)
         settings["precision_applied"] = precision.applied
         settings["input_on_device"] = not config.end_to_end
         prepared = Prepared(
@@ -93,7 +96,8 @@ class TorchEager(Backend):
         )
         runner = self.wrap(model, cell, config, settings, needs)
         if data is not None and needs.mode == "fit":
-            return _fit(prepared, runner, cell, config, data, device, precision, layout)
+            optimizer = rt.optimizer_factory(needs.optimizer, settings)
+            return _fit(prepared, runner, cell, config, data, device, precision, layout, optimizer)
 
         import torch
 
@@ -109,11 +113,14 @@ class TorchEager(Backend):
             return _infer(prepared, model, runner, cell, config, data, device, precision, fetch, layout)
 
         model.train()
-        parts = _step_parts(cell, config, device, precision, fetch, generator, classes, settings)
+        optimizer = rt.optimizer_factory(needs.optimizer, settings)
+        parts = _step_parts(cell, config, device, precision, fetch, generator, classes, settings, optimizer)
         prepared.step = _train_step(runner, parts)
         flop_step = prepared.step
         if runner is not model:  # count the eager model's step: the same math, without the compiler
-            flop_step = _train_step(model, dataclasses.replace(parts, optimizer=_optimizer(config, cell, {})))
+            flop_step = _train_step(
+                model, dataclasses.replace(parts, optimizer=rt.optimizer_factory(needs.optimizer, {}))
+            )
         prepared.count_step = lambda: count_step(flop_step, model)
         return prepared
 
@@ -121,12 +128,6 @@ class TorchEager(Backend):
 def _shape(inputs: list[InputSpec]) -> tuple[int, ...]:
     """The stored input shape: the single input's (a zoo model's), or the first of several."""
     return tuple(inputs[0].shape)
-
-
-def _optimizer(
-    config: SweepConfig, cell: Cell, settings: dict[str, Any]
-) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
-    return rt.optimizer_factory(config, cell.workload, settings)
 
 
 def _step_parts(
@@ -138,6 +139,7 @@ def _step_parts(
     generator: torch.Generator,
     classes: int | None,
     settings: dict[str, Any],
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
 ) -> StepParts:
     from wattgap.models.torch.objective import StepParts
 
@@ -146,7 +148,7 @@ def _step_parts(
     return StepParts(
         fetch=fetch,
         autocast=precision.autocast,
-        optimizer=_optimizer(config, cell, settings),
+        optimizer=optimizer,
         apply=rt.applier(cell, device),
         generator=generator,
         device=device,
@@ -217,6 +219,7 @@ def _fit(
     device: torch.device,
     precision: rt.LowPrecision,
     layout: rt.Layout,
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
 ) -> Prepared:
     """Train-to-accuracy: both splits staged before anything is timed (the training split on the host for
     end-to-end cells), a training step on the samples at given indices, and the validation top-1."""
@@ -231,7 +234,7 @@ def _fit(
     x_train, y_train = rt.tensors(train, data.y_train, staging)
     x_val, y_val = rt.tensors(val, data.y_val, device)
     x_val = layout(x_val)
-    opt = _optimizer(config, cell, prepared.settings)(model.parameters())
+    opt = optimizer(model.parameters())
     apply = rt.applier(cell, device)
     model.train()
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from wattgap.backends.base import Needs
+    from wattgap.backends.base import Needs, Optimizer
+    from wattgap.backends.settings import CudnnSettings, TorchSettings
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
     from wattgap.datasets import Dataset
@@ -37,8 +38,9 @@ def compiler_reason(cell: Cell) -> str:
     return ""
 
 
-def setup_device(cell: Cell, config: SweepConfig) -> tuple[torch.device, dict[str, Any]]:
-    """The cell's device made current, its threads and CUDA math modes set, and the seed."""
+def setup_device(cell: Cell, config: SweepConfig, own: CudnnSettings) -> tuple[torch.device, dict[str, Any]]:
+    """The cell's device made current, its threads and CUDA math modes set (``own``: the backend's
+    settings), and the seed."""
     import torch
 
     device = torch.device(cell.device)
@@ -52,8 +54,8 @@ def setup_device(cell: Cell, config: SweepConfig) -> tuple[torch.device, dict[st
         tf32 = cell.precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cudnn.benchmark = config.cudnn_benchmark
-        settings.update(cudnn_benchmark=config.cudnn_benchmark, allow_tf32=tf32)
+        torch.backends.cudnn.benchmark = own.cudnn_benchmark
+        settings.update(cudnn_benchmark=own.cudnn_benchmark, allow_tf32=tf32)
     torch.manual_seed(config.seed)
     return device, settings
 
@@ -69,13 +71,13 @@ class LowPrecision:
     applied: str  # recorded as settings.precision_applied
 
 
-def low_precision(cell: Cell, config: SweepConfig, device: torch.device, needs: Needs) -> LowPrecision:
+def low_precision(cell: Cell, own: TorchSettings, device: torch.device, needs: Needs) -> LowPrecision:
     import torch
 
     dtype = getattr(torch, _DTYPES[cell.precision]) if cell.precision in _DTYPES else None
     if dtype is None:
         return LowPrecision(None, False, contextlib.nullcontext, cell.precision)
-    cast = needs.mode == "infer" and config.infer_low_precision == "cast"
+    cast = needs.mode == "infer" and own.infer_low_precision == "cast"
     applied = ("cast " if cast else "autocast ") + str(dtype).replace("torch.", "")
     if cast:
         return LowPrecision(dtype, True, contextlib.nullcontext, applied)
@@ -138,18 +140,17 @@ def user_loss(config: SweepConfig) -> Callable[..., torch.Tensor] | None:
 
 
 def optimizer_factory(
-    config: SweepConfig, workload: str, settings: dict[str, Any]
+    chosen: Optimizer, settings: dict[str, Any]
 ) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
-    """Makes the workload's optimiser over the given parameters, and records which it is in ``settings``."""
+    """Makes the optimiser the workload asked for over the given parameters, and records which it is in
+    ``settings``."""
     import torch
 
-    name, rate = config.optimizer_for(workload)
-
     def make(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        settings["optimizer"] = f"{name} lr={rate:g} momentum={config.momentum:g}"
-        if name == "adam":
-            return torch.optim.Adam(params, lr=rate, betas=(config.momentum, 0.999))
-        return torch.optim.SGD(params, lr=rate, momentum=config.momentum)
+        settings["optimizer"] = chosen.describe()
+        if chosen.name == "adam":
+            return torch.optim.Adam(params, lr=chosen.learning_rate, betas=(chosen.momentum, 0.999))
+        return torch.optim.SGD(params, lr=chosen.learning_rate, momentum=chosen.momentum)
 
     return make
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from wattgap.backends import torch_runtime as rt
 from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared
 from wattgap.backends.onnx_export import calibration_batches
+from wattgap.backends.settings import CalibrationSettings, CudnnSettings
 from wattgap.measure.flops import count_step
 from wattgap.models.build import build_model, count_parameters
 from wattgap.models.inputs import synthesize
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from wattgap.models.inputs import InputSpec
 
 
+class TorchAoSettings(CalibrationSettings, CudnnSettings):
+    """torchao's settings (its CUDA route quantizes dynamically: calibration_samples is the CPU route's)."""
+
+
 class TorchAo(Backend):
     name = "torchao"
     description = "PyTorch int8 through torchao: PT2E static quantization + Inductor on CPU, dynamic int8 on CUDA"
@@ -45,6 +50,7 @@ class TorchAo(Backend):
         precisions=frozenset({"int8"}),
         modes=frozenset({"infer"}),
     )
+    settings_model: type[TorchAoSettings] = TorchAoSettings
 
     def unavailable_reason(self) -> str:
         if importlib.util.find_spec("torch") is None:
@@ -58,7 +64,8 @@ class TorchAo(Backend):
         import torch
 
         phase("load")
-        device, settings = rt.setup_device(cell, config)
+        own = config.settings("backends", self.name, self.settings_model)
+        device, settings = rt.setup_device(cell, config, own)
         model, inputs, _ = build_model(cell.model, config.model_options(cell.model))
         parameters = count_parameters(model)
         model.eval()
@@ -71,7 +78,7 @@ class TorchAo(Backend):
         if device.type == "cuda":
             runner, dtype = _dynamic_int8(model, settings), torch.bfloat16
         else:
-            runner, dtype = _static_int8(model, inputs, config, settings, phases), None
+            runner, dtype = _static_int8(model, inputs, config, own.calibration_samples, settings, phases), None
 
         def cast(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
             return tuple(t.to(dtype) if dtype is not None and t.is_floating_point() else t for t in tensors)
@@ -106,6 +113,7 @@ def _static_int8(
     model: nn.Module,
     inputs: list[InputSpec],
     config: SweepConfig,
+    samples: int,
     settings: dict[str, Any],
     phases: dict[str, float],
 ) -> Any:
@@ -127,15 +135,15 @@ def _static_int8(
     quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for samples in calibration_batches(config, inputs):
-            prepared(*(torch.from_numpy(a) for a in samples.values()))
+        for given in calibration_batches(config, inputs, samples):
+            prepared(*(torch.from_numpy(a) for a in given.values()))
     converted = convert_pt2e(prepared)
     phases["calibration_s"] = clock() - started
     inductor.freezing = True  # this cell's process only
     settings.update(
         precision_applied=(
             "int8 PT2E static, X86InductorQuantizer (uint8 activations, per-channel int8 weights), "
-            f"{config.calibration_samples} {'dataset' if config.dataset else 'N(0,1)'} calibration samples"
+            f"{samples} {'dataset' if config.dataset else 'N(0,1)'} calibration samples"
         ),
         capture="torch.export strict",
         inductor_freezing=True,

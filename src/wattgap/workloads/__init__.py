@@ -5,7 +5,7 @@ registry is cheap."""
 from __future__ import annotations
 
 from wattgap.backends.base import Needs
-from wattgap.workloads.base import Events, Known, Workload
+from wattgap.workloads.base import Events, Known, TrainSettings, Workload
 from wattgap.workloads.timed import Timed
 from wattgap.workloads.train_to_accuracy import TrainToAccuracy
 
@@ -13,7 +13,7 @@ WORKLOADS: dict[str, Workload] = {
     workload.name: workload
     for workload in (
         Timed("infer", "a forward pass under inference mode, timed per batch", Needs("infer", dataset="optional")),
-        Timed("train", "forward, loss, backward and an optimiser step, timed per batch", Needs("train")),
+        Timed("train", "forward, loss, backward and an optimiser step, timed per batch", Needs("train"), TrainSettings),
         TrainToAccuracy(),
     )
 }

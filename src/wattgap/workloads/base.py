@@ -4,12 +4,16 @@ cell's result, assembled by workloads/assembly.py like every other workload's.""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field
+
+from wattgap.backends.base import Optimizer
 from wattgap.config import ComponentSettings
 
 if TYPE_CHECKING:
@@ -64,11 +68,30 @@ class Known:
     idle_power: dict[str, Any] = field(default_factory=dict)
 
 
+class TrainSettings(ComponentSettings):
+    """A training workload's optimiser (the backend makes it: Needs.optimizer)."""
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float | None = Field(None, gt=0)  # default: 0.01 with sgd, 0.001 with adam
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD's momentum, Adam's beta1
+
+    def chosen(self) -> Optimizer:
+        return Optimizer(
+            self.optimizer, self.learning_rate or (0.001 if self.optimizer == "adam" else 0.01), self.momentum
+        )
+
+
 class Workload(ABC):
     name: str
     description: str
     needs: Needs  # what it asks of the backend: the planner skips a backend that cannot, with the reason
     settings_model: type[ComponentSettings] = ComponentSettings  # its own settings (none unless it declares them)
+
+    def needs_for(self, config: SweepConfig) -> Needs:
+        """What it asks of the backend in ``config``: its Needs, with the optimiser its settings choose
+        when it trains."""
+        own = config.settings("workloads", self.name, self.settings_model)
+        return dataclasses.replace(self.needs, optimizer=own.chosen()) if isinstance(own, TrainSettings) else self.needs
 
     @abstractmethod
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:

@@ -21,19 +21,25 @@ from wattgap.workloads.base import Events, Known, Workload
 if TYPE_CHECKING:
     from wattgap.backends.base import Backend, Needs
     from wattgap.cells import Cell
-    from wattgap.config import SweepConfig
+    from wattgap.config import ComponentSettings, SweepConfig
     from wattgap.results import CellResult
 
 
 class Timed(Workload):
-    def __init__(self, name: str, description: str, needs: Needs) -> None:
+    def __init__(
+        self, name: str, description: str, needs: Needs, settings_model: type[ComponentSettings] | None = None
+    ) -> None:
         self.name = name
         self.description = description
         self.needs = needs
+        if settings_model is not None:
+            self.settings_model = settings_model
 
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
         meters = meters_for(cell.device, config.energy)
-        prepared, phases, prepare_window = assembly.prepare(backend, cell, config, events, meters, self.needs)
+        prepared, phases, prepare_window = assembly.prepare(
+            backend, cell, config, events, meters, self.needs_for(config)
+        )
         step = prepared.step
         if step is None:
             raise TypeError(f"{backend.name} prepared no step for {cell.workload}")
