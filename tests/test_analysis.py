@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import fast_config, make_run, result, wattgap
+from helpers import fast_config, make_run, repeated_result, result, wattgap
 
 import wattgap as api
 from wattgap.analysis.memory import memory_curves
@@ -94,6 +94,39 @@ def test_intervals_come_from_the_samples_and_contain_the_estimate() -> None:
         assert point.latency_s["p50"].value < point.latency_s["p99"].value
         assert point.latency_s["p99"].value == pytest.approx(np.quantile(point.result.latencies_s, 0.99))
     assert tradeoff([curve_run(samples=noisy)]).curves[0].points[0] == curve.points[0]  # seeded
+
+
+def test_the_intervals_stored_with_a_cell_are_those_its_samples_give() -> None:
+    """Analyses read each percentile's interval stored with the cell (schema 8) instead of resampling; a
+    result stored before has none and is resampled: the answers are the same either way."""
+    rng = np.random.default_rng(4)
+    groups = [rng.lognormal(0, 0.05, 300) * (1 + 0.03 * i) for i in range(3)]
+    results = [
+        result(rng.lognormal(-5, 0.05, 300), batch_size=1),
+        repeated_result(groups, resamples=1000, batch_size=2),  # hierarchical resampling over its processes
+    ]
+    assert all(set(r.latency.percentile_ci_s) == {"p50", "p90", "p95", "p99"} for r in results if r.latency)
+    older = [
+        r.model_copy(update={"latency": r.latency.model_copy(update={"percentile_ci_s": {}, "resamples": None})})
+        for r in results
+        if r.latency
+    ]
+    for answer in (tradeoff, recommend):
+        stored, resampled = answer([make_run("a", results)]), answer([make_run("a", older)])  # type: ignore[operator]
+        assert _estimates(stored) == _estimates(resampled)
+    (single, _) = tradeoff([make_run("a", results)]).curves[0].points
+    p50, stats = single.latency_s["p50"], results[0].latency
+    assert stats is not None and (p50.low, p50.high) == (stats.median_ci_low_s, stats.median_ci_high_s)
+    other = tradeoff([make_run("a", results)], confidence=0.9).curves[0].points[0]  # not what was stored
+    narrower, stored_p50 = other.latency_s["p50"], single.latency_s["p50"]
+    assert narrower.high - narrower.low < stored_p50.high - stored_p50.low
+
+
+def _estimates(answer: object) -> list[object]:
+    if hasattr(answer, "curves"):
+        return [(p.throughput_sps, p.latency_s, p.samples) for c in answer.curves for p in c.points]
+    candidates = [answer.best, answer.runner_up, *answer.others, *answer.pareto]  # type: ignore[attr-defined]
+    return [(c.result.cell_id, c.throughput_sps, c.latency_s, c.score, c.verdict) for c in candidates if c]
 
 
 def test_curves_are_per_configuration_and_a_cell_counts_once() -> None:

@@ -24,11 +24,9 @@ import numpy as np
 from wattgap.analysis.plausibility import caveats, passed_over, rests_on, suspects_of
 from wattgap.cells import curve_key
 from wattgap.errors import ConfigError, field_error
-from wattgap.measure.stats import bootstrap_quantiles, pooled_quantiles
+from wattgap.measure.stats import PERCENTILES, percentile_intervals, pooled_quantiles
 from wattgap.results import CellResult, Run
 from wattgap.text import number
-
-PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
 
 @dataclass(frozen=True)
@@ -96,14 +94,10 @@ def tradeoff(
     groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
     for result in finished_cells(runs, "tradeoff"):
         groups.setdefault(curve_key(result.cell), []).append(result)
-    rng = np.random.default_rng(seed)
     flagged = suspects_of(runs)
     curves = []
     for key, results in groups.items():
-        points = [
-            replace(measure_point(r, confidence, resamples, int(rng.integers(2**31))), caveats=caveats(r, flagged))
-            for r in results
-        ]
+        points = [replace(measure_point(r, confidence, resamples, seed), caveats=caveats(r, flagged)) for r in results]
         points.sort(key=lambda p: p.batch_size)
         curves.append(_curve(dict(key), points, share, max_latency_s, percentile))
     return Tradeoff([r.run_id for r in runs], share, percentile, max_latency_s, confidence, curves)
@@ -121,20 +115,24 @@ def finished_cells(runs: list[Run], command: str) -> list[CellResult]:
 
 
 def measure_point(result: CellResult, confidence: float, resamples: int, seed: int) -> Point:
-    """A cell's throughput and latency percentiles, each with its percentile-bootstrap interval."""
-    groups = [np.asarray(group) for group in result.sample_groups()]  # one per process when the cell repeats
-    tail = (1 - confidence) / 2 * 100
-    quantiles = list(PERCENTILES.values())
-    boots = bootstrap_quantiles(groups, quantiles, resamples, seed)  # every percentile from the same resamples
-    centres = pooled_quantiles(groups, quantiles)
-    latency: dict[str, Estimate] = {}
-    for name, centre, boot in zip(PERCENTILES, centres, boots, strict=True):
-        low, high = np.percentile(boot, [tail, 100 - tail])
-        latency[name] = Estimate(float(centre), float(low), float(high))
+    """A cell's throughput and latency percentiles, each with its percentile-bootstrap interval: those
+    stored with the cell when they were computed at this confidence and resample count (every result since
+    schema 8), else computed here from its samples with ``seed``."""
+    stats = result.latency
+    if stats is not None and stats.percentile_ci_s and (stats.confidence, stats.resamples) == (confidence, resamples):
+        centres = [getattr(stats, f"{name}_s") for name in PERCENTILES]
+        intervals, samples = stats.percentile_ci_s, stats.n
+    else:
+        groups = [np.asarray(group) for group in result.sample_groups()]  # one per process when the cell repeats
+        centres = list(pooled_quantiles(groups, list(PERCENTILES.values())))
+        intervals, samples = percentile_intervals(groups, confidence, resamples, seed), sum(g.size for g in groups)
+    latency = {
+        name: Estimate(float(centre), *intervals[name]) for name, centre in zip(PERCENTILES, centres, strict=True)
+    }
     batch = result.cell.batch_size
     median = latency["p50"]
     throughput = Estimate(batch / median.value, batch / median.high, batch / median.low)
-    return Point(result, throughput, latency, sum(group.size for group in groups))
+    return Point(result, throughput, latency, samples)
 
 
 def _curve(

@@ -25,6 +25,7 @@ _CHUNK_ELEMENTS = 4_000_000
 
 
 Samples = np.ndarray | Sequence[np.ndarray]  # one window's samples, or one array per repeat
+PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}  # those with intervals (the trade-off's)
 
 
 class LatencyStats(BaseModel):
@@ -55,6 +56,10 @@ class LatencyStats(BaseModel):
     repeat_medians_s: list[float] = Field(default_factory=list)
     between_repeat_cv: float | None = None  # standard deviation of the repeats' medians over their mean
     within_ci_rel_halfwidth: float | None = None
+    # each of PERCENTILES' percentile-bootstrap interval at ``confidence`` over ``resamples`` resamples,
+    # computed as the cell is stored, so that analyses need not resample (none in results of 0.1.0)
+    resamples: int | None = None
+    percentile_ci_s: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
     @property
     def covers(self) -> str:
@@ -177,6 +182,17 @@ def pooled_quantiles(samples: Samples, quantile: float | Sequence[float]) -> np.
     return np.asarray(np.quantile(np.concatenate(groups), quantile, weights=weights, method="inverted_cdf"))
 
 
+def percentile_intervals(
+    samples: Samples, confidence: float, resamples: int, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """Each of PERCENTILES' percentile-bootstrap interval, all read off the same resamples (hierarchical
+    for several repeats). One window's p50 interval is median_ci's with the same seed."""
+    boots = bootstrap_quantiles(samples, list(PERCENTILES.values()), resamples, seed)
+    tail = (1 - confidence) / 2 * 100
+    lows, highs = np.percentile(boots, [tail, 100 - tail], axis=-1)
+    return {name: (float(low), float(high)) for name, low, high in zip(PERCENTILES, lows, highs, strict=True)}
+
+
 def median_ci(samples: Samples, confidence: float, resamples: int, seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the median."""
     medians = bootstrap_medians(samples, resamples, seed)
@@ -270,5 +286,7 @@ def summarize_repeats(
         median_ci_rel_halfwidth=rel_half,
         noisy=noisy,
         warnings=warnings,
+        resamples=resamples,
+        percentile_ci_s=percentile_intervals(groups, confidence, resamples, seed),
         **between,
     )
