@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from helpers import make_run, result
 
+from wattgap.analysis import speedup
 from wattgap.analysis.speedup import Spread, compare, regressions
 from wattgap.errors import ConfigError
 from wattgap.machines import Environment
@@ -58,6 +59,22 @@ def test_one_run_compared_with_itself_uses_the_baseline_value() -> None:
         compare(run, run, by="threads", baseline="3")
     with pytest.raises(ConfigError, match="--by: got 'colour'"):
         compare(run, run, by="colour")
+
+
+def test_a_cell_paired_several_times_is_drawn_once_and_each_side_on_its_own() -> None:
+    baseline = result(BASE, batch_size=1)
+    run = make_run("r", [baseline, *(result(BASE * n / 1.2, batch_size=n) for n in (2, 4, 8))])
+    pairs = compare(run, run, by="batch_size").pairs
+    assert len(pairs) == 3 and all(p.speedup == pytest.approx(1.2) for p in pairs)
+    drawn: dict[str, np.ndarray] = {}
+    again = [speedup.pair(p.a, p.b, {}, 0, drawn=drawn) for p in pairs]
+    assert list(drawn) == [baseline.cell_id] and [p.log_draws.tolist() for p in again] == [
+        p.log_draws.tolist() for p in pairs
+    ]  # A's draws made once, B's each its own: the same as compare's
+    assert len({float(np.std(p.log_draws)) for p in pairs}) == 3  # the B sides are independent draws...
+    same = compare(make_run("a", [baseline]), make_run("b", [baseline]))
+    (aa,) = same.pairs  # ...and so are the two sides of one cell compared with itself
+    assert aa.speedup == 1 and aa.ci_low < 1 < aa.ci_high
 
 
 def test_runs_that_measure_different_work_are_refused() -> None:

@@ -218,8 +218,8 @@ def compare(
     candidates: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
     for result in ok_b:
         candidates.setdefault(_key(result.cell, by), []).append(result)
-    rng = np.random.default_rng(seed)
     pairs: list[Pair] = []
+    drawn: dict[str, np.ndarray] = {}
     unmatched = 0
     for a in ok_a:
         matches = candidates.get(_key(a.cell, by), [])
@@ -236,10 +236,11 @@ def compare(
                     a,
                     b,
                     dict(_key(a.cell, by)),
-                    int(rng.integers(2**31)),
+                    seed,
                     threads if by in ("device", "threads") else [],
                     confidence,
                     spread=spread,
+                    drawn=drawn,
                 )
             )
     geomean = geomean_of(pairs, metric, confidence)
@@ -271,17 +272,17 @@ def pair(
     confidence: float = 0.95,
     resamples: int = 2000,
     spread: Spread | None = None,
+    drawn: dict[str, np.ndarray] | None = None,
 ) -> Pair:
     """B against A: the ratio of their throughputs per sample with its interval from the raw samples, each
-    side drawn on its own (module docstring); a side measured in one process is widened by ``spread``."""
-    rng = np.random.default_rng(seed)
+    side drawn on its own (module docstring); a side measured in one process is widened by ``spread``.
+    ``drawn``: the A sides' draws by cell, kept across the pairs of one comparison (an A cell paired with
+    several B cells is drawn once)."""
     single = [len(r.sample_groups()) == 1 for r in (a, b)]
-    draws = []
-    for result, alone in zip((a, b), single, strict=True):
-        side = log_median_draws([np.asarray(g) for g in result.sample_groups()], resamples, int(rng.integers(2**31)))
-        if alone and spread is not None:
-            side = side + spread.sd_log * rng.standard_normal(resamples)
-        draws.append(side)
+    drawn = {} if drawn is None else drawn
+    if a.cell_id not in drawn:
+        drawn[a.cell_id] = _side_draws(a, "A", seed, resamples, spread if single[0] else None)
+    draws = [drawn[a.cell_id], _side_draws(b, "B", seed, resamples, spread if single[1] else None)]
     work = b.cell.batch_size / a.cell.batch_size
     log_ratios = draws[0] - draws[1] + np.log(work)
     tail = (1 - confidence) / 2 * 100
@@ -291,6 +292,14 @@ def pair(
     note = ", ".join([*(notes or []), *flagged])
     speedup = _median(a) / _median(b) * work
     return Pair(key, a, b, speedup, float(low), float(high), note, log_ratios, covers)
+
+
+def _side_draws(result: CellResult, side: str, seed: int, resamples: int, spread: Spread | None) -> np.ndarray:
+    """Draws of one side's log median (widened by ``spread`` when given), seeded by the comparison's seed,
+    the side and the cell: the same cell on both sides of an A/A pair is drawn twice, independently."""
+    rng = np.random.default_rng([seed, "AB".index(side), int(result.cell_id, 16)])
+    draws = log_median_draws([np.asarray(g) for g in result.sample_groups()], resamples, int(rng.integers(2**31)))
+    return draws if spread is None else draws + spread.sd_log * rng.standard_normal(resamples)
 
 
 WIDENED = "widened by this machine's spread between processes"
