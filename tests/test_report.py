@@ -179,3 +179,30 @@ def test_the_html_report_in_a_real_headless_browser(runs: tuple[Path, list[api.R
             browser.close()
     assert set(requests) <= {path.as_uri()}  # the file itself at most; nothing else was asked for
     assert errors == [] and dialogs == []
+
+
+def test_a_plot_of_many_draws_the_few_that_can_be_read_and_says_so() -> None:
+    import numpy as np
+    from helpers import make_run, result
+
+    from wattgap.analysis.tradeoff import tradeoff
+    from wattgap.render import plots
+
+    ratios = [1.0 + 0.01 * i for i in range(100)]  # the 40 farthest from parity are the last 40, in order
+    figure = plots.bars("speedup", [f"pair {i}" for i in range(100)], [(r, r, r) for r in ratios], "x", "by compare")
+    assert figure is not None
+    (axes,) = figure.axes
+    assert [t.get_text() for t in axes.get_yticklabels()] == [f"pair {i}" for i in range(60, 100)]
+    assert axes.get_title() == "speedup (the 40 farthest from parity of 100; every one by compare)"
+    results = [
+        result(np.full(5, batch / (100.0 * (1 + model))), batch_size=batch, model=f"m{model}")
+        for model in range(20)
+        for batch in (1, 2)
+    ]
+    curves = tradeoff([make_run("r", results)]).curves
+    figure = plots.throughput(curves, ["model"])
+    assert figure is not None
+    (axes,) = figure.axes
+    names = axes.get_legend_handles_labels()[1]
+    assert names == [f"m{model}" for model in range(8, 20)]  # the 12 of the highest throughput, in order
+    assert axes.get_title().endswith("(the 12 of 20 of the highest throughput; every one in the table)")

@@ -283,7 +283,9 @@ def _speedups(runs: list[Run]) -> Section | None:
             ]
             values_ci = [(p.speedup, p.ci_low, p.ci_high) for p in comparison.pairs]
             title = f"speedup by {by} over {comparison.baseline}, run {run.run_id}"
-            figures += figure_plots(f"speedup-{by}-{run.run_id}", title, plots.bars(title, names, values_ci, "x"))
+            rest = f"by wattgap compare {run.run_id} {run.run_id} --by {by}"
+            chart = plots.bars(title, names, values_ci, "x", rest)
+            figures += figure_plots(f"speedup-{by}-{run.run_id}", title, chart)
     if not figures and not tables:
         return None
     text = "Ratios of throughput per sample (batch / median latency) with 95% bootstrap intervals; 1 is parity."

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -80,12 +80,29 @@ def curve_name(key: dict[str, object], varying: Sequence[str]) -> str:
     return ", ".join(f"{key[name]}" for name in varying if name in key) or "all cells"
 
 
+MAX_CURVES = 12  # lines on one plot that can still be told apart; the section's table holds every one
+
+
+T = TypeVar("T")
+
+
+def _most(items: list[T], rank: Callable[[T], float], which: str, title: str) -> tuple[list[T], str]:
+    """Of more than MAX_CURVES ``items``, the MAX_CURVES ranked highest (in their order), and ``title``
+    saying so."""
+    if len(items) <= MAX_CURVES:
+        return items, title
+    kept = sorted(sorted(range(len(items)), key=lambda i: rank(items[i]), reverse=True)[:MAX_CURVES])
+    return [items[i] for i in kept], f"{title} (the {MAX_CURVES} of {len(items)} {which}; every one in the table)"
+
+
 def _against_batch(curves: list[Curve], title: str, ylabel: str, draw: Callable[[Any, Curve], None]) -> Figure | None:
-    """A figure of the curves with more than one batch size, each drawn by ``draw(axes, curve)``, on a log2
-    batch axis labelled with the measured batch sizes."""
+    """A figure of the curves with more than one batch size (at most MAX_CURVES: those of the highest
+    throughput), each drawn by ``draw(axes, curve)``, on a log2 batch axis labelled with the measured batch
+    sizes."""
     drawn = [c for c in curves if len(c.points) > 1]
     if not drawn:
         return None
+    drawn, title = _most(drawn, lambda c: c.highest.throughput_sps.value, "of the highest throughput", title)
     figure, axes = _figure(title)
     for curve in drawn:
         draw(axes, curve)
@@ -169,10 +186,23 @@ def pareto(candidates: list[Candidate], front: list[Candidate], workload: str) -
     return figure
 
 
-def bars(title: str, names: list[str], values: list[tuple[float, float, float]], unit: str) -> Figure | None:
-    """Horizontal bars with interval whiskers (value, low, high); a line at 1 for ratios."""
+MAX_BARS = 40  # a chart of more is not read: the rest stay in the section's table
+
+
+def bars(
+    title: str, names: list[str], values: list[tuple[float, float, float]], unit: str, rest: str = "in the table"
+) -> Figure | None:
+    """Horizontal bars with interval whiskers (value, low, high); a line at 1 for ratios. Of more than
+    MAX_BARS, those farthest from parity (ratios) or the highest, in their order, and the title says so
+    and where the ``rest`` are."""
     if not names:
         return None
+    if len(names) > MAX_BARS:
+        far = [abs(np.log(v)) if v > 0 else np.inf for v, _, _ in values] if unit == "x" else [v for v, _, _ in values]
+        kept = sorted(np.argsort(far, kind="stable")[::-1][:MAX_BARS])
+        which = "farthest from parity" if unit == "x" else "highest"
+        title = f"{title} (the {MAX_BARS} {which} of {len(names)}; every one {rest})"
+        names, values = [names[i] for i in kept], [values[i] for i in kept]
     figure, axes = _figure(title)
     figure.set_size_inches(WIDTH_IN, max(2.0, 0.9 + 0.28 * len(names)))
     centre = np.array([v for v, _, _ in values])
@@ -207,7 +237,13 @@ def memory(curves: list[MemoryCurve], varying: Sequence[str]) -> Figure | None:
     fitted = [c for c in curves if c.fit is not None]
     if not fitted:
         return None
-    figure, axes = _figure("peak memory against batch size: measured, fit with 95% prediction band, budget")
+    fitted, title = _most(
+        fitted,
+        lambda c: max((p.measured_bytes or 0) for p in c.points),
+        "that use the most memory",
+        "peak memory against batch size: measured, fit with 95% prediction band, budget",
+    )
+    figure, axes = _figure(title)
     budgets = set()
     for curve in fitted:
         assert curve.fit is not None
