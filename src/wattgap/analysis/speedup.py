@@ -179,6 +179,43 @@ def _key(cell: Cell, by: str) -> tuple[tuple[str, object], ...]:
     return tuple((name, getattr(cell, name)) for name in CELL_FIELDS if name not in ignored)
 
 
+def matches(
+    run_a: Run, run_b: Run, by: str, baseline: str | None = None
+) -> tuple[str, list[tuple[CellResult, CellResult]], int]:
+    """The pairs ``compare`` draws: each successful cell of ``run_a`` with the cells of ``run_b`` that differ
+    from it at most in ``by`` (and in threads when comparing devices; where ``run_b`` holds the very same
+    cell, that one alone), or, with one run on both sides, its cells whose ``by`` is ``baseline`` against the
+    others. The baseline ("" for two runs), the pairs, and how many A cells found none."""
+    if by not in CELL_FIELDS:
+        raise field_error("--by", by, CELL_FIELDS)
+    ok_a = [r for r in run_a.results if r.status == "ok" and r.latencies_s and not r.probe]
+    ok_b = [r for r in run_b.results if r.status == "ok" and r.latencies_s and not r.probe]
+    if run_a.run_id == run_b.run_id:
+        values = list(dict.fromkeys(str(getattr(r.cell, by)) for r in ok_a))
+        if len(values) < 2:
+            raise ConfigError(f"--by {by}: run {run_a.run_id} has one {by} value among its finished cells ({values})")
+        baseline = baseline or values[0]
+        if baseline not in values:
+            raise field_error("--baseline", baseline, values)
+        ok_a, ok_b = (
+            [r for r in ok_a if str(getattr(r.cell, by)) == baseline],
+            [r for r in ok_b if str(getattr(r.cell, by)) != baseline],
+        )
+    candidates: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
+    for result in ok_b:
+        candidates.setdefault(_key(result.cell, by), []).append(result)
+    matched: list[tuple[CellResult, CellResult]] = []
+    unmatched = 0
+    for a in ok_a:
+        found = candidates.get(_key(a.cell, by), [])
+        same = [b for b in found if getattr(b.cell, by) == getattr(a.cell, by)]
+        if same:  # two runs holding the same cell: compare it with itself, not with its neighbours
+            found = same
+        unmatched += not found
+        matched += [(a, b) for b in found]
+    return baseline or "", matched, unmatched
+
+
 def compare(
     run_a: Run,
     run_b: Run,
@@ -197,52 +234,16 @@ def compare(
     per iteration, B over A. Runs from different hardware are compared by device with each device named
     (a T4 run against an L4 run). ``spread``: the machine's between-process spread, which widens each
     side measured in one process (module docstring)."""
-    if by not in CELL_FIELDS:
-        raise field_error("--by", by, CELL_FIELDS)
     if metric not in METRICS:
         raise field_error("--metric", metric, METRICS)
     check_same_work(run_a, run_b)
-    ok_a = [r for r in run_a.results if r.status == "ok" and r.latencies_s and not r.probe]
-    ok_b = [r for r in run_b.results if r.status == "ok" and r.latencies_s and not r.probe]
-    if run_a.run_id == run_b.run_id:
-        values = list(dict.fromkeys(str(getattr(r.cell, by)) for r in ok_a))
-        if len(values) < 2:
-            raise ConfigError(f"--by {by}: run {run_a.run_id} has one {by} value among its finished cells ({values})")
-        baseline = baseline or values[0]
-        if baseline not in values:
-            raise field_error("--baseline", baseline, values)
-        ok_a, ok_b = (
-            [r for r in ok_a if str(getattr(r.cell, by)) == baseline],
-            [r for r in ok_b if str(getattr(r.cell, by)) != baseline],
-        )
-    candidates: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
-    for result in ok_b:
-        candidates.setdefault(_key(result.cell, by), []).append(result)
+    baseline, matched, unmatched = matches(run_a, run_b, by, baseline)
     pairs: list[Pair] = []
     drawn: dict[str, np.ndarray] = {}
-    unmatched = 0
-    for a in ok_a:
-        matches = candidates.get(_key(a.cell, by), [])
-        same = [b for b in matches if getattr(b.cell, by) == getattr(a.cell, by)]
-        if same:  # two runs holding the same cell: compare it with itself, not with its neighbours
-            matches = same
-        if not matches:
-            unmatched += 1
-            continue
-        for b in matches:
-            threads = [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
-            pairs.append(
-                pair(
-                    a,
-                    b,
-                    dict(_key(a.cell, by)),
-                    seed,
-                    threads if by in ("device", "threads") else [],
-                    confidence,
-                    spread=spread,
-                    drawn=drawn,
-                )
-            )
+    for a, b in matched:
+        threads = [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
+        said = threads if by in ("device", "threads") else []
+        pairs.append(pair(a, b, dict(_key(a.cell, by)), seed, said, confidence, spread=spread, drawn=drawn))
     geomean = geomean_of(pairs, metric, confidence)
     names = device_names(run_a, run_b) if by == "device" else {}
     notes = _machine_notes(run_a, run_b, by)
@@ -251,7 +252,7 @@ def compare(
         by,
         run_a.run_id,
         run_b.run_id,
-        baseline or "",
+        baseline,
         pairs,
         *geomean,
         confidence,
@@ -290,8 +291,12 @@ def pair(
     flagged = [f"{side} degraded vs fp32" for side, r in (("A", a), ("B", b)) if r.agreement and r.agreement.degraded]
     covers = "between processes" if not any(single) else WIDENED if spread is not None else WITHIN_ONE_PROCESS
     note = ", ".join([*(notes or []), *flagged])
-    speedup = _median(a) / _median(b) * work
-    return Pair(key, a, b, speedup, float(low), float(high), note, log_ratios, covers)
+    return Pair(key, a, b, ratio(a, b), float(low), float(high), note, log_ratios, covers)
+
+
+def ratio(a: CellResult, b: CellResult) -> float:
+    """B's throughput per sample over A's (batch / median latency), without its interval."""
+    return _median(a) / _median(b) * (b.cell.batch_size / a.cell.batch_size)
 
 
 def _side_draws(result: CellResult, side: str, seed: int, resamples: int, spread: Spread | None) -> np.ndarray:

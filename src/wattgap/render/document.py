@@ -15,7 +15,7 @@ from wattgap.analysis.memory import batch_limits, memory_curves
 from wattgap.analysis.plausibility import rests_on, suspects
 from wattgap.analysis.projection import load_entries, project
 from wattgap.analysis.recommend import Candidate, Recommendation, recommend
-from wattgap.analysis.speedup import compare
+from wattgap.analysis.speedup import matches, pair, ratio
 from wattgap.analysis.studies import STUDIES, StudyTable, study
 from wattgap.analysis.tradeoff import tradeoff
 from wattgap.cells import CELL_FIELDS
@@ -273,18 +273,22 @@ def _speedups(runs: list[Run]) -> Section | None:
             if len(values) < 2:
                 continue
             chosen = baseline if baseline in values else None
-            comparison = _found(lambda run=run, by=by, chosen=chosen: compare(run, run, by=by, baseline=chosen))  # type: ignore[misc]
-            if comparison is None or not comparison.pairs:
+            found = _found(lambda run=run, by=by, chosen=chosen: matches(run, run, by, chosen))  # type: ignore[misc]
+            if found is None or not found[1]:
                 continue
+            # the ratios of every pair, then the intervals of the pairs the chart keeps only
+            chosen, matched, _ = found
+            kept = [matched[i] for i in plots.kept_bars([ratio(a, b) for a, b in matched], "x")]
+            drawn = [pair(a, b, {}, 0) for a, b in kept]
             names = [
                 f"{getattr(p.b.cell, by)} vs {getattr(p.a.cell, by)}: {p.b.cell.model} b{p.b.cell.batch_size}"
                 + (f" {p.b.cell.device}" if by != "device" else "")
-                for p in comparison.pairs
+                for p in drawn
             ]
-            values_ci = [(p.speedup, p.ci_low, p.ci_high) for p in comparison.pairs]
-            title = f"speedup by {by} over {comparison.baseline}, run {run.run_id}"
+            values_ci = [(p.speedup, p.ci_low, p.ci_high) for p in drawn]
+            title = f"speedup by {by} over {chosen}, run {run.run_id}"
             rest = f"by wattgap compare {run.run_id} {run.run_id} --by {by}"
-            chart = plots.bars(title, names, values_ci, "x", rest)
+            chart = plots.bars(title, names, values_ci, "x", rest, of=len(matched))
             figures += figure_plots(f"speedup-{by}-{run.run_id}", title, chart)
     if not figures and not tables:
         return None

@@ -189,20 +189,34 @@ def pareto(candidates: list[Candidate], front: list[Candidate], workload: str) -
 MAX_BARS = 40  # a chart of more is not read: the rest stay in the section's table
 
 
+def kept_bars(values: Sequence[float], unit: str) -> list[int]:
+    """Of more than MAX_BARS bars, the indices of those a chart keeps, in their order: farthest from parity
+    (ratios, ``unit`` x) or the highest."""
+    if len(values) <= MAX_BARS:
+        return list(range(len(values)))
+    far = [abs(np.log(v)) if v > 0 else np.inf for v in values] if unit == "x" else list(values)
+    return sorted(int(i) for i in np.argsort(far, kind="stable")[::-1][:MAX_BARS])
+
+
 def bars(
-    title: str, names: list[str], values: list[tuple[float, float, float]], unit: str, rest: str = "in the table"
+    title: str,
+    names: list[str],
+    values: list[tuple[float, float, float]],
+    unit: str,
+    rest: str = "in the table",
+    of: int | None = None,
 ) -> Figure | None:
     """Horizontal bars with interval whiskers (value, low, high); a line at 1 for ratios. Of more than
-    MAX_BARS, those farthest from parity (ratios) or the highest, in their order, and the title says so
-    and where the ``rest`` are."""
+    MAX_BARS, those ``kept_bars`` keeps; when fewer than all (``of``, if the caller kept them already) are
+    drawn, the title says how many and where the ``rest`` are."""
     if not names:
         return None
-    if len(names) > MAX_BARS:
-        far = [abs(np.log(v)) if v > 0 else np.inf for v, _, _ in values] if unit == "x" else [v for v, _, _ in values]
-        kept = sorted(np.argsort(far, kind="stable")[::-1][:MAX_BARS])
+    total = of or len(names)
+    kept = kept_bars([v for v, _, _ in values], unit)
+    names, values = [names[i] for i in kept], [values[i] for i in kept]
+    if total > len(names):
         which = "farthest from parity" if unit == "x" else "highest"
-        title = f"{title} (the {MAX_BARS} {which} of {len(names)}; every one {rest})"
-        names, values = [names[i] for i in kept], [values[i] for i in kept]
+        title = f"{title} (the {len(names)} {which} of {total}; every one {rest})"
     figure, axes = _figure(title)
     figure.set_size_inches(WIDTH_IN, max(2.0, 0.9 + 0.28 * len(names)))
     centre = np.array([v for v, _, _ in values])
