@@ -238,12 +238,13 @@ def compare(
         raise field_error("--metric", metric, METRICS)
     check_same_work(run_a, run_b)
     baseline, matched, unmatched = matches(run_a, run_b, by, baseline)
-    pairs: list[Pair] = []
-    drawn: dict[str, np.ndarray] = {}
-    for a, b in matched:
-        threads = [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
-        said = threads if by in ("device", "threads") else []
-        pairs.append(pair(a, b, dict(_key(a.cell, by)), seed, said, confidence, spread=spread, drawn=drawn))
+    said = [
+        [f"{side} threads {c.threads}" for side, c in (("A", a.cell), ("B", b.cell)) if c.threads]
+        if by in ("device", "threads")
+        else []
+        for a, b in matched
+    ]
+    pairs = _pairs(matched, [dict(_key(a.cell, by)) for a, _ in matched], said, seed, confidence, spread)
     geomean = geomean_of(pairs, metric, confidence)
     names = device_names(run_a, run_b) if by == "device" else {}
     notes = _machine_notes(run_a, run_b, by)
@@ -273,24 +274,71 @@ def pair(
     confidence: float = 0.95,
     resamples: int = 2000,
     spread: Spread | None = None,
-    drawn: dict[str, np.ndarray] | None = None,
 ) -> Pair:
     """B against A: the ratio of their throughputs per sample with its interval from the raw samples, each
-    side drawn on its own (module docstring); a side measured in one process is widened by ``spread``.
-    ``drawn``: the A sides' draws by cell, kept across the pairs of one comparison (an A cell paired with
-    several B cells is drawn once)."""
-    single = [len(r.sample_groups()) == 1 for r in (a, b)]
-    drawn = {} if drawn is None else drawn
+    side drawn on its own (module docstring); a side measured in one process is widened by ``spread``."""
+    log_ratios = _log_ratios(a, b, seed, resamples, spread, {})
+    (low,), (high,) = _bounds(log_ratios[None, :], confidence)
+    return _made(a, b, key, notes or [], log_ratios, low, high, spread)
+
+
+def _pairs(
+    matched: list[tuple[CellResult, CellResult]],
+    keys: list[dict[str, object]],
+    notes: list[list[str]],
+    seed: int,
+    confidence: float,
+    spread: Spread | None,
+    resamples: int = 2000,
+) -> list[Pair]:
+    """``pair`` for each of ``matched``, drawn into one array (an A cell paired with several B cells is
+    drawn once) and bounded in one pass."""
+    drawn: dict[str, np.ndarray] = {}
+    draws = np.empty((len(matched), resamples))
+    for row, (a, b) in enumerate(matched):
+        draws[row] = _log_ratios(a, b, seed, resamples, spread, drawn)
+    lows, highs = _bounds(draws, confidence)
+    return [
+        _made(a, b, key, said, draws[row], lows[row], highs[row], spread)
+        for row, ((a, b), key, said) in enumerate(zip(matched, keys, notes, strict=True))
+    ]
+
+
+def _log_ratios(
+    a: CellResult, b: CellResult, seed: int, resamples: int, spread: Spread | None, drawn: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Draws of the log of B's throughput per sample over A's; ``drawn``: the A sides' draws by cell."""
     if a.cell_id not in drawn:
-        drawn[a.cell_id] = _side_draws(a, "A", seed, resamples, spread if single[0] else None)
-    draws = [drawn[a.cell_id], _side_draws(b, "B", seed, resamples, spread if single[1] else None)]
-    work = b.cell.batch_size / a.cell.batch_size
-    log_ratios = draws[0] - draws[1] + np.log(work)
+        drawn[a.cell_id] = _side_draws(a, "A", seed, resamples, spread if _single(a) else None)
+    b_draws = _side_draws(b, "B", seed, resamples, spread if _single(b) else None)
+    return drawn[a.cell_id] - b_draws + np.log(b.cell.batch_size / a.cell.batch_size)
+
+
+def _bounds(log_ratios: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The interval of each row's ratio: its draws' central ``confidence`` share."""
     tail = (1 - confidence) / 2 * 100
-    low, high = np.exp(np.percentile(log_ratios, [tail, 100 - tail]))
+    low, high = np.exp(np.percentile(log_ratios, [tail, 100 - tail], axis=1))
+    return low, high
+
+
+def _single(result: CellResult) -> bool:
+    return len(result.sample_groups()) == 1
+
+
+def _made(
+    a: CellResult,
+    b: CellResult,
+    key: dict[str, object],
+    notes: list[str],
+    log_ratios: np.ndarray,
+    low: float,
+    high: float,
+    spread: Spread | None,
+) -> Pair:
     flagged = [f"{side} degraded vs fp32" for side, r in (("A", a), ("B", b)) if r.agreement and r.agreement.degraded]
-    covers = "between processes" if not any(single) else WIDENED if spread is not None else WITHIN_ONE_PROCESS
-    note = ", ".join([*(notes or []), *flagged])
+    single = _single(a) or _single(b)
+    covers = "between processes" if not single else WIDENED if spread is not None else WITHIN_ONE_PROCESS
+    note = ", ".join([*notes, *flagged])
     return Pair(key, a, b, ratio(a, b), float(low), float(high), note, log_ratios, covers)
 
 
