@@ -248,3 +248,21 @@ def test_a_stored_run_reads_back_after_its_user_model_is_gone(tmp_path: Path) ->
     source = run.environment.user_models["mine.net:build"]  # which code was measured, kept with the run
     assert (source["kind"], source["file"], source["sha256"]) == ("callable", str(package / "net.py"), digest)
     assert source["inputs"] == [{"name": "input", "shape": [3, 2, 2], "dtype": "float32", "range": None}]
+
+
+def test_a_database_of_many_runs_lists_the_newest(tmp_path: Path) -> None:
+    from helpers import make_run
+
+    from wattgap.machines import Environment
+    from wattgap.store.sqlite import Store
+
+    with Store.open(tmp_path / "wattgap.db") as store:
+        for index in range(3):
+            run = make_run(f"run-{index}", [])
+            store.create_run(run.run_id, run.config, Environment(), [], {}, "test")
+    listed = wattgap("list", "runs", "--rows", "2", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "run-0" not in listed.stdout and "run-1" in listed.stdout and "run-2" in listed.stdout
+    assert "1 more runs (the oldest) not shown, of 3: --rows 0 shows every one" in listed.stdout
+    every = wattgap("list", "runs", "--rows", "0", cwd=tmp_path)
+    assert all(f"run-{index}" in every.stdout for index in range(3)) and "not shown" not in every.stdout

@@ -268,11 +268,15 @@ def list_(
     what: Annotated[Listing, typer.Argument(help="models, suites or runs")],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = TableOrJson.table,
+    shown: Annotated[
+        int, typer.Option("--rows", min=0, help="The runs the table shows, the newest (0: every one; JSON has all).")
+    ] = ROWS_SHOWN,
 ) -> None:
     """List the model zoo, the shipped suites, or the runs in a database."""
     from rich.table import Table
 
     from wattgap import api
+    from wattgap.render.terminal import more_rows
 
     if what is Listing.models:
         rows = api.list_models()
@@ -283,6 +287,9 @@ def list_(
     if fmt is TableOrJson.json:
         _print_json(rows)
         return
+    total = len(rows)
+    if what is Listing.runs and shown:
+        rows = rows[-shown:]  # the newest: a database of a year of runs is searched with --format json
     table = Table(title=what.value, title_justify="left")
     for column in rows[0] if rows else ["(none)"]:
         if column == ("run_id" if what is Listing.runs else "name"):  # what names a row is never cut
@@ -291,7 +298,7 @@ def list_(
             table.add_column(column)
     for row in rows:
         table.add_row(*(Text(plain(_listed(v))) for v in row.values()))
-    console.print(table)
+    console.print(table, *more_rows(total, len(rows), "runs (the oldest)"))
 
 
 def _listed(value: object) -> object:

@@ -77,7 +77,7 @@ def _peak_memory(result: CellResult) -> int | None:
 ALL_ROWS = "--rows 0 shows every one, --format json holds all"
 
 
-def _more(total: int, rows_shown: int, what: str, how: str = ALL_ROWS) -> list[Text]:
+def more_rows(total: int, rows_shown: int, what: str, how: str = ALL_ROWS) -> list[Text]:
     """The line under a table cut at ``rows_shown`` (0: not cut) of its ``total`` rows of ``what``."""
     if not rows_shown or total <= rows_shown:
         return []
@@ -155,7 +155,12 @@ def run_view(run: Run, rows_shown: int = 0) -> RenderableType:
     headers = [(_HEADERS.get(name, name), "left") for name in varying] + list(columns.items())
     table = CellTable(headers, rows, len(varying))
     where = f"`wattgap show {run.run_id} --rows 0` shows every one, `wattgap export {run.run_id}` writes them"
-    parts: list[RenderableType] = [title, _shared_line(fixed), table, *_more(len(shown), rows_shown, "cells", where)]
+    parts: list[RenderableType] = [
+        title,
+        _shared_line(fixed),
+        table,
+        *more_rows(len(shown), rows_shown, "cells", where),
+    ]
     parts += _best_lines(run, varying)
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     if any(r.probe for r in results):
@@ -336,7 +341,7 @@ def efficiency_table(
             f"[{note}]" if note else "",
         )
     footnotes = [Text(plain(f"[{number}] {text}")) for text, number in notes.items()]
-    return Group(title, _shared_line(fixed), table, *_more(len(rows), rows_shown, "cells"), *footnotes)
+    return Group(title, _shared_line(fixed), table, *more_rows(len(rows), rows_shown, "cells"), *footnotes)
 
 
 def _maybe(value: float | None) -> str:
@@ -405,7 +410,7 @@ def comparison_table(comparison: Comparison, rows_shown: int = 0) -> RenderableT
             *ratios,
             Text(plain(", ".join(filter(None, [pair.note, pair.unjudged])))),
         )
-    notes = [*_more(len(comparison.pairs), rows_shown, "pairs")]
+    notes = [*more_rows(len(comparison.pairs), rows_shown, "pairs")]
     notes += [Text(plain(f"note: {note}"), style="dim") for note in comparison.notes]
     if comparison.spread is not None and len({pair.covers for pair in comparison.pairs}) > 1:
         notes.append(Text(plain(f"note: single-process sides widened by {comparison.spread.text()}"), style="dim"))
@@ -470,7 +475,7 @@ def tradeoff_view(result: Tradeoff, rows_shown: int = 0) -> RenderableType:
             )
         parts.append(table)
         parts += [Text(plain(f"  note: {note}"), style="dim") for note in curve.notes]
-    parts += _more(len(result.curves), len(shown), "curves")
+    parts += more_rows(len(result.curves), len(shown), "curves")
     return Group(*parts)
 
 
@@ -545,7 +550,7 @@ def recommendation_view(answer: Recommendation, rows_shown: int = 0) -> Renderab
                 _score_text(candidate, objective, answer.currency),
                 Text(plain(candidate.verdict)),
             )
-        parts += [table, *_more(len(answer.others), rows_shown, "other cells")]
+        parts += [table, *more_rows(len(answer.others), rows_shown, "other cells")]
     parts.append(
         Text(
             f"Pareto front (p99 latency, throughput, J/sample): {len(answer.pareto)} cell(s); --format json lists them"
