@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def timed(args: list[str]) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="100,1000,10000")
-    parser.add_argument("--commands", default="show,compare,tradeoff,recommend,efficiency,resume,export,list")
+    parser.add_argument("--commands", default="show,compare,tradeoff,recommend,efficiency,resume,export,list,report")
     given = parser.parse_args()
     sizes = [int(n) for n in given.cells.split(",")]
     wanted = given.commands.split(",")
@@ -116,11 +117,19 @@ def main() -> None:
                 figures[command][size] = timed(commands(run_id, str(db), folder)[command])
                 seconds, rss, code = figures[command][size]
                 print(f"  {command:10s} {seconds:7.2f} s {rss:7.0f} MiB exit {code}", flush=True)
-    print("\n| command | " + " | ".join(f"{n} cells" for n in sizes) + " |")
-    print("|---|" + "---|" * len(sizes))
+    print("\n| command | " + " | ".join(f"{n} cells" for n in sizes) + " | growth |")
+    print("|---|" + "---|" * (len(sizes) + 1))
     for command in wanted:
         cells = " | ".join(f"{figures[command][n][0]:.2f} s, {figures[command][n][1]:.0f} MiB" for n in sizes)
-        print(f"| `{command}` | {cells} |")
+        print(f"| `{command}` | {cells} | {growth(sizes, [figures[command][n][0] for n in sizes])} |")
+
+
+def growth(sizes: list[int], seconds: list[float]) -> str:
+    """The order of growth between the two largest sizes: time ~ N^k, k from their ratio (the start-up
+    of a process, some 0.5 s, makes k read low where the command itself is small)."""
+    if len(sizes) < 2 or min(seconds[-2:]) <= 0:
+        return "-"
+    return f"N^{math.log(seconds[-1] / seconds[-2]) / math.log(sizes[-1] / sizes[-2]):.2f}"
 
 
 if __name__ == "__main__":
