@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,7 +39,7 @@ class Cell(BaseModel):
         """Stable: a hash of the fields, the same on every machine and in every run (hashed once for each
         distinct cell: a run of 10,000 cells asks for ids a hundred thousand times)."""
         kind = type(self)
-        return _cell_id(kind, tuple(getattr(self, name) for name in kind.model_fields))
+        return _cell_id(kind, _field_values(kind)(self.__dict__))
 
     @property
     def label(self) -> str:
@@ -51,6 +52,13 @@ class Cell(BaseModel):
 
 
 CELL_FIELDS: tuple[str, ...] = tuple(Cell.model_fields)
+
+
+@functools.cache
+def _field_values(kind: type[Cell]) -> operator.itemgetter[tuple[object, ...]]:
+    """Reads a ``kind`` of cell's field values, in its order, from its ``__dict__`` in one C call (the
+    ids of a run of 10,000 cells are asked for some 100,000 times by one command)."""
+    return operator.itemgetter(*kind.model_fields)
 
 
 @functools.lru_cache(maxsize=1 << 16)
