@@ -156,13 +156,14 @@ def _pareto(candidates: list[Candidate]) -> list[Candidate]:
     # In lexicographic order a cell's dominators all come before it (each is no worse anywhere; one equal
     # everywhere dominates nothing), and a cell beaten by a dominated cell is beaten by what beat that one:
     # so each cell is checked against the front found so far only, not against every other cell.
-    front = np.empty_like(values)
+    rows: list[tuple[float, float, float]] = [tuple(row) for row in values.tolist()]
+    front: list[tuple[float, float, float]] = []
     kept: list[int] = []
-    for index in np.lexsort(values.T[::-1]):
-        value, found = values[index], front[: len(kept)]
-        if not np.any(np.all(found <= value, axis=1) & np.any(found < value, axis=1)):
-            front[len(kept)] = value
-            kept.append(int(index))
+    for index in np.lexsort(values.T[::-1]).tolist():
+        value = rows[index]  # beaten: no worse anywhere and not equal (then better somewhere)
+        if not any(f[0] <= value[0] and f[1] <= value[1] and f[2] <= value[2] and f != value for f in front):
+            front.append(value)
+            kept.append(index)
     return [candidates[index] for index in sorted(kept)]
 
 
