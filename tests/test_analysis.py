@@ -176,6 +176,51 @@ def test_tradeoff_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
     ]
 
 
+def test_a_thousand_cell_database_answers_the_same_with_or_without_stored_intervals(
+    stored: tuple[Path, api.Run], tmp_path: Path
+) -> None:
+    """Issue 31's check: a database of 1,000 cells (the real run's results cloned) read back and analysed,
+    once as written now and once as a result written before schema 8 would be (no stored intervals)."""
+    from wattgap.analysis.speedup import compare
+    from wattgap.cells import Cell
+    from wattgap.store.sqlite import Store
+
+    _, run = stored
+    ok = [r for r in run.results if r.status == "ok"]
+    cells = [
+        Cell(
+            model="conv6",
+            workload="infer",
+            backend="torch-eager",
+            device="cpu",
+            precision="fp32",
+            batch_size=b,
+            threads=t,
+        )
+        for b in range(1, 251)
+        for t in (1, 2, 3, 4)
+    ]
+    results = [ok[index % len(ok)].model_copy(update={"cell": cell}) for index, cell in enumerate(cells)]
+    older = [
+        r.model_copy(update={"latency": r.latency.model_copy(update={"percentile_ci_s": {}, "resamples": None})})
+        for r in results
+        if r.latency
+    ]
+    with Store.open(tmp_path / "scale.db") as store:
+        for run_id, held in (("now", results), ("before", older)):
+            store.create_run(run_id, run.config, run.environment, cells, {}, "test")
+            for result in held:
+                store.store_result(run_id, result)
+        now, before = store.load_run("now"), store.load_run("before")
+    assert len(now.results) == 1000 and all(r.latency and r.latency.percentile_ci_s for r in now.results)
+    for answer in (tradeoff, recommend):
+        assert _estimates(answer([now])) == _estimates(answer([before]))  # type: ignore[operator]
+    ours, theirs = compare(now, now, by="batch_size"), compare(before, before, by="batch_size")
+    assert [(p.speedup, p.ci_low, p.ci_high) for p in ours.pairs] == [
+        (p.speedup, p.ci_low, p.ci_high) for p in theirs.pairs
+    ]
+
+
 def test_studies_on_a_real_run(stored: tuple[Path, api.Run]) -> None:
     folder, run = stored
     db = str(folder / "wattgap.db")

@@ -233,8 +233,10 @@ def test_batch_search_finds_the_largest_batch_under_a_host_memory_cap_and_resume
             assert "over max_host_memory_gb=1 GiB" in result.reason
     (curve,) = wattgap.api.memory(db, run.run_id)[1]
     assert curve.search == limit and curve.budget_bytes == cap
+    stored = _dump(db)
     again = wattgap_cli("run", "--resume", run.run_id, "--db", str(db), "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr  # oom probes are how a search ends, not failures
+    assert _dump(db) == stored  # a finished run resumed changes nothing stored, its finished time included
     assert again.stdout.startswith(f"run {run.run_id} is complete (") and " oom): nothing to run" in again.stdout
     shown = wattgap_cli("show", run.run_id, "--db", str(db), cwd=tmp_path)  # the table: `show`, as the line says
     assert f"largest batch that ran: {limit.largest_batch} (the limit); probes 1 ok, 2 ok" in shown.stdout
@@ -263,3 +265,13 @@ def test_a_cells_peak_memory_is_its_own_not_its_parents(tmp_path: Path) -> None:
     peak = result.memory.host_peak_rss_bytes
     assert peak is not None and 50 * 2**20 < peak < 1024 * 2**20, peak
     del held
+
+
+def _dump(db: Path) -> list[str]:
+    import sqlite3
+
+    connection = sqlite3.connect(db)
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()
