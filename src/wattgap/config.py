@@ -101,9 +101,9 @@ def _move(data: dict[str, Any], axis: str, names: Any, settings: dict[str, dict[
         if owner_axis != axis or old not in data:
             continue
         value = data.pop(old)
-        taking = [name for name in owners if name in swept]
         if value is None:
             continue
+        taking = [name for name in owners if name in swept]
         if not taking and not stored:
             if len(owners) == 1:  # named, so that the sweep's check says which component is not run
                 taking = list(owners)
