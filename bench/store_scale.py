@@ -6,7 +6,7 @@ of the real results with its cell changed), stored through the store's own write
 file; then each command runs through the real CLI in its own process and the bench prints its wall time
 and the process's peak RSS (from wait4), for each N side by side.
 
-    python bench/store_scale.py [--cells 100,1000,10000] [--commands show,compare,tradeoff,...]
+    python bench/store_scale.py [--cells 100,1000,10000] [--commands show,compare,tradeoff,...] [--window-s 1]
 
 Read the growth, not the seconds: on the 2-core VM other work beside it moves the figures.
 """
@@ -50,7 +50,7 @@ def commands(run_id: str, db: str, out: Path) -> dict[str, list[str]]:
     }
 
 
-def real_run(folder: Path) -> Run:
+def real_run(folder: Path, window_s: float) -> Run:
     """One short real run on this machine: its results are what every clone copies, its environment
     the cloned run's (so that `run --resume` finds it was made here)."""
     config = {
@@ -61,7 +61,7 @@ def real_run(folder: Path) -> Run:
         "num_classes": 10,
         "cpu_roofline": False,
         "energy": {"idle_s": 0.5},
-        "protocol": {"min_time_s": 0.2, "max_time_s": 0.5},
+        "protocol": {"min_time_s": window_s, "max_time_s": window_s * 1.5},
     }
     return api.run(config, db=folder / "source.db")
 
@@ -100,13 +100,18 @@ def timed(args: list[str]) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="100,1000,10000")
+    parser.add_argument(
+        "--window-s", type=float, default=1.0, help="each real cell's measured window: 1 s gives a few hundred samples"
+    )
     parser.add_argument("--commands", default="show,compare,tradeoff,recommend,efficiency,resume,export,list,report")
     given = parser.parse_args()
     sizes = [int(n) for n in given.cells.split(",")]
     wanted = given.commands.split(",")
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        source = real_run(folder)
+        source = real_run(folder, given.window_s)
+        counts = [len(r.latencies_s) for r in source.results if r.status == "ok"]
+        print(f"the real run's cells hold {', '.join(map(str, counts))} samples")
         figures: dict[str, dict[int, tuple[float, float, int]]] = {command: {} for command in wanted}
         for size in sizes:
             db = folder / f"scale-{size}.db"
