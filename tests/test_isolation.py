@@ -112,7 +112,7 @@ def test_what_a_cell_writes_for_itself_is_gone_when_it_ends(tmp_path: Path) -> N
     temporary.mkdir()
     config = fast_config(
         models=["conv6", "helpers.usermodels:large_at_build"],  # killed over the cap while it builds
-        backends=["onnxruntime"],
+        backends=["onnxruntime", "tf-eager"],  # TensorFlow's autograph writes the code it generates
         input_shape=[3, 8, 8],
         max_host_memory_gb=1,
         process_start="forkserver",
@@ -121,8 +121,15 @@ def test_what_a_cell_writes_for_itself_is_gone_when_it_ends(tmp_path: Path) -> N
     environment = {key: value for key, value in os.environ.items() if key != "COLUMNS"} | {"TMPDIR": str(temporary)}
     done = cli("run", "--config", "sweep.yaml", "--quiet", cwd=tmp_path, env=environment)
     assert done.returncode == 1, done.stderr
-    statuses = {r.cell.model: r.status for r in wattgap.api.load_run(tmp_path / "wattgap.db", "latest").results}
-    assert statuses == {"conv6": "ok", "helpers.usermodels:large_at_build": "oom"}
+    run = wattgap.api.load_run(tmp_path / "wattgap.db", "latest")
+    statuses = {(r.cell.model, r.cell.backend): r.status for r in run.results}
+    user = "helpers.usermodels:large_at_build"
+    assert statuses == {
+        ("conv6", "onnxruntime"): "ok",
+        ("conv6", "tf-eager"): "ok",
+        (user, "onnxruntime"): "oom",
+        (user, "tf-eager"): "oom",  # killed building it: no probe could learn it is a PyTorch model
+    }, [r.reason for r in run.results]
     assert [
-        path.name for path in temporary.iterdir() if path.name.startswith("wattgap-")
+        path.name for path in temporary.iterdir() if path.name.startswith(("wattgap-", "__autograph"))
     ] == []  # PyTorch's caches stay

@@ -8,6 +8,7 @@ policies (``mixed_bfloat16``, ``mixed_float16`` with loss scaling in training). 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from wattgap.backends.base import Backend, Capabilities, Needs, Optimizer, Phase, Prepared, missing_packages
 from wattgap.devices import synchronize
+from wattgap.fs import CELL_SCRATCH
 from wattgap.measure.flops import count_step
 from wattgap.models import MODELS
 from wattgap.models.build import reference_model
@@ -89,6 +91,9 @@ class TfEager(Backend):
 
     def prepare(self, cell: Cell, config: SweepConfig, phase: Phase, needs: Needs) -> Prepared:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        scratch = os.environ.get(CELL_SCRATCH)
+        if scratch:  # in a cell's own process: autograph's generated code goes where the runner removes it
+            tempfile.tempdir = scratch
         import numpy as np
         import tensorflow as tf
 
