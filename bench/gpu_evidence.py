@@ -150,8 +150,12 @@ def preflight(evidence: Evidence) -> None:
         begin = time.monotonic()
         code = evidence.command("preflight", args, timeout_s=120)
         if code != 0:
-            tail = (evidence.logs / "preflight.log").read_text().strip().splitlines()[-1:]
-            raise SystemExit(f"preflight: {name}: exit {code}: {' '.join(tail) or 'no output'}; nothing else ran")
+            log = shutil.move(evidence.logs / "preflight.log", evidence.out / "preflight.log")  # it comes back
+            shutil.rmtree(evidence.logs, ignore_errors=True)
+            tail = Path(log).read_text().strip().splitlines()[-1:]
+            raise SystemExit(
+                f"preflight: {name}: exit {code}: {' '.join(tail) or 'no output'}; nothing else ran (its log: {log})"
+            )
         evidence.say(f"preflight: {name}: ok ({time.monotonic() - begin:.1f} s)")
     (evidence.out / "preflight.db").unlink(missing_ok=True)
 

@@ -73,7 +73,7 @@ def test_the_cpu_rehearsal_runs_the_script_end_to_end_and_packs_what_comes_back(
 
 def test_a_step_whose_share_no_longer_fits_the_budget_is_skipped_with_the_reason(tmp_path: Path) -> None:
     script = _script()
-    evidence = script.Evidence(tmp_path, budget_s=100.0, rehearsal=False, environment={})
+    evidence = script.Evidence(tmp_path, budget_s=100.0, rehearsal=False, environment={}, logs=tmp_path)
     evidence.started = time.monotonic() - 90  # 10 s left
     ran: list[float] = []
     evidence.step("sweep", 0.4, lambda timeout_s: ran.append(timeout_s) or "done")
@@ -82,8 +82,23 @@ def test_a_step_whose_share_no_longer_fits_the_budget_is_skipped_with_the_reason
     assert (
         evidence.steps[1]["outcome"] == "ran" and len(ran) == 1 and ran[0] <= 8.0
     )  # its share, capped by what is left
-    rehearsal = script.Evidence(tmp_path, budget_s=100.0, rehearsal=True, environment={})
+    rehearsal = script.Evidence(tmp_path, budget_s=100.0, rehearsal=True, environment={}, logs=tmp_path)
     rehearsal.step("NVML energy", 0.08, lambda timeout_s: "never", needs_cuda=True)
     assert rehearsal.steps == [
         {"step": "NVML energy", "outcome": "skipped", "detail": "needs CUDA (rehearsal on the CPU)"}
     ]
+
+
+def test_a_failed_preflight_stops_with_one_line_and_its_log_comes_back(tmp_path: Path) -> None:
+    script = _script()
+    script.PREFLIGHT = "import sys; print('CUDA is not visible'); sys.exit(3)"
+    out = tmp_path / "out"
+    out.mkdir()
+    evidence = script.Evidence(out, budget_s=60.0, rehearsal=True, environment={})
+    with pytest.raises(SystemExit) as stopped:
+        script.preflight(evidence)
+    message = str(stopped.value)
+    assert message.startswith("preflight: CUDA, NVML, wattgap beside torch: exit 3: CUDA is not visible; nothing")
+    assert message.endswith(f"(its log: {out / 'preflight.log'})") and "\n" not in message
+    assert "CUDA is not visible" in (out / "preflight.log").read_text()  # in what the machine hands back
+    assert not evidence.logs.exists()  # nothing left in the temporary folder
