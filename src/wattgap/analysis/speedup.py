@@ -277,9 +277,7 @@ def pair(
 ) -> Pair:
     """B against A: the ratio of their throughputs per sample with its interval from the raw samples, each
     side drawn on its own (module docstring); a side measured in one process is widened by ``spread``."""
-    log_ratios = _log_ratios(a, b, seed, resamples, spread, {})
-    (low,), (high,) = _bounds(log_ratios[None, :], confidence)
-    return _made(a, b, key, notes or [], log_ratios, low, high, spread)
+    return _pairs([(a, b)], [key], [notes or []], seed, confidence, spread, resamples)[0]
 
 
 def _pairs(
@@ -297,7 +295,8 @@ def _pairs(
     draws = np.empty((len(matched), resamples))
     for row, (a, b) in enumerate(matched):
         draws[row] = _log_ratios(a, b, seed, resamples, spread, drawn)
-    lows, highs = _bounds(draws, confidence)
+    tail = (1 - confidence) / 2 * 100
+    lows, highs = np.exp(np.percentile(draws, [tail, 100 - tail], axis=1))  # each row's central share
     return [
         _made(a, b, key, said, draws[row], lows[row], highs[row], spread)
         for row, ((a, b), key, said) in enumerate(zip(matched, keys, notes, strict=True))
@@ -312,13 +311,6 @@ def _log_ratios(
         drawn[a.cell_id] = _side_draws(a, "A", seed, resamples, spread if _single(a) else None)
     b_draws = _side_draws(b, "B", seed, resamples, spread if _single(b) else None)
     return drawn[a.cell_id] - b_draws + np.log(b.cell.batch_size / a.cell.batch_size)
-
-
-def _bounds(log_ratios: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """The interval of each row's ratio: its draws' central ``confidence`` share."""
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.exp(np.percentile(log_ratios, [tail, 100 - tail], axis=1))
-    return low, high
 
 
 def _single(result: CellResult) -> bool:
