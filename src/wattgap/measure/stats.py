@@ -237,10 +237,11 @@ def summarize_repeats(
     spread = np.average((pooled - mean) ** 2, weights=weights) * pooled.size / (pooled.size - 1)
     std = float(np.sqrt(spread))
     medians = [float(np.median(samples)) for samples in groups]
+    intervals = percentile_intervals(groups, confidence, resamples, seed)
     if len(groups) > 1:
         low, high = process_interval(medians, confidence)
     else:
-        low, high = median_ci(groups, confidence, resamples, seed)
+        low, high = intervals["p50"]  # median_ci's, read off the same resamples as the other percentiles
     iqr = float(p75 - p25)
     rel_half = (high - low) / 2 / median if median > 0 else float("inf")
     warnings: list[str] = []
@@ -287,6 +288,6 @@ def summarize_repeats(
         noisy=noisy,
         warnings=warnings,
         resamples=resamples,
-        percentile_ci_s=percentile_intervals(groups, confidence, resamples, seed),
+        percentile_ci_s=intervals,
         **between,
     )
