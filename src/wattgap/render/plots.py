@@ -86,12 +86,17 @@ MAX_CURVES = 12  # lines on one plot that can still be told apart; the section's
 T = TypeVar("T")
 
 
+def _highest(ranks: Sequence[float], count: int) -> list[int]:
+    """The indices of the ``count`` highest ``ranks`` (the first of equal ones), in their order."""
+    return sorted(sorted(range(len(ranks)), key=lambda i: ranks[i], reverse=True)[:count])
+
+
 def _most(items: list[T], rank: Callable[[T], float], which: str, title: str) -> tuple[list[T], str]:
     """Of more than MAX_CURVES ``items``, the MAX_CURVES ranked highest (in their order), and ``title``
     saying so."""
     if len(items) <= MAX_CURVES:
         return items, title
-    kept = sorted(sorted(range(len(items)), key=lambda i: rank(items[i]), reverse=True)[:MAX_CURVES])
+    kept = _highest([rank(item) for item in items], MAX_CURVES)
     return [items[i] for i in kept], f"{title} (the {MAX_CURVES} of {len(items)} {which}; every one in the table)"
 
 
@@ -195,7 +200,7 @@ def kept_bars(values: Sequence[float], unit: str) -> list[int]:
     if len(values) <= MAX_BARS:
         return list(range(len(values)))
     far = [abs(np.log(v)) if v > 0 else np.inf for v in values] if unit == "x" else list(values)
-    return sorted(int(i) for i in np.argsort(far, kind="stable")[::-1][:MAX_BARS])
+    return _highest(far, MAX_BARS)
 
 
 def bars(
