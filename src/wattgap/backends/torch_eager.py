@@ -95,8 +95,8 @@ class TorchEager(Backend):
             settings=settings,
         )
         runner = self.wrap(model, cell, config, settings, needs)
+        optimizer = rt.optimizer_factory(needs.optimizer, settings)  # records the optimiser when it makes one
         if data is not None and needs.mode == "fit":
-            optimizer = rt.optimizer_factory(needs.optimizer, settings)
             return _fit(prepared, runner, cell, config, data, device, precision, layout, optimizer)
 
         import torch
@@ -113,7 +113,6 @@ class TorchEager(Backend):
             return _infer(prepared, model, runner, cell, config, data, device, precision, fetch, layout)
 
         model.train()
-        optimizer = rt.optimizer_factory(needs.optimizer, settings)
         parts = _step_parts(cell, config, device, precision, fetch, generator, classes, settings, optimizer)
         prepared.step = _train_step(runner, parts)
         flop_step = prepared.step
