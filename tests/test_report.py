@@ -193,7 +193,7 @@ def test_a_plot_of_many_draws_the_few_that_can_be_read_and_says_so() -> None:
     assert figure is not None
     (axes,) = figure.axes
     assert [t.get_text() for t in axes.get_yticklabels()] == [f"pair {i}" for i in range(60, 100)]
-    assert axes.get_title() == "speedup (the 40 farthest from parity of 100; every one by compare)"
+    assert axes.get_title().replace("\n", " ") == "speedup (the 40 farthest from parity of 100; every one by compare)"
     results = [
         result(np.full(5, batch / (100.0 * (1 + model))), batch_size=batch, model=f"m{model}")
         for model in range(20)
@@ -205,4 +205,5 @@ def test_a_plot_of_many_draws_the_few_that_can_be_read_and_says_so() -> None:
     (axes,) = figure.axes
     names = axes.get_legend_handles_labels()[1]
     assert names == [f"m{model}" for model in range(8, 20)]  # the 12 of the highest throughput, in order
-    assert axes.get_title().endswith("(the 12 of 20 of the highest throughput; every one in the table)")
+    title = axes.get_title().replace("\n", " ")  # long titles wrap onto lines that fit the figure
+    assert title.endswith("(the 12 of 20 of the highest throughput; every one in the table)")

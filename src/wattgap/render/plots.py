@@ -8,6 +8,7 @@ Each function takes what an analysis returned and gives a Figure, or None when t
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 WIDTH_IN, HEIGHT_IN = 7.5, 4.2
+TITLE_CHARS = 60  # a title line that fits over the axes (a bar chart's labels take a third of the width)
 
 
 def label(text: object) -> str:
@@ -37,7 +39,7 @@ def _figure(title: str) -> tuple[Figure, Any]:
 
     figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), layout="constrained")
     axes = figure.add_subplot()
-    axes.set_title(label(title), fontsize=10)
+    axes.set_title("\n".join(textwrap.wrap(label(title), TITLE_CHARS)), fontsize=10)  # never cut at the edges
     axes.grid(True, alpha=0.3)
     return figure, axes
 
