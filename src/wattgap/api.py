@@ -51,6 +51,7 @@ from wattgap.render.files import Written
 from wattgap.render.files import check as check_report
 from wattgap.render.files import write as write_report
 from wattgap.results import Run
+from wattgap.runner.executors import Executor
 from wattgap.runner.fingerprint import fingerprint
 from wattgap.store.locks import executing
 from wattgap.store.sqlite import Store
@@ -96,6 +97,27 @@ def sweep_from_options(
     if idle_s is not None and isinstance(energy, dict):
         data["energy"] = {**energy, "idle_s": idle_s}
     return parse_config(data, str(config) if config else "options")
+
+
+EXECUTORS = ("local", "ray")
+
+
+def executor(name: str = "local", address: str | None = None) -> Executor | None:
+    """The executor named on the command line: None for ``local`` (the driver's own, one cell at a time
+    here), a RayExecutor for ``ray`` at ``address`` (default auto). Ray is imported when it connects."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"--executor: got {name!r}; allowed: {', '.join(EXECUTORS)}")
+    if name == "local":
+        if address is not None:
+            raise ConfigError(f"--address: got {address!r}; it names a Ray cluster, and needs --executor ray")
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--executor: got 'ray', and Ray is not installed here; pip install 'wattgap[ray]'")
+    from wattgap.runner.executors.cluster import RayExecutor
+
+    return RayExecutor(address or "auto")
 
 
 def plan(config: SweepConfig | dict[str, Any] | str | Path) -> Plan:

@@ -142,6 +142,12 @@ def run(
     max_epochs: Annotated[int | None, typer.Option(help="Epoch cap of train-to-accuracy.")] = None,
     idle: Annotated[float | None, typer.Option(help="Seconds of idle power measured before the run; 0: none.")] = None,
     resume: Annotated[str | None, typer.Option(help="Run only the cells of this run not yet stored.")] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (one cell at a time, here) or ray (each cell a task on a Ray cluster).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="With --executor ray: auto (default), HOST:PORT or ray://HOST:PORT.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="The run's name (default: the suite's or config's).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A label stored with the run; repeat for several.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run and write nothing.")] = False,
@@ -154,6 +160,7 @@ def run(
     130: interrupted."""
     from wattgap import api
 
+    runner = api.executor(executor, address)
     sweep_options = (
         suite,
         config,
@@ -193,7 +200,7 @@ def run(
             if not state.all_ran:
                 raise typer.Exit(EXIT_NOT_ALL_RAN)
             return
-        _execute(lambda p, created: api.resume(db, resume, p, created), quiet, resume)
+        _execute(lambda p, created: api.resume(db, resume, p, created, runner), quiet, resume)
         return
     overrides: dict[str, Any] = {
         "models": _split(model),
@@ -228,7 +235,7 @@ def run(
         from wattgap.plan import search_bound
 
         console.print(Text(search_bound(sweep)))
-    _execute(lambda p, created: api.run(sweep, db, p, created, tags=tag), quiet)
+    _execute(lambda p, created: api.run(sweep, db, p, created, runner, tag), quiet)
 
 
 def _execute(start: Any, quiet: bool, resuming: str | None = None) -> None:

@@ -307,13 +307,15 @@ def _drive(
                 continue
             if index and config.protocol.cooldown_s:
                 time.sleep(config.protocol.cooldown_s)
-            progress.cell_started(cell, index, total)
+            searching = config.batch_search  # each job of a search is planned from the results before it
             if repeat == PROBING:
+                progress.cell_started(cell, index, total)
                 probing_ids.add(cell.cell_id)
-                yield CellJob(cell, probing, counted.get(key(cell)), nodes, None, sequence)
+                yield CellJob(cell, probing, counted.get(key(cell)), nodes, None, sequence, alone=searching)
                 continue
-            repeated = config.repeats_for(cell.workload) > 1
-            yield CellJob(cell, config, counted.get(key(cell)), nodes, repeat if repeated else None, sequence)
+            process = repeat if config.repeats_for(cell.workload) > 1 else None
+            progress.cell_started(cell, index, total, process)
+            yield CellJob(cell, config, counted.get(key(cell)), nodes, process, sequence, alone=searching)
 
     def keep(result: CellResult, write: Callable[[str, CellResult], None]) -> None:
         try:
@@ -348,6 +350,8 @@ def _drive(
                 done = parts.setdefault(result.cell_id, [])
                 done.append(result)
                 progress.cell_finished(result)
+                if result.cell_id in results:  # ran beside a repeat that failed (an executor running several at once)
+                    continue
                 if result.status == "ok" and len(done) < config.repeats_for(result.cell.workload):
                     continue
                 result = combine(done, config, idle_of.get(result.machine_id, {}))

@@ -59,9 +59,9 @@ def wattgap(*args: str, cwd: Path, timeout: float = 300, **kwargs: Any) -> subpr
     )
 
 
-def start_slow_sweep(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A sweep of six slow cells started in the background (its output piped), returned once two results
-    are stored: the sweep's process and its run id."""
+def start_slow_sweep(folder: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A sweep of six slow cells started in the background (its output piped; ``options`` added to its
+    command line), returned once two results are stored: the sweep's process and its run id."""
     import sqlite3
     import time
 
@@ -71,7 +71,7 @@ def start_slow_sweep(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     config["protocol"] = {**FAST_PROTOCOL, "min_iters": 5, "max_time_s": 0.4}
     (folder / "sweep.yaml").write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
-        [sys.executable, "-m", "wattgap", "run", "--config", "sweep.yaml", "--quiet"],
+        [sys.executable, "-m", "wattgap", "run", "--config", "sweep.yaml", "--quiet", *options],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

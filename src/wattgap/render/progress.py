@@ -1,5 +1,5 @@
-"""Live progress of a sweep on the terminal: one bar for the sweep, one for the current cell (its name,
-its phase and an ETA), and a line per finished cell."""
+"""Live progress of a sweep on the terminal: one bar for the sweep, one for each running cell process (its
+name, its phase, its node when an executor spreads them, and an ETA), and a line per finished cell."""
 
 from __future__ import annotations
 
@@ -20,16 +20,19 @@ from wattgap.results import CellResult
 class ProgressSink(Protocol):
     """What a front end implements to follow a sweep (the CLI draws progress bars with it)."""
 
-    def cell_started(self, cell: Cell, index: int, total: int | None) -> None:
-        """``total``: None when the sweep's length is not known ahead (a batch search)."""
+    def cell_started(self, cell: Cell, index: int, total: int | None, repeat: int | None = None) -> None:
+        """``total``: None when the sweep's length is not known ahead (a batch search). ``repeat``: which of
+        the cell's processes, when it repeats."""
 
-    def cell_event(self, event: dict[str, Any]) -> None: ...
+    def cell_event(self, event: dict[str, Any]) -> None:
+        """A running process's event; with an executor that runs several at once, ``cell_id`` and
+        ``repeat`` in it say whose."""
 
     def cell_finished(self, result: CellResult) -> None: ...
 
 
 class SilentProgress:
-    def cell_started(self, cell: Cell, index: int, total: int | None) -> None:
+    def cell_started(self, cell: Cell, index: int, total: int | None, repeat: int | None = None) -> None:
         pass
 
     def cell_event(self, event: dict[str, Any]) -> None:
@@ -72,7 +75,7 @@ class LineProgress(SilentProgress):
 
 
 class RichProgress(LineProgress):
-    """Live bars: the sweep (cells done, ETA) and the current cell (its name, its phase, ETA)."""
+    """Live bars: the sweep (processes done, ETA) and each running process (its name, its phase, ETA)."""
 
     def __init__(self, console: Console) -> None:
         super().__init__(console)
@@ -89,30 +92,45 @@ class RichProgress(LineProgress):
             refresh_per_second=2,  # the bars share the CPU with the cell being measured: redraw rarely
         )
         self.sweep: TaskID | None = None
-        self.cell: TaskID | None = None
+        self.cells: dict[tuple[str, int | None], TaskID] = {}  # the running processes' bars, newest last
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         if self.sweep is not None:
             self.progress.__exit__(kind, value, tb)
 
-    def cell_started(self, cell: Cell, index: int, total: int | None) -> None:
+    def cell_started(self, cell: Cell, index: int, total: int | None, repeat: int | None = None) -> None:
         if self.sweep is None:  # the bars appear with the first cell, not before an early error
             self.progress.__enter__()
             self.sweep = self.progress.add_task("sweep", total=total, phase="")
-        if self.cell is not None:
-            self.progress.remove_task(self.cell)
         self.progress.update(self.sweep, description=f"sweep {index + 1}/{total or '?'}")
-        self.cell = self.progress.add_task(escape(plain(cell.label)), total=1.0, phase="start")
+        which = f" repeat {repeat + 1}" if repeat is not None else ""
+        self._end((cell.cell_id, repeat))
+        self.cells[cell.cell_id, repeat] = self.progress.add_task(
+            escape(plain(cell.label + which)), total=1.0, phase="start"
+        )
 
     def cell_event(self, event: dict[str, Any]) -> None:
-        if self.cell is None:
+        if "cell_id" in event:
+            bar = self.cells.get((str(event["cell_id"]), event.get("repeat")))
+        else:  # one process at a time: the newest
+            bar = next(reversed(self.cells.values()), None)
+        if bar is None:
+            return
+        if event.get("event") == "node":  # where an executor placed it
+            self.progress.update(bar, phase=f"on {plain(str(event['node']))[:8]}")
             return
         phase = str(event.get("phase", ""))
         low, high = _PHASE_SPAN.get(phase, (0.0, 0.0))
         fraction = float(event.get("fraction", 0.0))
-        self.progress.update(self.cell, phase=phase, completed=low + (high - low) * fraction)
+        self.progress.update(bar, phase=escape(plain(phase)), completed=low + (high - low) * fraction)
 
     def cell_finished(self, result: CellResult) -> None:
         if self.sweep is not None and not result.repeats:  # a process ended (not a combination of them)
             self.progress.advance(self.sweep)
+            self._end((result.cell_id, result.repeat))
         super().cell_finished(result)
+
+    def _end(self, key: tuple[str, int | None]) -> None:
+        bar = self.cells.pop(key, None)
+        if bar is not None:
+            self.progress.remove_task(bar)

@@ -61,11 +61,11 @@ def run_job(job: dict[str, Any], protocol_out: TextIO, started: float) -> int:
     from wattgap.measure.flops import Work
     from wattgap.runner.cell import run_cell
 
-    cell = Cell.model_validate(job["cell"])
-    config = SweepConfig.model_validate(job["config"])
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     startup_s = time.perf_counter() - started
-    try:
+    try:  # the cell is read here: on another node, its user model may not be on the Python path
+        cell = Cell.model_validate(job["cell"])
+        config = SweepConfig.model_validate(job["config"])
         work = Work.model_validate(job["work"]) if job.get("work") else None
         result = run_cell(cell, config, emit, work, job.get("idle_power"))
     except BaseException as error:  # every failure of the cell is reported, then the process ends

@@ -39,6 +39,7 @@ class CellJob:
     nodes: Mapping[str, Node] = field(default_factory=lambda: {HOME: Node()})  # Executor.nodes, by name
     repeat: int | None = None  # which of the cell's processes, when it repeats (protocol.repeats)
     sequence: int | None = None  # its place in the order the run's processes run
+    alone: bool = False  # the next job is planned from its result (a batch search): nothing runs beside it
 
     def ran_on(self, node: str, result: CellResult) -> CellResult:
         """``result`` marked with the machine of ``node``, where the executor ran it."""
