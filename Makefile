@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/peer_parity.py
 	$(BIN)/python bench/store_scale.py
+	$(BIN)/python bench/cluster.py
 
 # On a GPU machine with a CUDA build of torch (no venv, no network): every CUDA check and the studies' GPU
 # sweeps within a 9-minute budget, packed into OUT (bench/gpu_evidence.py). Fill gpu-wheels/ here first.

@@ -28,10 +28,11 @@ STORE_BYTES = 80 * 2**20  # each node's object store: results are small
 class Cluster:
     address: str
     head: subprocess.Popen[bytes]
-    second: subprocess.Popen[bytes]
+    second: subprocess.Popen[bytes] | None
 
     def kill_second(self) -> None:
         """Kill the second node as a machine dies: its raylet and every process under it, at once."""
+        assert self.second is not None
         kill_tree(self.second.pid)
 
 
@@ -73,8 +74,8 @@ def _nodes(address: str) -> int:
 
 @contextlib.contextmanager
 def local_cluster(logs: Path, head_cpus: int = 2, second_cpus: int = 1) -> Iterator[Cluster]:
-    """A head with ``head_cpus`` and a second node with ``second_cpus`` (and a resource ``second``),
-    both alive when it yields; both ended, with every process they started, when it returns."""
+    """A head with ``head_cpus`` and a second node with ``second_cpus`` (and a resource ``second``; none
+    when 0), both alive when it yields; both ended, with every process they started, when it returns."""
     port = _free_port()
     address = f"{LOOPBACK}:{port}"
     store = ["--object-store-memory", str(STORE_BYTES)]
@@ -88,13 +89,14 @@ def local_cluster(logs: Path, head_cpus: int = 2, second_cpus: int = 1) -> Itera
         while _nodes(address) < 1:
             assert time.monotonic() < deadline and head.poll() is None, (logs / "head.log").read_text()[-2000:]
             time.sleep(0.5)
-        second = _start(
-            ["--address", address, "--num-cpus", str(second_cpus), "--resources", '{"second": 1}', *store],
-            logs / "second.log",
-        )
-        while _nodes(address) < 2:
-            assert time.monotonic() < deadline and second.poll() is None, (logs / "second.log").read_text()[-2000:]
-            time.sleep(0.5)
+        if second_cpus:
+            second = _start(
+                ["--address", address, "--num-cpus", str(second_cpus), "--resources", '{"second": 1}', *store],
+                logs / "second.log",
+            )
+            while _nodes(address) < 2:
+                assert time.monotonic() < deadline and second.poll() is None, (logs / "second.log").read_text()[-2000:]
+                time.sleep(0.5)
         yield Cluster(address, head, second)
     finally:
         for node in (second, head):

@@ -49,12 +49,14 @@ class RayExecutor(Executor):
 
         if not self._connected:
             self._reachable()
+            if ray.is_initialized() and self.address not in ("auto", ray.get_runtime_context().gcs_address):
+                ray.shutdown()  # this process is connected to another cluster (an earlier run's)
             try:
                 ray.init(
                     address=self.address,
                     logging_level=logging.ERROR,
                     log_to_driver=False,  # a cell's output is its own: its stderr tail is in its failure reason
-                    ignore_reinit_error=True,
+                    ignore_reinit_error=True,  # already connected to this cluster: that connection serves
                 )
             except (ConnectionError, RuntimeError, ValueError) as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
