@@ -56,6 +56,8 @@ class Events(SilentProgress):
 def _second_node(address: str) -> str:
     import ray
 
+    if ray.is_initialized() and ray.get_runtime_context().gcs_address != address:
+        ray.shutdown()  # connected to another test's cluster
     ray.init(address=address, ignore_reinit_error=True, logging_level="ERROR")
     return next(node["NodeID"] for node in ray.nodes() if node["Alive"] and "second" in node["Resources"])
 
@@ -89,7 +91,7 @@ def test_cells_spread_over_the_nodes_each_result_marked_with_its_nodes_machine(
 
 
 def test_a_node_killed_mid_cell_has_its_cell_retried_or_failed_and_nothing_finished_lost(tmp_path: Path) -> None:
-    with local_cluster(tmp_path) as own:
+    with local_cluster(tmp_path, head_cpus=1) as own:  # two cells at once: one of them on the second node
         second = _second_node(own.address)
         killed: list[str] = []
 

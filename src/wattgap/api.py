@@ -65,12 +65,14 @@ def sweep_from_options(
     idle_s: float | None = None,
     repeats: int | None = None,
     order: str | None = None,
+    world_sizes: list[int] | None = None,
 ) -> SweepConfig:
     """A sweep from a shipped suite, a YAML file, or (with neither, but models among the overrides) the
     overrides alone, which replace the file's fields (backends and workloads picked by a flag keep the file's
     settings for them). ``max_time_s`` caps each cell's warmup and measured
     window outright, minimums included (fewer iterations then, flagged; ``protocol.hard_max_time``);
-    ``idle_s`` sets the idle-power measurement; ``repeats`` and ``order`` replace the protocol's."""
+    ``idle_s`` sets the idle-power measurement; ``repeats`` and ``order`` replace the protocol's;
+    ``world_sizes`` the train-ddp workload's."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     if suite is not None and config is not None:
         raise ConfigError("--suite and --config: give one of them, not both")
@@ -85,6 +87,8 @@ def sweep_from_options(
         if isinstance(held, dict) and isinstance(picked, list):
             overrides[axis] = {name: held.get(name) for name in picked}
     data.update(overrides)
+    if world_sizes is not None:
+        _set_world_sizes(data, world_sizes)
     protocol = data.get("protocol", {})
     if isinstance(protocol, dict):  # anything else fails validation below
         given: dict[str, Any] = {k: v for k, v in (("repeats", repeats), ("order", order)) if v is not None}
@@ -97,6 +101,18 @@ def sweep_from_options(
     if idle_s is not None and isinstance(energy, dict):
         data["energy"] = {**energy, "idle_s": idle_s}
     return parse_config(data, str(config) if config else "options")
+
+
+def _set_world_sizes(data: dict[str, Any], sizes: list[int]) -> None:
+    """``sizes`` as the train-ddp workload's world sizes in the sweep ``data``, which must run it."""
+    workloads = data.get("workloads")
+    held = workloads if isinstance(workloads, dict) else dict.fromkeys(workloads if isinstance(workloads, list) else [])
+    if "train-ddp" not in held:
+        runs = ", ".join(str(name) for name in held) or "the default workloads"
+        raise ConfigError(
+            f"--world-size: a setting of the train-ddp workload; this sweep runs {runs} (add it: --workload)"
+        )
+    data["workloads"] = {**held, "train-ddp": {**(held["train-ddp"] or {}), "world_sizes": sizes}}
 
 
 EXECUTORS = ("local", "ray")

@@ -17,7 +17,8 @@ ID_FIELDS = ("model", "workload", "backend", "device", "precision", "batch_size"
 
 class Cell(BaseModel):
     """One measurable combination. ``threads`` is the intra-op thread count of CPU cells (None elsewhere);
-    ``memory_format`` the tensor layout of PyTorch cells (auto: the backend's documented fast path)."""
+    ``memory_format`` the tensor layout of PyTorch cells (auto: the backend's documented fast path);
+    ``world_size`` the ranks of a data-parallel training cell (each with ``batch_size`` and ``threads``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -29,6 +30,7 @@ class Cell(BaseModel):
     batch_size: int
     threads: int | None = None
     memory_format: str = "auto"
+    world_size: int = 1  # processes of a data-parallel cell (train-ddp), each with the batch and the threads
 
     def later_fields(self) -> dict[str, object]:
         """The fields added after the first schema whose values differ from their defaults."""
@@ -44,7 +46,7 @@ class Cell(BaseModel):
     @property
     def label(self) -> str:
         threads = f"/t{self.threads}" if self.threads is not None else ""
-        later = "".join(f"/{value}" for value in self.later_fields().values())
+        later = "".join(f"/{_PREFIX.get(name, '')}{value}" for name, value in self.later_fields().items())
         return (
             f"{self.model}/{self.workload}/{self.backend}/{self.device}/{self.precision}/b{self.batch_size}"
             f"{threads}{later}"
@@ -52,6 +54,7 @@ class Cell(BaseModel):
 
 
 CELL_FIELDS: tuple[str, ...] = tuple(Cell.model_fields)
+_PREFIX = {"world_size": "w"}  # a later field whose value alone would not say what it is, in a label
 
 
 @functools.cache

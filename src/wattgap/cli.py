@@ -101,7 +101,7 @@ def run(
     suite: Annotated[str | None, typer.Option(help="A shipped suite (wattgap list suites).")] = None,
     config: Annotated[Path | None, typer.Option(help="A YAML sweep file.")] = None,
     model: Annotated[str | None, typer.Option(help="Models, comma-separated; or package.module:callable.")] = None,
-    workload: Annotated[str | None, typer.Option(help="infer,train,train-to-accuracy")] = None,
+    workload: Annotated[str | None, typer.Option(help="infer,train,train-to-accuracy,train-ddp")] = None,
     backend: Annotated[
         str | None,
         typer.Option(help="Backends, e.g. torch-eager,torch-compile,onnxruntime (`wattgap env`: which are usable)."),
@@ -112,6 +112,9 @@ def run(
         str | None, typer.Option(help="Batch sizes, e.g. 1,8,32; or max: search the largest batch that runs")
     ] = None,
     threads: Annotated[str | None, typer.Option(help="CPU intra-op thread counts, e.g. 1,2")] = None,
+    world_size: Annotated[
+        str | None, typer.Option(help="train-ddp: the ranks of data-parallel training, e.g. 1,2,4")
+    ] = None,
     memory_format: Annotated[
         str | None, typer.Option(help="PyTorch layouts: auto (channels_last for 4-D inputs), contiguous, channels_last")
     ] = None,
@@ -171,6 +174,7 @@ def run(
         precision,
         batch_size,
         threads,
+        world_size,
         image_size,
         input_shape,
     )
@@ -223,8 +227,9 @@ def run(
         "max_epochs": max_epochs,
         "name": name,
     }
+    sizes = _ints("--world-size", world_size, "comma-separated integers from 1 to 1024")
     sweep = api.sweep_from_options(
-        suite, config, overrides, max_time_s=max_time, idle_s=idle, repeats=repeats, order=order
+        suite, config, overrides, max_time_s=max_time, idle_s=idle, repeats=repeats, order=order, world_sizes=sizes
     )
     if dry_run:
         from wattgap.render.terminal import plan_view

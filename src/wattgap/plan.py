@@ -77,15 +77,17 @@ def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str
     cells: list[Cell] = []
     skipped: dict[str, str] = {}
     seen: set[str] = set()
+    own_axes = {workload: WORKLOADS[workload].axes(config) for workload in config.workloads}
     axes = (
-        (model, workload, backend, device, precision, batch, memory_format)
+        (model, workload, backend, device, precision, batch, memory_format, extra)
         for model, workload, backend, device, precision in itertools.product(
             config.models, config.workloads, config.backends, devices, config.precisions
         )
         for batch in config.batch_sizes_for(workload)
         for memory_format in config.memory_formats
+        for extra in own_axes[workload]
     )
-    for model, workload, backend, device, precision, batch, memory_format in axes:
+    for model, workload, backend, device, precision, batch, memory_format, extra in axes:
         for threads in cpu_threads if device == "cpu" else [None]:
             cell = Cell(
                 model=model,
@@ -96,6 +98,7 @@ def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str
                 batch_size=batch,
                 threads=threads,
                 memory_format=memory_format,
+                **extra,
             )
             if cell.cell_id in seen:
                 continue

@@ -55,10 +55,13 @@ def _ray() -> str:
 
 
 def _start(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A node; its workers import the tests' user models (tests/ first on their path)."""
     with log.open("wb") as out:
         return subprocess.Popen(
             [_ray(), "start", "--block", "--disable-usage-stats", "--node-ip-address", LOOPBACK, *arguments],
-            env=os.environ | QUIET_ENV | {"PYTHONPATH": str(TESTS)},  # its workers import the tests' user models
+            env=os.environ
+            | QUIET_ENV
+            | {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -99,6 +102,8 @@ def local_cluster(logs: Path, head_cpus: int = 2, second_cpus: int = 1) -> Itera
                 time.sleep(0.5)
         yield Cluster(address, head, second)
     finally:
+        if "ray" in sys.modules:  # this process's connection: Ray ends a driver whose cluster is gone
+            sys.modules["ray"].shutdown()
         for node in (second, head):
             if node is not None:
                 kill_tree(node.pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from torch import nn
 
@@ -244,3 +245,27 @@ def floods_then_crashes() -> nn.Module:
 
 
 FLOOD_BYTES = 200 * 2**20
+
+
+class _RankFails(_Linear4):
+    """Fails on data-parallel rank 1 at its third step, as WATTGAP_TEST_RANK_FAILURE says: ``raise`` an
+    exception or ``exit`` the process; every rank writes its pid into the folder WATTGAP_TEST_PIDS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        (Path(os.environ["WATTGAP_TEST_PIDS"]) / str(os.getpid())).touch()
+        self.steps = 0
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        import torch.distributed as dist
+
+        self.steps += 1
+        if dist.is_initialized() and dist.get_rank() == 1 and self.steps == 3:
+            if os.environ["WATTGAP_TEST_RANK_FAILURE"] == "exit":
+                os._exit(3)
+            raise RuntimeError("rank one gives up")
+        return self.linear(x)
+
+
+def rank_fails() -> nn.Module:
+    return _RankFails()

@@ -24,10 +24,11 @@ NAMES = {"torch": "PyTorch", "keras": "Keras", "onnx": "ONNX"}  # the frameworks
 Phase = Callable[[str], None]  # called with each phase's name as it starts ("load", "prepare")
 
 
-Mode = Literal["infer", "train", "fit"]
+Mode = Literal["infer", "train", "fit", "ddp"]
 MODES: dict[str, str] = {  # what each mode asks Prepared to fill in (below), as a skip reason names it
     "infer": "inference",
     "train": "training steps",
+    "ddp": "data-parallel training steps (PyTorch DistributedDataParallel)",
     "fit": "training on a dataset's batches with validation",
 }
 
@@ -82,7 +83,9 @@ class Prepared:
       it with the fp32 reference of the model's own framework);
     - ``train_batch`` and ``train_samples``: one optimiser step on the training samples at the given
       indices (the data already staged where the cell wants it), for train-to-accuracy;
-    - ``evaluate``: top-1 on the dataset's validation split, when the cell has a dataset.
+    - ``evaluate``: top-1 on the dataset's validation split, when the cell has a dataset;
+    - ``communication_s``: in ``ddp`` mode (``step`` is then one rank's data-parallel training step, in a
+      process group the workload started), the seconds the gradient all-reduce has taken so far.
 
     ``sync`` waits for the device; ``context`` is what the steps run under (inference mode, autocast)."""
 
@@ -100,6 +103,7 @@ class Prepared:
     settings: dict[str, Any] = field(default_factory=dict)
     host_timer: bool = False  # time with the host clock even on CUDA (the work is not on torch's stream)
     phase_s: dict[str, float] = field(default_factory=dict)  # export_s, calibration_s, compile_s, build_s
+    communication_s: Callable[[], float] | None = None
 
 
 def missing_packages(names: tuple[str, ...], extra: str) -> str:

@@ -36,7 +36,7 @@ class TorchEager(Backend):
     capabilities = Capabilities(
         device_kinds=frozenset({"cpu", "cuda", "mps"}),
         precisions=frozenset({"fp32", "tf32", "bf16", "fp16"}),
-        modes=frozenset({"infer", "train", "fit"}),
+        modes=frozenset({"infer", "train", "fit", "ddp"}),
         memory_formats=True,
     )
     settings_model: type[TorchSettings] = TorchSettings
@@ -114,6 +114,8 @@ class TorchEager(Backend):
 
         model.train()
         parts = _step_parts(cell, config, device, precision, fetch, generator, classes, settings, optimizer)
+        if needs.mode == "ddp":
+            runner, prepared.communication_s = rt.data_parallel(runner, device)
         prepared.step = _train_step(runner, parts)
         flop_step = prepared.step
         if runner is not model:  # count the eager model's step: the same math, without the compiler

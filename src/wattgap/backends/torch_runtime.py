@@ -204,3 +204,34 @@ def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) ->
         prediction = model(x[first : first + batch_size]).argmax(dim=1)
         correct += int((prediction == y[first : first + batch_size]).sum())
     return correct / len(y)
+
+
+def data_parallel(module: nn.Module, device: torch.device) -> tuple[nn.Module, Callable[[], float]]:
+    """``module`` under DistributedDataParallel in the process group the rank started (one device per
+    rank on CUDA), and the seconds its gradient all-reduce has taken so far: DDP's own all-reduce, timed
+    by a communication hook from the moment a bucket of gradients is handed over to the moment its
+    reduction completes (on CUDA, as NCCL's future reports it). Buckets are reduced while the backward
+    pass goes on, so this time overlaps the computation: its share of the step is an upper bound on what
+    the all-reduce adds to it."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    wrapped = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    spent = [0.0]
+    # DDP reads a hook's annotations and refuses any but its own types: the hook is a lambda, unannotated
+    wrapped.register_comm_hook(None, lambda state, bucket: _timed_allreduce(state, bucket, spent))
+    return wrapped, lambda: spent[0]
+
+
+def _timed_allreduce(state: Any, bucket: Any, spent: list[float]) -> Any:
+    """DDP's own all-reduce of ``bucket``, its time from now to its completion added to ``spent[0]``."""
+    import time
+
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    begin = time.perf_counter()
+
+    def done(future: Any) -> Any:
+        spent[0] += time.perf_counter() - begin
+        return future.value()
+
+    return allreduce_hook(state, bucket).then(done)

@@ -17,6 +17,7 @@ import numpy as np
 from wattgap.analysis.memory import MemoryCurve
 from wattgap.analysis.projection import Projection
 from wattgap.analysis.recommend import Candidate
+from wattgap.analysis.scaling import ScalingPoint
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.tradeoff import Curve
 from wattgap.blocks import Training
@@ -325,6 +326,40 @@ def training(cells: list[tuple[str, Training]], against: str) -> Figure | None:
             axes.axhline(block.target_accuracy, color="grey", linestyle=":", linewidth=0.8)
     axes.set_xlabel(f"{against} ({unit})")
     axes.set_ylabel("top-1")
+    _legend(axes)
+    return figure
+
+
+def scaling(curves: dict[str, list[ScalingPoint]], which: str) -> Figure | None:
+    """Data-parallel scaling against world size, one line per configuration (at most MAX_CURVES, the largest
+    first): the group's throughput (``which`` = throughput), or the scaling efficiency (``efficiency``),
+    each point with its 95% interval as an error bar."""
+    named = [(name, points) for name, points in curves.items() if len(points) > 1]
+    if not named:
+        return None
+    title = "throughput of the group against world size" if which == "throughput" else "scaling efficiency"
+    named, title = _most(named, lambda item: max(p.throughput_sps for p in item[1]), "configurations", title)
+    figure, axes = _figure(title)
+    sizes: list[float] = []
+    for name, points in named:
+        if which == "efficiency":
+            points = [p for p in points if p.efficiency is not None or p.world_size == 1]
+            values = [p.efficiency.speedup if p.efficiency else 1.0 for p in points]
+            lows = [p.efficiency.ci_low if p.efficiency else 1.0 for p in points]
+            highs = [p.efficiency.ci_high if p.efficiency else 1.0 for p in points]
+        else:
+            values = [p.throughput_sps for p in points]
+            lows, highs = [p.throughput_ci_sps[0] for p in points], [p.throughput_ci_sps[1] for p in points]
+        x = [p.world_size for p in points]
+        sizes += x
+        below = [value - low for value, low in zip(values, lows, strict=True)]
+        errors = [below, [high - value for value, high in zip(values, highs, strict=True)]]
+        axes.errorbar(x, values, yerr=errors, marker="o", markersize=3, capsize=3, label=label(name))
+    _log(axes, "x", sizes)
+    if which == "efficiency":
+        axes.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+    axes.set_xlabel("world size (ranks)")
+    axes.set_ylabel("samples/s" if which == "throughput" else "throughput(N) / (N x throughput(1))")
     _legend(axes)
     return figure
 

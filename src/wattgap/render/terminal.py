@@ -24,6 +24,7 @@ from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.machines import Machine
 from wattgap.measure.stats import LatencyStats
 from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
+from wattgap.render.views import VIEWS
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def run_view(run: Run, rows_shown: int = 0) -> RenderableType:
         *more_rows(len(shown), rows_shown, "cells", where),
     ]
     parts += _best_lines(run, varying)
+    parts += _block_tables(results)
     parts += [_search_line(limit, varying) for limit in batch_limits(run)]
     if any(r.probe for r in results):
         parts.append(Text(PROBE_LINE))
@@ -253,6 +255,26 @@ def _best_lines(run: Run, varying: list[str]) -> list[RenderableType]:
         line = f"highest throughput, {best.workload}: {name or result.cell.label}: {rate} (batch / median){caveat}"
         lines.append(Text(plain(line)))
     return lines
+
+
+def _block_tables(results: list[CellResult]) -> list[RenderableType]:
+    """The tables a workload's view shows under the run's (train-ddp: its scaling), each with its title."""
+    parts: list[RenderableType] = []
+    for kind, view in VIEWS.items():
+        carried = [r for r in results if r.status == "ok" and r.block is not None and r.block.kind == kind]
+        shown = view.terminal(carried) if view.terminal is not None and carried else None
+        if shown is None or not shown.rows:
+            continue
+        table = _table()
+        table.title, table.title_justify = shown.caption, "left"
+        for index, column in enumerate(shown.columns):  # never cut: each column as wide as its widest value
+            table.add_column(
+                column, no_wrap=True, min_width=max(len(row[index]) for row in [shown.columns, *shown.rows])
+            )
+        for row in shown.rows:
+            table.add_row(*(Text(plain(value)) for value in row))
+        parts.append(table)
+    return parts
 
 
 def _search_line(limit: BatchLimit, varying: Sequence[str]) -> Text:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from wattgap.backends.base import Needs
 from wattgap.workloads.base import Events, Known, TrainSettings, Workload
+from wattgap.workloads.data_parallel import TrainDataParallel
 from wattgap.workloads.timed import Timed
 from wattgap.workloads.train_to_accuracy import TrainToAccuracy
 
@@ -15,6 +16,7 @@ WORKLOADS: dict[str, Workload] = {
         Timed("infer", "a forward pass under inference mode, timed per batch", Needs("infer", dataset="optional")),
         Timed("train", "forward, loss, backward and an optimiser step, timed per batch", Needs("train"), TrainSettings),
         TrainToAccuracy(),
+        TrainDataParallel(),
     )
 }
 

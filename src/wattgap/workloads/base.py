@@ -93,6 +93,11 @@ class Workload(ABC):
         own = config.settings("workloads", self.name, self.settings_model)
         return dataclasses.replace(self.needs, optimizer=own.chosen()) if isinstance(own, TrainSettings) else self.needs
 
+    def axes(self, config: SweepConfig) -> list[dict[str, Any]]:
+        """The cell fields its own settings add as axes of the sweep (train-ddp: each world size); one
+        cell per entry. None of its own: one cell."""
+        return [{}]
+
     @abstractmethod
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
         """Prepare ``cell`` with ``backend``, drive it, and return its result (runs in the cell's

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wattgap.render.content import Section
+    from wattgap.render.content import Section, Table
     from wattgap.results import CellResult
 
 
@@ -17,3 +17,4 @@ class View:
     kind: str  # the block's kind (blocks/)
     note: Callable[[Any], str]  # the block -> what a table says of its cell ('' for nothing)
     section: Callable[[list[CellResult]], Section | None]  # the finished cells carrying the block -> its section
+    terminal: Callable[[list[CellResult]], Table] | None = None  # the same cells -> a table under the run's
