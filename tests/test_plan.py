@@ -219,3 +219,15 @@ def test_a_batch_search_says_up_front_how_far_it_can_go() -> None:
     assert "on a GPU, its memory" in search_bound(
         parse_config({"models": ["conv6"], "devices": ["cuda"], "batch_sizes": "max"})
     )
+
+
+def test_train_ddp_world_sizes_are_an_axis_and_need_a_gpu_per_rank_on_cuda() -> None:
+    config = parse_config(
+        {"models": ["conv6"], "workloads": {"train-ddp": {"world_sizes": [1, 2]}}, "devices": ["cpu", "cuda"]}
+    )
+    plan = expand(config, AMPERE)
+    sizes = {(cell.device, cell.world_size): cell for cell in plan.cells}
+    assert set(sizes) == {("cpu", 1), ("cpu", 2), ("cuda", 1), ("cuda", 2)}
+    assert sizes["cpu", 1].later_fields() == {} and sizes["cpu", 2].later_fields() == {"world_size": 2}
+    assert sizes["cpu", 2].label.endswith("/w2") and not sizes["cpu", 1].label.endswith("/w1")
+    assert plan.skipped == {sizes["cuda", 2].cell_id: "2 ranks need 2 GPUs (one per rank); this machine has 1"}

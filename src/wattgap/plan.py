@@ -108,6 +108,7 @@ def expand(config: SweepConfig, hardware: Hardware, frameworks: Mapping[str, str
             framework = (frameworks or {}).get(model) or FRAMEWORKS.get(kind_of(model) or "")
             reason = (
                 hardware.unusable_reason(device)
+                or WORKLOADS[workload].cell_reason(cell, hardware)
                 or chosen.source_reason(model, framework)
                 or chosen.unsupported_reason(cell, hardware, WORKLOADS[cell.workload].needs)
                 or chosen.settings_reason(cell, config)

@@ -215,7 +215,8 @@ def data_parallel(module: nn.Module, device: torch.device) -> tuple[nn.Module, C
     the all-reduce adds to it."""
     from torch.nn.parallel import DistributedDataParallel
 
-    wrapped = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    one = [device.index] if device.type == "cuda" and device.index is not None else None  # the rank's GPU
+    wrapped = DistributedDataParallel(module, device_ids=one)
     spent = [0.0]
     # DDP reads a hook's annotations and refuses any but its own types: the hook is a lambda, unannotated
     wrapped.register_comm_hook(None, lambda state, bucket: _timed_allreduce(state, bucket, spent))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from wattgap.backends.base import Backend, Needs
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
     from wattgap.measure.flops import Work
     from wattgap.results import CellResult
 
@@ -97,6 +98,10 @@ class Workload(ABC):
         """The cell fields its own settings add as axes of the sweep (train-ddp: each world size); one
         cell per entry. None of its own: one cell."""
         return [{}]
+
+    def cell_reason(self, cell: Cell, hardware: Hardware) -> str:
+        """Why this workload cannot run ``cell`` on ``hardware`` whatever the backend; empty when it can."""
+        return ""
 
     @abstractmethod
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from wattgap.backends.base import Backend
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
+    from wattgap.devices import Hardware
     from wattgap.results import CellResult
 
 LAUNCHER = "torch.multiprocessing (spawn)"
@@ -66,6 +67,14 @@ class TrainDataParallel(Workload):
     def axes(self, config: SweepConfig) -> list[dict[str, Any]]:
         own = config.settings("workloads", self.name, DataParallelSettings)
         return [{"world_size": size} for size in own.world_sizes]
+
+    def cell_reason(self, cell: Cell, hardware: Hardware) -> str:
+        ranks, gpus = cell.world_size, len(hardware.gpus)
+        if cell.device.startswith("cuda") and ranks > gpus:
+            return f"{ranks} ranks need {ranks} GPUs (one per rank); this machine has {gpus}"
+        if cell.device.startswith("cuda") and ranks > 1 and ":" in cell.device:
+            return f"{ranks} ranks take GPUs 0 to {ranks - 1}: name the device cuda, not {cell.device}"
+        return ""
 
     def run(self, cell: Cell, config: SweepConfig, backend: Backend, events: Events, known: Known) -> CellResult:
         import torch.multiprocessing as mp
@@ -232,7 +241,7 @@ def _rank(index: int, job: dict[str, Any], port: int, outbox: Any) -> None:
     if not cuda and hasattr(os, "sched_setaffinity"):
         cores = _cores(index, cell.threads or 1)
         os.sched_setaffinity(0, cores)
-    here = cell.model_copy(update={"device": f"cuda:{index}"}) if cuda else cell
+    here = cell.model_copy(update={"device": f"cuda:{index}"}) if cuda and cell.world_size > 1 else cell
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     dist.init_process_group(
         "nccl" if cuda else "gloo",
