@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/peer_parity.py
 	$(BIN)/python bench/store_scale.py
 	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/scaling.py
 
 # On a GPU machine with a CUDA build of torch (no venv, no network): every CUDA check and the studies' GPU
 # sweeps within a 9-minute budget, packed into OUT (bench/gpu_evidence.py). Fill gpu-wheels/ here first.

@@ -4,6 +4,7 @@ cell with the reason and leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def test_world_sizes_one_and_two_on_gloo_measure_the_groups_throughput_and_its_s
     shown = wattgap_cli("show", run.run_id, "--db", str(tmp_path / "w.db"), cwd=tmp_path)
     assert shown.returncode == 0 and "data-parallel scaling (train-ddp)" in shown.stdout
     assert f"{efficiency.speedup:.0%} [{efficiency.ci_low:.0%}, {efficiency.ci_high:.0%}]" in shown.stdout
+    db = str(tmp_path / "w.db")
+    traded = wattgap_cli("tradeoff", run.run_id, "--db", db, "--format", "json", cwd=tmp_path)
+    (curve,) = json.loads(traded.stdout)["scaling"].values()
+    assert [p["world_size"] for p in curve] == [1, 2] and curve[1]["efficiency"] == pytest.approx(efficiency.speedup)
+    reported = wattgap_cli("report", run.run_id, "--db", db, "--html", "r.html", cwd=tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "Data-parallel scaling" in html and html.count("<svg") >= 2  # throughput and efficiency curves
 
 
 @pytest.mark.parametrize(

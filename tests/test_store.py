@@ -170,7 +170,8 @@ def test_train_to_accuracy_fields_stored_before_blocks_read_into_its_block() -> 
     assert "training" not in exported and exported["block"]["kind"] == "train-to-accuracy"
     assert CellResult.model_validate_json(old.model_dump_json()) == old
     assert {name: old.flat()[name] for name in COLUMNS} == {
-        "time_to_accuracy_s": 1.5, "energy_to_accuracy_j": None, "epochs": 2, "reached": True
+        "time_to_accuracy_s": 1.5, "energy_to_accuracy_j": None, "epochs": 2, "reached": True,
+        "process_group": None, "allreduce_share": None,  # train-ddp's block: not this cell's
     }  # fmt: skip
     timed = CellResult(cell=cell.model_copy(update={"workload": "infer"}), status="ok")
     assert timed.block is None and all(timed.flat()[name] is None for name in COLUMNS)
@@ -220,3 +221,18 @@ def test_an_export_is_read_a_result_at_a_time_and_says_what_the_whole_run_says(
         with pytest.raises(StoreError, match=f"run {broken}: the result of cell"):
             api.export(copy, broken, fmt, tmp_path / f"broken.{fmt}")
         assert not (tmp_path / f"broken.{fmt}").exists()
+
+
+def test_no_block_column_shadows_a_field_of_the_flat_row() -> None:
+    """A flat row holds the cell's fields and every block's columns: a block's column named as a cell field
+    (train-ddp's world size) would overwrite it with None in every other cell's row."""
+    from wattgap.blocks import COLUMNS
+    from wattgap.cells import CELL_FIELDS, Cell
+    from wattgap.results import CellResult
+
+    assert not set(COLUMNS) & set(CELL_FIELDS)
+    cell = Cell(
+        model="conv6", workload="train-ddp", backend="torch-eager", device="cpu", precision="fp32", batch_size=2,
+        world_size=2,
+    )  # fmt: skip
+    assert CellResult(cell=cell, status="ok").flat()["world_size"] == 2

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from wattgap.analysis.plausibility import caveats, passed_over, rests_on, suspects_of
+from wattgap.analysis.scaling import ScalingPoint, scaling
 from wattgap.cells import curve_key
 from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import PERCENTILES, percentile_intervals, pooled_quantiles
@@ -72,6 +73,7 @@ class Tradeoff:
     max_latency_s: float | None
     confidence: float
     curves: list[Curve]
+    scaling: dict[str, list[ScalingPoint]] = field(default_factory=dict)  # train-ddp cells against world size
 
 
 def tradeoff(
@@ -92,7 +94,8 @@ def tradeoff(
     if percentile not in PERCENTILES:
         raise field_error("--percentile", percentile, PERCENTILES)
     groups: dict[tuple[tuple[str, object], ...], list[CellResult]] = {}
-    for result in finished_cells(runs, "tradeoff"):
+    finished = finished_cells(runs, "tradeoff")
+    for result in finished:
         groups.setdefault(curve_key(result.cell), []).append(result)
     flagged = suspects_of(runs)
     curves = []
@@ -100,7 +103,8 @@ def tradeoff(
         points = [replace(measure_point(r, confidence, resamples, seed), caveats=caveats(r, flagged)) for r in results]
         points.sort(key=lambda p: p.batch_size)
         curves.append(_curve(dict(key), points, share, max_latency_s, percentile))
-    return Tradeoff([r.run_id for r in runs], share, percentile, max_latency_s, confidence, curves)
+    by_world = scaling(finished, seed)
+    return Tradeoff([r.run_id for r in runs], share, percentile, max_latency_s, confidence, curves, by_world)
 
 
 def finished_cells(runs: list[Run], command: str) -> list[CellResult]:

@@ -13,7 +13,7 @@ class DataParallel(Block):
     steps; its throughput is the whole group's (world size x batch per step)."""
 
     kind: Literal["train-ddp"] = "train-ddp"
-    COLUMNS: ClassVar[tuple[str, ...]] = ("world_size", "process_group", "allreduce_share")
+    COLUMNS: ClassVar[tuple[str, ...]] = ("process_group", "allreduce_share")  # world_size is the cell's
 
     world_size: int
     process_group: str  # gloo (CPU) or nccl (CUDA)

@@ -110,6 +110,21 @@ def tradeoff_data(result: Tradeoff) -> dict[str, Any]:
             }
             for curve in result.curves
         ],
+        "scaling": {
+            configuration: [
+                {
+                    "cell_id": point.result.cell_id,
+                    "world_size": point.world_size,
+                    "throughput_sps": point.throughput_sps,
+                    "throughput_ci_sps": list(point.throughput_ci_sps),
+                    "efficiency": point.efficiency.speedup if point.efficiency else None,
+                    "efficiency_ci": [point.efficiency.ci_low, point.efficiency.ci_high] if point.efficiency else None,
+                    "allreduce_share": point.allreduce_share,
+                }
+                for point in points
+            ]
+            for configuration, points in result.scaling.items()
+        },
     }
 
 

@@ -23,8 +23,10 @@ from wattgap.analysis.whatif import UNVALIDATED, WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.machines import Machine
 from wattgap.measure.stats import LatencyStats
+from wattgap.render.content import Table as ContentTable
 from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
 from wattgap.render.views import VIEWS
+from wattgap.render.views.data_parallel import table_of as scaling_table
 from wattgap.results import CellResult, Run
 
 if TYPE_CHECKING:
@@ -263,18 +265,21 @@ def _block_tables(results: list[CellResult]) -> list[RenderableType]:
     for kind, view in VIEWS.items():
         carried = [r for r in results if r.status == "ok" and r.block is not None and r.block.kind == kind]
         shown = view.terminal(carried) if view.terminal is not None and carried else None
-        if shown is None or not shown.rows:
-            continue
-        table = _table()
-        table.title, table.title_justify = shown.caption, "left"
-        for index, column in enumerate(shown.columns):  # never cut: each column as wide as its widest value
-            table.add_column(
-                column, no_wrap=True, min_width=max(len(row[index]) for row in [shown.columns, *shown.rows])
-            )
-        for row in shown.rows:
-            table.add_row(*(Text(plain(value)) for value in row))
-        parts.append(table)
+        if shown is not None and shown.rows:
+            parts.append(_content_table(shown))
     return parts
+
+
+def _content_table(shown: ContentTable) -> Table:
+    """A table of strings (render/content.py) as the terminal shows tables: no value ever cut."""
+    table = _table()
+    table.title, table.title_justify = shown.caption, "left"
+    for index, column in enumerate(shown.columns):  # each column as wide as its widest value
+        widest = max(len(row[index]) for row in [shown.columns, *shown.rows])
+        table.add_column(column, no_wrap=True, min_width=widest)
+    for row in shown.rows:
+        table.add_row(*(Text(plain(value)) for value in row))
+    return table
 
 
 def _search_line(limit: BatchLimit, varying: Sequence[str]) -> Text:
@@ -498,6 +503,8 @@ def tradeoff_view(result: Tradeoff, rows_shown: int = 0) -> RenderableType:
         parts.append(table)
         parts += [Text(plain(f"  note: {note}"), style="dim") for note in curve.notes]
     parts += more_rows(len(result.curves), len(shown), "curves")
+    if result.scaling:  # train-ddp cells: throughput and efficiency against world size
+        parts.append(_content_table(scaling_table(result.scaling)))
     return Group(*parts)
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from wattgap.backends.base import Backend, Needs, Prepared
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
+    from wattgap.measure.flops import Work
     from wattgap.workloads.base import Events
 
 
@@ -88,3 +89,21 @@ def cell_result(
         warnings=notes + warnings,
         **fields,
     )
+
+
+def rates(cell: Cell, work: Work, throughput_sps: float) -> dict[str, Any]:
+    """A timed cell's throughput and what its work per sample makes of it: FLOPs and traffic per sample,
+    the FLOP rate achieved, the device's peak and their ratio (None where a count or the peak is unknown)."""
+    from wattgap.measure.hardware import peak_flops_per_s
+
+    achieved = work.flops_per_sample * throughput_sps if work.flops_per_sample else None
+    peak = peak_flops_per_s(cell.device, cell.precision)
+    return {
+        "throughput_sps": throughput_sps,
+        "flops_per_sample": work.flops_per_sample,
+        "weight_traffic_elements": work.weight_traffic_elements,
+        "activation_traffic_elements_per_sample": work.activation_traffic_elements_per_sample,
+        "achieved_flops_per_s": achieved,
+        "peak_flops_per_s": peak,
+        "flop_utilisation": achieved / peak if achieved and peak else None,
+    }

@@ -27,7 +27,6 @@ from wattgap.blocks import DataParallel
 from wattgap.measure import timing
 from wattgap.measure.energy import CellEnergy, EnergyWindow, meters_for
 from wattgap.measure.flops import Work
-from wattgap.measure.hardware import peak_flops_per_s
 from wattgap.measure.noise import NoiseWindow
 from wattgap.results import Memory, Phases
 from wattgap.workloads import assembly
@@ -153,8 +152,6 @@ def _result(
     energy = CellEnergy.from_readings(window.readings, samples, known.idle_power, [])
     throughput = samples / report["wall_s"]
     work = known.work or (Work.model_validate(report["work"]) if report.get("work") else Work())
-    achieved = work.flops_per_sample * throughput if work.flops_per_sample else None
-    peak = peak_flops_per_s(cell.device, cell.precision)
     ranks = [per_rank[index] for index in range(cell.world_size)]
     block = DataParallel(
         world_size=cell.world_size,
@@ -194,13 +191,7 @@ def _result(
         iterations=len(latencies),
         stop_reason=report["stop_reason"],
         ci_checks=report["ci_checks"],
-        throughput_sps=throughput,
-        flops_per_sample=work.flops_per_sample,
-        weight_traffic_elements=work.weight_traffic_elements,
-        activation_traffic_elements_per_sample=work.activation_traffic_elements_per_sample,
-        achieved_flops_per_s=achieved,
-        peak_flops_per_s=peak,
-        flop_utilisation=achieved / peak if achieved and peak else None,
+        **assembly.rates(cell, work, throughput),
         memory=Memory(
             host_peak_rss_bytes=max((r["peak_rss_bytes"] or 0 for r in ranks), default=None),
             device_peak_allocated_bytes=ranks[0]["device_peak_bytes"],

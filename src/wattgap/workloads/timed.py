@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from wattgap.measure import timing
 from wattgap.measure.energy import CellEnergy, EnergyWindow, meters_for
 from wattgap.measure.flops import Work
-from wattgap.measure.hardware import peak_flops_per_s
 from wattgap.measure.memory import DeviceMemory, peak_rss_bytes
 from wattgap.measure.noise import NoiseWindow
 from wattgap.results import Memory
@@ -52,7 +51,6 @@ class Timed(Workload):
             work = Work.of(counted, prepared.samples_per_step, traffic=self.needs.mode == "infer")
             prepared.settings["flops_source"] = "counted"
         work = work or Work()
-        flops_per_sample = work.flops_per_sample
 
         timer = timing.timer_for(cell.device, prepared.host_timer)
         memory = DeviceMemory(cell.device)
@@ -76,8 +74,6 @@ class Timed(Workload):
         samples = prepared.samples_per_step * len(measured.latencies_s)
         energy = CellEnergy.from_readings(window.readings, samples, known.idle_power, prepare_window.readings)
         throughput = samples / measured.wall_s
-        achieved = flops_per_sample * throughput if flops_per_sample else None
-        peak = peak_flops_per_s(cell.device, cell.precision)
         warnings = []
         if len(measured.latencies_s) < protocol.min_iters:
             warnings.append(
@@ -104,13 +100,7 @@ class Timed(Workload):
             iterations=len(measured.latencies_s),
             stop_reason=measured.stop_reason,
             ci_checks=measured.ci_checks,
-            throughput_sps=throughput,
-            flops_per_sample=flops_per_sample,
-            weight_traffic_elements=work.weight_traffic_elements,
-            activation_traffic_elements_per_sample=work.activation_traffic_elements_per_sample,
-            achieved_flops_per_s=achieved,
-            peak_flops_per_s=peak,
-            flop_utilisation=achieved / peak if achieved and peak else None,
+            **assembly.rates(cell, work, throughput),
             memory=Memory(**memory.read(), host_peak_rss_bytes=peak_rss_bytes()),
             accuracy_top1=accuracy,
             noise=audit.audit,

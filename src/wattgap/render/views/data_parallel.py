@@ -1,11 +1,12 @@
 """train-ddp's view: a cell's ranks and all-reduce share beside it in every table, and the scaling section
-(throughput and scaling efficiency against world size, with intervals) in `wattgap show` and the report."""
+(throughput and scaling efficiency against world size, with intervals) in `wattgap show`, `tradeoff`
+and the report."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wattgap.analysis.scaling import scaling
+from wattgap.analysis.scaling import ScalingPoint, scaling
 from wattgap.blocks import DataParallel
 from wattgap.render import plots
 from wattgap.render.content import Section, Table, figure_plots
@@ -22,10 +23,15 @@ def note(block: DataParallel) -> str:
 
 
 def table(results: list[CellResult]) -> Table:
+    """The scaling table of the train-ddp cells among ``results`` (table_of)."""
+    return table_of(scaling(results))
+
+
+def table_of(curves: dict[str, list[ScalingPoint]]) -> Table:
     """One row per world size of each configuration: the group's throughput and the scaling efficiency,
     each with its 95% interval, the all-reduce share and the ranks' largest peak host memory."""
     rows = []
-    for label, points in scaling(results).items():
+    for label, points in curves.items():
         for point in points:
             low, high = point.throughput_ci_sps
             eff = point.efficiency
