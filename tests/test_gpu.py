@@ -148,3 +148,16 @@ def test_cuda_cells_forked_from_the_fork_server_match_fresh_interpreters(tmp_pat
     assert forked.parameters == fresh.parameters and forked.flops_per_sample == fresh.flops_per_sample
     assert forked.phases.startup_s is not None and fresh.phases.startup_s is not None
     assert forked.phases.startup_s < fresh.phases.startup_s  # torch with CUDA was imported once, by the server
+
+
+def test_train_ddp_runs_on_nccl_with_one_rank_per_gpu(tmp_path: Path) -> None:
+    """The NCCL path of train-ddp at world size 1 (and 2 where the machine has two GPUs)."""
+    sizes = [1, 2] if torch.cuda.device_count() >= 2 else [1]
+    config = fast_config(
+        devices=["cuda"], threads=None, workloads={"train-ddp": {"world_sizes": sizes}}, batch_sizes=[8]
+    )
+    run = wattgap.run(config, db=tmp_path / "w.db")
+    assert [r.status for r in run.results] == ["ok"] * len(sizes), [r.reason for r in run.results]
+    for result in run.results:
+        assert result.block is not None and result.block.process_group == "nccl"  # type: ignore[attr-defined]
+        assert result.memory.device_peak_allocated_bytes  # rank 0's GPU memory
