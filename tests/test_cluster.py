@@ -144,3 +144,21 @@ def test_bad_executor_options_are_refused_in_one_line(tmp_path: Path, options: l
     refused = wattgap_cli("run", "--model", "conv6", *options, cwd=tmp_path, timeout=120)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert message in refused.stderr and not (tmp_path / "wattgap.db").exists()
+
+
+def test_a_cell_asks_ray_for_its_threads_and_gpus_per_rank_and_a_numbered_gpu_is_refused() -> None:
+    from wattgap.cells import Cell
+    from wattgap.runner.executors.cluster import _infeasible, _needs
+
+    cell = Cell(model="conv6", workload="infer", backend="torch-eager", device="cpu", precision="fp32", batch_size=1)
+    node = [{"Resources": {"CPU": 4.0, "GPU": 2.0}}]
+    assert _needs(cell.model_copy(update={"threads": 2})) == (2, 0)
+    ddp = cell.model_copy(update={"workload": "train-ddp", "threads": 2, "world_size": 2})
+    assert _needs(ddp) == (4, 0) and _infeasible(ddp, node) is None
+    assert _infeasible(ddp.model_copy(update={"world_size": 3}), node) == "no node of the Ray cluster has 6 CPUs for it"
+    gpus = ddp.model_copy(update={"device": "cuda", "threads": None, "world_size": 2})
+    assert _needs(gpus) == (1, 2) and _infeasible(gpus, node) is None
+    assert _infeasible(gpus.model_copy(update={"world_size": 4}), node) == (
+        "no node of the Ray cluster has 1 CPU and 4 GPUs for it"
+    )
+    assert "name the device cuda, not cuda:1" in (_infeasible(cell.model_copy(update={"device": "cuda:1"}), node) or "")

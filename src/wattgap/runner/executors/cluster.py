@@ -178,9 +178,8 @@ class RayExecutor(Executor):
         ray = self._ray()
         # retried by the driver, not by Ray: a retried stream of events would drop those of the new attempt
         # that have the place of ones already read (its node among them)
-        options: dict[str, Any] = {"num_cpus": job.cell.threads or 1, "max_retries": 0}
-        if job.cell.device.startswith("cuda"):
-            options["num_gpus"] = 1
+        cpus, gpus = _needs(job.cell)
+        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 0}
         if node is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -196,12 +195,21 @@ class _Flight:
     lost: str | None = None  # what ended its earlier try
 
 
+def _needs(cell: Cell) -> tuple[int, int]:
+    """The CPUs and GPUs ``cell`` asks Ray for: its threads for each of its ranks (one rank unless it is a
+    data-parallel cell), and a GPU for each rank of a CUDA cell."""
+    gpus = cell.world_size if cell.device.startswith("cuda") else 0
+    return (cell.threads or 1) * (1 if gpus else cell.world_size), gpus
+
+
 def _infeasible(cell: Cell, alive: list[dict[str, Any]]) -> str | None:
-    """Why no node of ``alive`` can run ``cell`` (too few CPUs, no GPU), or None."""
-    cpus, gpus = cell.threads or 1, 1 if cell.device.startswith("cuda") else 0
+    """Why no node of ``alive`` can run ``cell`` (too few CPUs or GPUs, or a GPU named by number), or None."""
+    if cell.device.startswith("cuda:"):
+        return f"on Ray a cell's GPU is the one Ray gives its task: name the device cuda, not {cell.device}"
+    cpus, gpus = _needs(cell)
     if any(node["Resources"].get("CPU", 0) >= cpus and node["Resources"].get("GPU", 0) >= gpus for node in alive):
         return None
-    need = f"{cpus} CPU{'s' if cpus > 1 else ''}" + (" and a GPU" if gpus else "")
+    need = f"{cpus} CPU{'s' if cpus > 1 else ''}" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
     return f"no node of the Ray cluster has {need} for it"
 
 
