@@ -37,10 +37,12 @@ class Events(SilentProgress):
         self.placed: dict[tuple[str, int | None], str] = {}  # the last node each process was placed on
         self.placements: dict[tuple[str, int | None], list[str]] = {}  # every node, a retry's too
         self.finished: list[CellResult] = []
+        self.log: list[str] = []  # "start" and "end" of each process, in the order the driver saw them
         self.on_node = on_node
 
     def cell_started(self, cell: Any, index: int, total: int | None, repeat: int | None = None) -> None:
         self.started.append((cell.cell_id, repeat))
+        self.log.append("start")
 
     def cell_event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "node":
@@ -51,6 +53,8 @@ class Events(SilentProgress):
 
     def cell_finished(self, result: CellResult) -> None:
         self.finished.append(result)
+        if not result.repeats:  # a process, not the combination of a cell's processes
+            self.log.append("end")
 
 
 def _second_node(address: str) -> str:
@@ -162,3 +166,24 @@ def test_a_cell_asks_ray_for_its_threads_and_gpus_per_rank_and_a_numbered_gpu_is
         "no node of the Ray cluster has 1 CPU and 4 GPUs for it"
     )
     assert "name the device cuda, not cuda:1" in (_infeasible(cell.model_copy(update={"device": "cuda:1"}), node) or "")
+
+
+def test_a_batch_search_runs_its_probes_one_at_a_time_on_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    """Each probe is planned from the last one's outcome: on a cluster with room for three cells at once,
+    the search still runs one probe at a time, and finds what it finds locally."""
+    from wattgap.analysis.memory import batch_limits
+    from wattgap.plan import next_probe
+
+    config = fast_config(models=["helpers.usermodels:grows_with_batch"], batch_sizes="max", max_host_memory_gb=1.0)
+    events = Events()
+    run = wattgap.api.run(config, db=tmp_path / "w.db", executor=RayExecutor(cluster.address), progress=events)
+    assert run.status == "complete"
+    (limit,) = batch_limits(run)
+    replayed: dict[int, str] = {}
+    for batch, status in limit.probes:
+        assert next_probe(replayed) == batch
+        replayed[batch] = status
+    assert limit.exact and limit.largest_batch is not None and limit.smallest_failed == limit.largest_batch + 1
+    (answer,) = [r for r in run.results if not r.probe]
+    assert answer.cell.batch_size == limit.largest_batch and answer.status == "ok"
+    assert events.log == ["start", "end"] * len(events.started)  # each process ended before the next started
