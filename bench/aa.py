@@ -10,7 +10,9 @@ spread between processes in their database, as a user's would after `make run`).
   and how many of its pairs the gate judged (single-process pairs are judged only against a measured
   spread between processes);
 - coverage: the share of (run, cell) whose 95% interval of the median holds the median of the pooled
-  other runs of the setting (the median of their medians);
+  other runs of the setting (the median of their medians), and the same share for the run's own
+  interval (before the widening by this machine's drift between runs, measure/drift.py), with how many
+  of the intervals were widened (a run widens once two earlier runs of its kind measured the drift);
 - the interval's median width and the wall time per run.
 
 The single-process setting is also run once more in a fresh database (no spread measured there): its
@@ -53,8 +55,12 @@ def make_runs(folder: Path, db: str, count: int, repeats: int, options: list[str
     return ids, (time.perf_counter() - started) / count
 
 
-def cells(folder: Path, db: str, run_id: str) -> dict[str, tuple[float, float, float]]:
-    """(median, low, high) of each ok cell of a run, by its label."""
+Interval = tuple[float, float, float, float, float, bool]  # median, low, high, own low, own high, widened
+
+
+def cells(folder: Path, db: str, run_id: str) -> dict[str, Interval]:
+    """The median, its interval, the run's own interval and whether it was widened by the drift between
+    runs, of each ok cell of a run, by its label."""
     done = wattgap("export", run_id, "--format", "json", "--db", db, cwd=folder)
     found = {}
     for result in json.loads(done.stdout)["results"]:
@@ -62,7 +68,9 @@ def cells(folder: Path, db: str, run_id: str) -> dict[str, tuple[float, float, f
         if result["status"] == "ok" and latency:
             cell = result["cell"]
             label = f"{cell['model']}/b{cell['batch_size']}"
-            found[label] = (latency["median_s"], latency["median_ci_low_s"], latency["median_ci_high_s"])
+            low, high, drift = latency["median_ci_low_s"], latency["median_ci_high_s"], latency.get("drift")
+            own = (drift["own_ci_low_s"], drift["own_ci_high_s"]) if drift else (low, high)
+            found[label] = (latency["median_s"], low, high, *own, drift is not None)
     return found
 
 
@@ -80,18 +88,24 @@ def judge(folder: Path, db: str, ids: list[str]) -> tuple[int, int, int, int]:
     return alarms, len(ids) // 2, judged, total
 
 
-def coverage(folder: Path, db: str, ids: list[str]) -> tuple[float, float]:
-    """The share of (run, cell) whose interval holds the median of the other runs' medians, and the
-    median relative width of the intervals."""
+def coverage(folder: Path, db: str, ids: list[str]) -> tuple[float, float, float, int, int]:
+    """The share of (run, cell) whose interval holds the median of the other runs' medians, the same share
+    for the runs' own intervals, the median relative width of the intervals, and how many of how many
+    intervals were widened by the drift between runs."""
     found = {run_id: cells(folder, db, run_id) for run_id in ids}
-    held, count, widths = 0, 0, []
+    held = held_own = count = widened = 0
+    widths = []
     for run_id, by_cell in found.items():
-        for label, (median, low, high) in by_cell.items():
-            others = [found[other][label][0] for other in ids if other != run_id and label in found[other]]
-            held += low <= statistics.median(others) <= high
+        for label, (median, low, high, own_low, own_high, drifted) in by_cell.items():
+            others = statistics.median(
+                [found[other][label][0] for other in ids if other != run_id and label in found[other]]
+            )
+            held += low <= others <= high
+            held_own += own_low <= others <= own_high
+            widened += drifted
             count += 1
             widths.append((high - low) / median)
-    return held / count, statistics.median(widths)
+    return held / count, held_own / count, statistics.median(widths), widened, count
 
 
 def main() -> None:
@@ -116,13 +130,15 @@ def main() -> None:
         for repeats in settings:
             ids, per_run_s = make_runs(folder, "aa.db", 2 * args.pairs, repeats, options)
             alarms, pairs, judged, total = judge(folder, "aa.db", ids)
-            held, width = coverage(folder, "aa.db", ids)
-            rows.append((f"repeats {repeats}", pairs, alarms, judged, total, held, width, per_run_s))
+            rows.append(
+                (f"repeats {repeats}", pairs, alarms, judged, total, *coverage(folder, "aa.db", ids), per_run_s)
+            )
         if 1 in settings and not args.no_fresh:
             ids, per_run_s = make_runs(folder, "fresh.db", 2 * args.pairs, 1, options)
             alarms, pairs, judged, total = judge(folder, "fresh.db", ids)
-            held, width = coverage(folder, "fresh.db", ids)
-            rows.append(("repeats 1, fresh db", pairs, alarms, judged, total, held, width, per_run_s))
+            rows.append(
+                ("repeats 1, fresh db", pairs, alarms, judged, total, *coverage(folder, "fresh.db", ids), per_run_s)
+            )
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
             for database in folder.glob("*.db*"):  # with its write-ahead log, which readers may have left
@@ -131,11 +147,14 @@ def main() -> None:
         f"A/A: {args.models} x batch {args.batch_sizes} on the CPU, image {args.image_size}, "
         f"max-time {args.max_time or 'default'}; compare --by device --fail-above 1"
     )
-    print(f"{'setting':<22}{'pairs':>6}{'false alarms':>14}{'judged':>10}{'coverage':>10}{'CI width':>10}{'s/run':>8}")
-    for setting, pairs, alarms, judged, total, held, width, per_run_s in rows:
+    print(
+        f"{'setting':<22}{'pairs':>6}{'false alarms':>14}{'judged':>10}{'coverage':>10}{'own':>6}{'widened':>10}"
+        f"{'CI width':>10}{'s/run':>8}"
+    )
+    for setting, pairs, alarms, judged, total, held, held_own, width, widened, count, per_run_s in rows:
         print(
-            f"{setting:<22}{pairs:>6}{alarms / pairs:>14.0%}{f'{judged}/{total}':>10}{held:>10.0%}"
-            f"{width:>10.1%}{per_run_s:>8.1f}"
+            f"{setting:<22}{pairs:>6}{alarms / pairs:>14.0%}{f'{judged}/{total}':>10}{held:>10.0%}{held_own:>6.0%}"
+            f"{f'{widened}/{count}':>10}{width:>10.1%}{per_run_s:>8.1f}"
         )
 
 

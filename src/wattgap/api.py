@@ -20,7 +20,7 @@ from wattgap.analysis.projection import Projection, load_entries
 from wattgap.analysis.projection import project as project_of
 from wattgap.analysis.recommend import Constraints, Recommendation
 from wattgap.analysis.recommend import recommend as recommend_of
-from wattgap.analysis.speedup import SPREAD_MAX_AGE_S, Comparison, Spread, spread_of
+from wattgap.analysis.speedup import SPREAD_MAX_AGE_S, Comparison, Spread, single_process, spread_of
 from wattgap.analysis.speedup import compare as compare_runs
 from wattgap.analysis.studies import StudyTable
 from wattgap.analysis.studies import study as study_of
@@ -232,7 +232,7 @@ def compare(
     with Store.open_readonly(db) as store:
         first = store.load_run(run_a)
         second = first if store.resolve(run_b) == first.run_id else store.load_run(run_b)  # A against itself: read once
-        single = any(len(r.sample_groups()) == 1 for run in (first, second) for r in run.results if r.status == "ok")
+        single = any(single_process(r) for run in (first, second) for r in run.results if r.status == "ok")
         keys = [[machine.key() for machine in run.machines_used().values()] for run in (first, second)]
         same_machine = len(keys[0]) == 1 and keys[0] == keys[1]  # cells of several machines: no one spread
         spread = machine_spread(store, first) if single and same_machine else None  # widens single-process sides

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from wattgap.analysis.speedup import work_of
 from wattgap.cells import Cell, curve_key
 from wattgap.config import (
     SweepConfig,
@@ -23,6 +24,7 @@ from wattgap.datasets import check
 from wattgap.devices import Hardware
 from wattgap.errors import ConfigError, StoreError
 from wattgap.machines import Environment, Machine
+from wattgap.measure import drift as drifts
 from wattgap.measure.flops import Work
 from wattgap.measure.protocol import PROBE, probe_protocol
 from wattgap.models import is_custom
@@ -132,6 +134,7 @@ def run(
         else:
             environment.idle_power = _idle(runner, sweep, names[0], devices)
         _describe(runner, sweep, names[0], environment, planned.runnable)
+        environment.drift = machine_drift(store, environment)
         nodes = {names[0]: Node(None, environment.idle_power)} | _elsewhere(
             store, runner, sweep, names[1:], planned.runnable
         )
@@ -204,6 +207,50 @@ def _recent_idle(store: Store, environment: Machine, devices: list[str], sweep: 
     return None
 
 
+DRIFT_OBSERVATIONS = 5000  # results read at most (newest runs first): plenty for the drift, and quick at any size
+
+
+def machine_drift(store: Store, environment: Machine) -> dict[str, dict[str, Any]]:
+    """This machine's drift between runs (measure/drift.py), from the newest runs of ``store`` made on it
+    (the same CPU, GPUs and torch) within DRIFT_MAX_AGE_S: at most DRIFT_RUNS of them, and no more once
+    DRIFT_OBSERVATIONS results are read. Each entry dumped, for the run's environment."""
+    key = environment.key()
+    created: dict[str, float] = {}
+    for run_id, created_at, earlier in store.recent_environments(drifts.DRIFT_MAX_AGE_S):
+        try:  # a neighbour whose facts or creation time do not read is passed over
+            if earlier.key() == key:
+                created[run_id] = datetime.fromisoformat(created_at).timestamp()
+        except (TypeError, ValueError):
+            continue
+        if len(created) >= drifts.DRIFT_RUNS:
+            break
+    seen: list[drifts.Observation] = []
+    for run_id in created:
+        if len(seen) >= DRIFT_OBSERVATIONS:
+            break
+        try:
+            work = work_of(store.run_config(run_id))
+            summaries = store.latency_summaries(run_id)
+        except StoreError:  # a damaged neighbour is no reason for a new run to fail
+            continue
+        for cell_id, device, latency in summaries:
+            observed = drifts.observe(run_id, work, cell_id, device, latency)
+            if observed is not None:
+                seen.append(observed)
+    found = drifts.estimate(seen, created, time.time())
+    return {name: drift.model_dump() for name, drift in found.items()}
+
+
+def widened(result: CellResult, drift: dict[str, drifts.Drift]) -> CellResult:
+    """``result`` with its interval of the median widened by the drift its run measured on its machine for
+    its device family and kind (measure/drift.py): a result of the run's own machine, measured in full."""
+    latency = result.latency
+    if result.status != "ok" or latency is None or result.probe or result.machine_id is not None:
+        return result
+    found = drifts.drift_for(drift, result.cell.device, latency.repeats)
+    return result if found is None else result.model_copy(update={"latency": drifts.apply(latency, found)})
+
+
 def finished(db: str | Path, run_id: str) -> RunState | None:
     """Where ``run_id`` stands when nothing is left for ``resume`` to run (complete, every cell with its
     result), read from its counts without its results; None otherwise. It takes the run's lock as
@@ -267,6 +314,7 @@ def _drive(
     count from one cell is handed to the later cells of its model, workload and backend. ``nodes``: where
     the executor may run them (Executor.nodes), with what the driver took of each."""
     run_id, config = stored.run_id, stored.config
+    drift = {name: drifts.Drift.model_validate(entry) for name, entry in stored.environment.drift.items()}
     # the idle power each process subtracts, by the machine that ran it: the nodes now, and the machines of
     # processes stored before a resume (a node described anew is a machine of its own)
     idle_of = {None: stored.environment.idle_power} | {node.machine_id: node.idle_power for node in nodes.values()}
@@ -278,7 +326,7 @@ def _drive(
     for cell_id, done in parts.items():  # every process ran, but the run stopped before their combination
         finished = len(done) >= config.repeats_for(done[0].cell.workload) or done[-1].status != "ok"
         if cell_id not in results and finished:
-            results[cell_id] = combine(done, config, idle_of.get(done[0].machine_id, {}))
+            results[cell_id] = widened(combine(done, config, idle_of.get(done[0].machine_id, {})), drift)
             store.store_result(run_id, results[cell_id])
     slots: Iterator[tuple[Cell, int, int]]  # (cell, repeat, its place in the run's order)
     probes: dict[str, CellResult] = {}  # a batch search's probes: a few iterations each (measure/protocol.py)
@@ -355,6 +403,7 @@ def _drive(
                 if result.status == "ok" and len(done) < config.repeats_for(result.cell.workload):
                     continue
                 result = combine(done, config, idle_of.get(result.machine_id, {}))
+            result = widened(result, drift)
             keep(result, store.store_result)
             results[result.cell_id] = result
             progress.cell_finished(result)

@@ -81,7 +81,7 @@ class Machine(BaseModel):
 
     def machine_id(self) -> str:
         """The content hash that names these facts in the store: the same facts, the same id."""
-        facts = self.model_dump(mode="json", exclude={"user_models"})
+        facts = self.model_dump(mode="json", exclude={"user_models", "drift"})
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
     def device_names(self) -> dict[str, str]:
@@ -105,3 +105,7 @@ class Environment(Machine):
     on) and, for each user model, the identity of its source and what loading it showed."""
 
     user_models: dict[str, Any] = Field(default_factory=dict)
+    # this machine's drift between runs when the run started, measured from the earlier runs of its
+    # database, by device family and kind of run ("cpu/one process": a measure.drift.Drift, dumped); the
+    # intervals of the run's medians are widened by it as its results are stored
+    drift: dict[str, dict[str, Any]] = Field(default_factory=dict)

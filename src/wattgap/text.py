@@ -34,3 +34,9 @@ def number(value: float, digits: int = 3) -> str:
     if rounded != 0 and math.floor(math.log10(abs(rounded))) > magnitude:  # 9.996 -> 10.0: one decimal less
         decimals = max(0, decimals - 1)
     return f"{rounded:.{decimals}f}"
+
+
+def age(seconds: float) -> str:
+    """How old a measurement is, for a sentence: "0.5 h", or "3 days" past two days."""
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.0f} days"

@@ -11,16 +11,19 @@ interval is only ``within one process``, and ``regressions`` does not judge it."
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from wattgap.cells import CELL_FIELDS, Cell
+from wattgap.config import SweepConfig
 from wattgap.errors import ConfigError, field_error
-from wattgap.measure.stats import WITHIN_ONE_PROCESS, log_median_draws
+from wattgap.measure.stats import BETWEEN_RUNS, WITHIN_ONE_PROCESS, log_median_draws
 from wattgap.plan import COMPONENTS
 from wattgap.results import CellResult, Run
+from wattgap.text import age
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,9 @@ class Spread:
     age_s: float
 
     def text(self) -> str:
-        hours = self.age_s / 3600
-        age = f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.0f} days"
         return (
             f"this machine's spread between processes, {self.sd_log:.2%} (pooled over {self.cells} repeated cells "
-            f"of {len(self.runs)} runs, the newest {age} old)"
+            f"of {len(self.runs)} runs, the newest {age(self.age_s)} old)"
         )
 
 
@@ -145,15 +146,23 @@ WORK_SETTINGS = (
 )
 
 
-def component_settings(run: Run) -> dict[str, dict[str, Any]]:
-    """The settings of each backend and workload ``run`` swept (defaults filled in), as
+def component_settings(config: SweepConfig) -> dict[str, dict[str, Any]]:
+    """The settings of each backend and workload a sweep runs (defaults filled in), as
     ``backends.torch-compile`` -> its settings: they too change the work of their cells."""
     return {
-        f"{axis}.{name}": run.config.settings(axis, name, registry[name].settings_model).model_dump()
+        f"{axis}.{name}": config.settings(axis, name, registry[name].settings_model).model_dump()
         for axis, registry in COMPONENTS.items()
-        for name in getattr(run.config, axis)
+        for name in getattr(config, axis)
         if name in registry
     }
+
+
+def work_of(config: SweepConfig) -> str:
+    """What decides, beside a cell's own fields, the work a sweep's cells do (WORK_SETTINGS and each
+    component's settings), as one canonical text: two runs with the same text measure the same work in
+    the same cell."""
+    work = {name: getattr(config, name) for name in WORK_SETTINGS} | component_settings(config)
+    return json.dumps(work, sort_keys=True, default=str)
 
 
 def check_same_work(run_a: Run, run_b: Run) -> None:
@@ -162,7 +171,7 @@ def check_same_work(run_a: Run, run_b: Run) -> None:
         for name in WORK_SETTINGS
         if getattr(run_a.config, name) != getattr(run_b.config, name)
     ]
-    ours, theirs = component_settings(run_a), component_settings(run_b)
+    ours, theirs = component_settings(run_a.config), component_settings(run_b.config)
     for component in ours.keys() & theirs.keys():  # a component only one run swept measured nothing to pair
         for setting, value in ours[component].items():
             if theirs[component].get(setting) != value:
@@ -308,13 +317,18 @@ def _log_ratios(
 ) -> np.ndarray:
     """Draws of the log of B's throughput per sample over A's; ``drawn``: the A sides' draws by cell."""
     if a.cell_id not in drawn:
-        drawn[a.cell_id] = _side_draws(a, "A", seed, resamples, spread if _single(a) else None)
-    b_draws = _side_draws(b, "B", seed, resamples, spread if _single(b) else None)
+        drawn[a.cell_id] = _side_draws(a, "A", seed, resamples, spread if single_process(a) else None)
+    b_draws = _side_draws(b, "B", seed, resamples, spread if single_process(b) else None)
     return drawn[a.cell_id] - b_draws + np.log(b.cell.batch_size / a.cell.batch_size)
 
 
-def _single(result: CellResult) -> bool:
-    return len(result.sample_groups()) == 1
+def single_process(result: CellResult) -> bool:
+    """A side measured in one process whose interval knows nothing of the drift between processes."""
+    return len(result.sample_groups()) == 1 and not _drifted(result)
+
+
+def _drifted(result: CellResult) -> bool:
+    return result.latency is not None and result.latency.drift is not None
 
 
 def _made(
@@ -328,8 +342,10 @@ def _made(
     spread: Spread | None,
 ) -> Pair:
     flagged = [f"{side} degraded vs fp32" for side, r in (("A", a), ("B", b)) if r.agreement and r.agreement.degraded]
-    single = _single(a) or _single(b)
+    single = single_process(a) or single_process(b)
     covers = "between processes" if not single else WIDENED if spread is not None else WITHIN_ONE_PROCESS
+    if _drifted(a) and _drifted(b):
+        covers = BETWEEN_RUNS
     note = ", ".join([*notes, *flagged])
     return Pair(key, a, b, ratio(a, b), float(low), float(high), note, log_ratios, covers)
 
@@ -340,11 +356,20 @@ def ratio(a: CellResult, b: CellResult) -> float:
 
 
 def _side_draws(result: CellResult, side: str, seed: int, resamples: int, spread: Spread | None) -> np.ndarray:
-    """Draws of one side's log median (widened by ``spread`` when given), seeded by the comparison's seed,
-    the side and the cell: the same cell on both sides of an A/A pair is drawn twice, independently."""
+    """Draws of one side's log median, seeded by the comparison's seed, the side and the cell (the same
+    cell on both sides of an A/A pair is drawn twice, independently): widened by the machine's drift
+    between runs its result was stored with (a t variable of its degrees of freedom times its standard
+    deviation), or else, for a single process, by ``spread`` when given."""
     rng = np.random.default_rng([seed, "AB".index(side), int(result.cell_id, 16)])
     draws = log_median_draws([np.asarray(g) for g in result.sample_groups()], resamples, int(rng.integers(2**31)))
+    drift = result.latency.drift if result.latency is not None else None
+    if drift is not None:
+        return draws + drift.sd_log * _t_or_normal(rng, drift.dof, resamples)
     return draws if spread is None else draws + spread.sd_log * rng.standard_normal(resamples)
+
+
+def _t_or_normal(rng: np.random.Generator, dof: float, count: int) -> np.ndarray:
+    return rng.standard_t(dof, count) if 0 < dof < np.inf else rng.standard_normal(count)
 
 
 WIDENED = "widened by this machine's spread between processes"

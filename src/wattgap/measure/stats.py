@@ -28,6 +28,17 @@ Samples = np.ndarray | Sequence[np.ndarray]  # one window's samples, or one arra
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}  # those with intervals (the trade-off's)
 
 
+class DriftWidening(BaseModel):
+    """What widened a result's interval of the median: the machine's drift between runs as a standard
+    deviation of log medians (``sd_log``, estimated with ``dof`` degrees of freedom), and the interval the
+    run's own samples gave before it."""
+
+    sd_log: float
+    dof: float
+    own_ci_low_s: float
+    own_ci_high_s: float
+
+
 class LatencyStats(BaseModel):
     """Summary of one cell's latency samples, in seconds. With several repeats the median is the pooled
     one and its interval the t interval over the processes; ``repeat_medians_s`` and ``between_repeat_cv``
@@ -60,16 +71,29 @@ class LatencyStats(BaseModel):
     # computed as the cell is stored, so that analyses need not resample (none in results of 0.1.0)
     resamples: int | None = None
     percentile_ci_s: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # this machine's drift between runs, measured from its earlier runs (measure/drift.py), by which the
+    # interval of the median was widened as the result was stored; None: no such drift was measured
+    drift: DriftWidening | None = None
 
     @property
     def covers(self) -> str:
         """What the interval of the median covers, for every view to say."""
+        if self.drift is not None:
+            return f"{BETWEEN_RUNS} (this machine's drift {self.drift.sd_log:.1%})"
         if self.repeats > 1:
             return f"between {self.repeats} processes"
         return WITHIN_ONE_PROCESS
 
+    @property
+    def own_interval(self) -> tuple[float, float]:
+        """The interval of the median from this run's samples alone, before any widening by drift."""
+        if self.drift is not None:
+            return self.drift.own_ci_low_s, self.drift.own_ci_high_s
+        return self.median_ci_low_s, self.median_ci_high_s
+
 
 WITHIN_ONE_PROCESS = "within one process"
+BETWEEN_RUNS = "between runs"
 
 
 def t_quantile(confidence: float, dof: float) -> float:
@@ -85,6 +109,39 @@ def process_interval(medians: Sequence[float], confidence: float) -> tuple[float
     center, error = _log_mean_and_error(medians)
     half = t_quantile(confidence, len(medians) - 1) * error
     return float(np.exp(center - half)), float(np.exp(center + half))
+
+
+def widened(stats: LatencyStats, sd_log: float, dof: float) -> LatencyStats:
+    """``stats`` with its interval of the median widened by a drift between runs of ``sd_log`` (a standard
+    deviation of log medians, estimated with ``dof`` degrees of freedom): on each side of the median, in
+    log space, the run's own standard error (a repeated cell's t interval; one window's bootstrap interval,
+    read as a normal one on each side) and the drift are added in quadrature, and the quantile is Student's
+    t at the Welch-Satterthwaite degrees of freedom of that sum. The interval the run alone gave is kept."""
+    own_low, own_high = stats.own_interval
+    if stats.repeats > 1 and len(stats.repeat_medians_s) > 1:
+        center, error = _log_mean_and_error(stats.repeat_medians_s)
+        errors, own_dof = (error, error), float(len(stats.repeat_medians_s) - 1)
+    else:
+        z = t_quantile(stats.confidence, float("inf"))
+        center = float(np.log(stats.median_s))
+        errors = ((center - np.log(own_low)) / z, (np.log(own_high) - center) / z)
+        own_dof = float("inf")
+    bounds = []
+    for sign, error in zip((-1.0, 1.0), errors, strict=True):
+        own, extra = float(error) ** 2, sd_log**2
+        total = own + extra
+        parts = own**2 / own_dof + (extra**2 / dof if dof > 0 else float("inf"))
+        freedom = total**2 / parts if parts > 0 else float("inf")
+        bounds.append(float(np.exp(center + sign * t_quantile(stats.confidence, freedom) * np.sqrt(total))))
+    low, high = bounds
+    return stats.model_copy(
+        update={
+            "median_ci_low_s": low,
+            "median_ci_high_s": high,
+            "median_ci_rel_halfwidth": (high - low) / 2 / stats.median_s if stats.median_s > 0 else float("inf"),
+            "drift": DriftWidening(sd_log=sd_log, dof=dof, own_ci_low_s=own_low, own_ci_high_s=own_high),
+        }
+    )
 
 
 def _log_mean_and_error(medians: Sequence[float]) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from wattgap.cells import CELL_FIELDS
 from wattgap.errors import ConfigError
 from wattgap.render import plots
 from wattgap.render.content import Document, Plot, Section, Table, figure_plots
-from wattgap.render.format import by_unit, interval, number, quantity, result_notes, seconds
+from wattgap.render.format import by_unit, covered, interval, number, quantity, result_notes, seconds
 from wattgap.render.views import VIEWS
 from wattgap.results import CellResult, Run
 
@@ -412,7 +412,7 @@ def _cells(runs: list[Run]) -> Section:
                     result.cell.label,
                     result.status,
                     seconds(latency.median_s) if latency else "-",
-                    interval(latency) + ("" if latency is None or latency.repeats > 1 else " (1 process)"),
+                    interval(latency) + covered(latency),
                     f"{between:.1%}" if between is not None else "-",
                     seconds(latency.p95_s) if latency else "-",
                     quantity(result.throughput_median_sps, "").strip(),

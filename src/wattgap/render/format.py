@@ -47,6 +47,16 @@ def interval(latency: LatencyStats | None) -> str:
     return f"±{low_text}%" if low_text == high_text else f"-{low_text}/+{high_text}%"
 
 
+def covered(latency: LatencyStats | None) -> str:
+    """What an interval of the median covers, as a short label beside it: " (between runs)" when widened by
+    the machine's drift between runs, " (1 process)" when it is one window's own, "" for several processes."""
+    if latency is None:
+        return ""
+    if latency.drift is not None:
+        return " (between runs)"
+    return "" if latency.repeats > 1 else " (1 process)"
+
+
 def _percent(share: float) -> str:
     return number(max(0.0, share) * 100, 2)
 

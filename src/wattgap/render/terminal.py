@@ -22,6 +22,7 @@ from wattgap.analysis.tradeoff import Curve, Tradeoff
 from wattgap.analysis.whatif import UNVALIDATED, WhatIf
 from wattgap.cells import CELL_FIELDS, Cell
 from wattgap.machines import Machine
+from wattgap.measure.drift import Drift, key_of
 from wattgap.measure.stats import LatencyStats
 from wattgap.render.content import Table as ContentTable
 from wattgap.render.format import by_unit, interval, number, plain, quantity, result_notes, seconds
@@ -171,10 +172,7 @@ def run_view(run: Run, rows_shown: int = 0) -> RenderableType:
         parts.append(Text(PROBE_LINE))
     parts += _skipped_lines(Counter(r.reason for r in run.results if r.status == "skipped"))
     parts += [Text(summary_line(run)), Text(plain(idle_line(run)))]
-    if run.config.protocol.repeats > 1:
-        parts.append(Text(repeats_line(run)))
-    elif any(r.latency is not None for r in results):
-        parts.append(Text(SINGLE_PROCESS_LINE))
+    parts += [Text(plain(line)) for line in interval_lines(run, results)]
     return Group(*parts)
 
 
@@ -225,8 +223,8 @@ class CellTable:
 
 
 SINGLE_PROCESS_LINE = (
-    "±CI: the interval of the median within one process, below/above it; it does not cover the drift between "
-    "processes (--repeats 3 measures that)"
+    "±CI (1 process): the interval of the median within one process, below/above it; it does not cover the drift "
+    "between processes or runs (a second run of the same cells on this machine measures that for the runs after it)"
 )
 
 
@@ -243,6 +241,28 @@ def repeats_line(run: Run) -> str:
         f"repeats: each cell measured in {config.protocol.repeats} fresh processes, {order}; ±CI is the interval "
         "of the median over them (t interval on their log medians), ±proc how far their medians differ (cv)"
     )
+
+
+def interval_lines(run: Run, results: list[CellResult]) -> list[str]:
+    """What ±CI covers in ``results`` of ``run``: how its processes were measured, and the drift between
+    runs that widened the intervals (measure/drift.py), or, where none did, that one process's interval
+    cannot cover the drift between processes."""
+    lines = [repeats_line(run)] if run.config.protocol.repeats > 1 else []
+    used = dict.fromkeys(
+        key_of(r.cell.device, r.latency.repeats) for r in results if r.latency is not None and r.latency.drift
+    )
+    for key in used:
+        entry = run.environment.drift.get(key)
+        measured = Drift.model_validate(entry).text() if entry else "a drift between runs"
+        kind = key.partition("/")[2]
+        lines.append(
+            f"±CI ({kind}): the run's own interval widened by {measured}, so that it covers what another run of "
+            "the cell on this machine finds; `wattgap export` keeps the run's own"
+        )
+    single = [r for r in results if r.latency is not None and r.latency.repeats == 1 and r.latency.drift is None]
+    if single:
+        lines.append(SINGLE_PROCESS_LINE)
+    return lines
 
 
 def _best_lines(run: Run, varying: list[str]) -> list[RenderableType]:

@@ -16,6 +16,7 @@ from wattgap.cells import ID_FIELDS, Cell
 from wattgap.config import SweepConfig
 from wattgap.errors import StoreError
 from wattgap.machines import Environment, Machine
+from wattgap.measure.protocol import PROBE
 from wattgap.results import STATUSES, CellResult, Run, RunState
 from wattgap.store import migrations
 from wattgap.store.migrations import APPLICATION_ID, SCHEMA_VERSION
@@ -524,6 +525,40 @@ class Store:
             except (TypeError, ValueError):
                 continue
         return found
+
+    def run_config(self, run_id: str) -> SweepConfig:
+        """A run's config alone (none of its cells or results read)."""
+
+        def read() -> SweepConfig:
+            full = self.resolve(run_id)
+            (text,) = self.connection.execute("SELECT config_json FROM runs WHERE run_id = ?", (full,)).fetchone()
+            stored = {"stored": True}
+            return _decoded(full, "field config", lambda: SweepConfig.model_validate_json(text, context=stored))
+
+        return self._reading(read)
+
+    def latency_summaries(self, run_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(cell id, device, latency summary) of each ok result of ``run_id`` made on the run's own machine,
+        measured in full (no probe) while its noise audit found the machine quiet: what the drift between
+        runs reads (measure/drift.py). The summaries are read out of the results without their samples."""
+
+        def read() -> list[tuple[str, str, dict[str, Any]]]:
+            rows = self.connection.execute(
+                "SELECT cell_id, json_extract(result_json, '$.cell.device', '$.latency', '$.noise.suspect', "
+                "'$.stop_reason') FROM results WHERE run_id = ? AND status = 'ok' AND machine_id IS NULL",
+                (run_id,),
+            ).fetchall()
+            found = []
+            for cell_id, text in rows:
+                try:
+                    device, latency, suspect, stop = json.loads(text)
+                except (TypeError, ValueError):  # a damaged row is passed over: the drift is made of the others
+                    continue
+                if isinstance(latency, dict) and isinstance(device, str) and not suspect and stop != PROBE:
+                    found.append((str(cell_id), device, latency))
+            return found
+
+        return self._reading(read)
 
     def repeated_run_ids(self) -> set[str]:
         """The runs that measured some cell in several processes (their processes are in the repeats table)."""
