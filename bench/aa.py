@@ -19,7 +19,7 @@ The single-process setting is also run once more in a fresh database (no spread 
 pairs are then not judged at all, which the table says.
 
     python bench/aa.py [--pairs 20] [--settings 1,3,5] [--max-time 0.5] [--models conv6,resnet18] [--no-fresh]
-                       [--keep DIR]
+                       [--keep DIR] [--history DB]
 
 It measures the machine as much as wattgap: run it on a quiet machine (nothing else running), or read its
 table as that of a busy one.
@@ -118,6 +118,12 @@ def main() -> None:
     parser.add_argument("--max-time", help="cap each cell's window (s); default: the default protocol")
     parser.add_argument("--no-fresh", action="store_true", help="skip the single-process runs in a fresh database")
     parser.add_argument(
+        "--history",
+        type=Path,
+        help="start from a copy of this database (earlier runs of this machine: the drift between runs is "
+        "measured from them, as for a user who has run wattgap here before)",
+    )
+    parser.add_argument(
         "--keep", type=Path, help="copy the bench's databases into this folder (every process's samples)"
     )
     args = parser.parse_args()
@@ -127,6 +133,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="wattgap-aa-") as name:
         folder = Path(name)
+        if args.history is not None:
+            shutil.copy2(args.history, folder / "aa.db")
         for repeats in settings:
             ids, per_run_s = make_runs(folder, "aa.db", 2 * args.pairs, repeats, options)
             alarms, pairs, judged, total = judge(folder, "aa.db", ids)

@@ -19,6 +19,8 @@ from wattgap.measure.drift import Drift
 from wattgap.measure.noise import NoiseAudit
 from wattgap.measure.protocol import PROBE
 from wattgap.measure.stats import LatencyStats, summarize_repeats
+from wattgap.render.format import covered
+from wattgap.render.terminal import SINGLE_PROCESS_LINE, interval_lines
 from wattgap.results import CellResult
 from wattgap.store.sqlite import Store
 
@@ -140,6 +142,7 @@ def test_the_store_reads_quiet_full_measurements_of_the_runs_own_machine(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # cells the noise audit finds SUSPECT (a busy machine) measure no drift: alone, on a quiet one
 def test_runs_after_the_first_two_are_widened_by_the_drift_they_measured(tmp_path: Path) -> None:
     """Real runs of the same cells into one database: the first two have no history to measure a drift
     from (their intervals are their own, within one process); the third is widened by what the first two
@@ -184,3 +187,26 @@ def test_runs_after_the_first_two_are_widened_by_the_drift_they_measured(tmp_pat
         wattgap_cli("export", runs[2].run_id, "--format", "json", "--db", str(db), cwd=tmp_path).stdout
     )
     assert exported["results"][0]["latency"]["drift"]["own_ci_low_s"] == runs[2].results[0].latency.own_interval[0]
+
+
+def test_each_view_labels_what_the_interval_covers() -> None:
+    """The report's label beside ±CI and the lines under the terminal's table: between runs once widened
+    (naming the drift as the run stored it), else one process's or several processes' own."""
+    rng = np.random.default_rng(2)
+    single = summarize_repeats([rng.lognormal(-7, 0.01, 80).tolist()], resamples=50)
+    several = summarize_repeats([rng.lognormal(-7, 0.01, 80).tolist() for _ in range(3)], resamples=50)
+    drift = Drift(sd_log=0.04, dof=6, cells=3, runs=["a", "b", "c"], newest_age_s=7200, source="runs of one process")
+    wide = drifts.apply(single, drift)
+    assert (covered(single), covered(several), covered(wide), covered(None)) == (
+        " (1 process)",
+        "",
+        " (between runs)",
+        "",
+    )
+    run = make_run("r", [result(np.asarray([1e-3, 1.1e-3, 0.9e-3] * 10), resamples=50)])
+    widened_result = run.results[0].model_copy(update={"latency": drifts.apply(run.results[0].latency, drift)})
+    run.environment.drift = {"cpu/one process": drift.model_dump()}
+    (line,) = interval_lines(run, [widened_result])
+    assert "±CI (one process): the run's own interval widened by this machine's drift between runs, 4.00%" in line
+    assert "3 cells measured again in 3 runs, the newest 2.0 h old; 6 degrees of freedom" in line
+    assert interval_lines(run, run.results) == [SINGLE_PROCESS_LINE]

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 # 2: energy, accuracy_top1, training, agreement; 3: the traffic counts; 4: the noise audit; 5: repeats (repeat,
 # sequence, repeats); 6: the workload's block (``block`` with its ``kind``; 2-5 stored train-to-accuracy's as
 # ``training``, read into the block); 7: ``machine_id``; 8: the latency percentiles' intervals
-# (``latency.percentile_ci_s``, ``latency.resamples``). Older read with them unset
-RESULT_SCHEMA_VERSION = 8
+# (``latency.percentile_ci_s``, ``latency.resamples``); 9: the drift between runs that widened the interval of
+# the median, with the run's own interval (``latency.drift``). Older read with them unset
+RESULT_SCHEMA_VERSION = 9
 Status = Literal["ok", "skipped", "failed", "oom", "timeout", "crashed"]
 STATUSES: tuple[str, ...] = ("ok", "skipped", "failed", "oom", "timeout", "crashed")
 

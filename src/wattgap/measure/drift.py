@@ -36,7 +36,7 @@ from wattgap.text import age
 
 ONE, SEVERAL = "one process", "several processes"
 DRIFT_MAX_AGE_S = 7 * 24 * 3600.0  # older runs are not used: machines change
-DRIFT_RUNS = 50  # at most this many of the newest runs on the machine are read (a new run starts in well under 1 s)
+DRIFT_RUNS = 200  # at most this many of the newest runs on the machine are read (a new run starts in well under 1 s)
 
 
 class Drift(BaseModel):

@@ -14,6 +14,7 @@ cannot see the spread it has not sampled: it held the truth 76% of the time wher
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -97,10 +98,14 @@ BETWEEN_RUNS = "between runs"
 
 
 def t_quantile(confidence: float, dof: float) -> float:
-    """The two-sided ``confidence`` quantile of Student's t with ``dof`` degrees of freedom."""
+    """The two-sided ``confidence`` quantile of Student's t with ``dof`` degrees of freedom (infinite: the
+    normal one, without importing scipy, a second of a process's start)."""
+    level = 1 - (1 - confidence) / 2
+    if dof == float("inf"):
+        return NormalDist().inv_cdf(level)
     from scipy.stats import t
 
-    return float(t.ppf(1 - (1 - confidence) / 2, dof))
+    return float(t.ppf(level, dof))
 
 
 def process_interval(medians: Sequence[float], confidence: float) -> tuple[float, float]:
