@@ -210,3 +210,11 @@ def test_each_view_labels_what_the_interval_covers() -> None:
     assert "±CI (one process): the run's own interval widened by this machine's drift between runs, 4.00%" in line
     assert "3 cells measured again in 3 runs, the newest 2.0 h old; 6 degrees of freedom" in line
     assert interval_lines(run, run.results) == [SINGLE_PROCESS_LINE]
+
+
+def test_a_median_at_zero_is_left_as_it_is() -> None:
+    """A log median needs a median above zero: a cell timed at zero (a clock's resolution) keeps its own
+    interval rather than one of NaNs."""
+    stats = summarize_repeats([[0.0, 0.0, 0.0, 1e-3]], resamples=20)
+    drift = Drift(sd_log=0.05, dof=10, cells=1, runs=["a", "b"], newest_age_s=0, source="runs of one process")
+    assert drifts.apply(stats, drift) == stats

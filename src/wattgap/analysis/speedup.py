@@ -4,10 +4,12 @@ confidence intervals from the raw samples, and their geometric mean.
 
 Each side contributes draws of its log median (measure/stats.log_median_draws): a cell measured in
 several processes, from the t distribution of its processes' log medians; a cell measured in one process,
-from the bootstrap of its one window, which knows nothing of the drift between processes. Such a side is
-widened by the between-process spread measured on the same machine (``Spread``: the pooled spread of the
-repeated cells of recent runs in the same database) when there is one; when there is none its pair's
-interval is only ``within one process``, and ``regressions`` does not judge it."""
+from the bootstrap of its one window, which knows nothing of the drift between processes. A side whose
+result was stored with the machine's drift between runs (measure/drift.py) adds that drift to its draws,
+and a pair of two such sides covers what another run would find (``between runs``). A single-process side
+without one is widened by the between-process spread measured on the same machine (``Spread``: the pooled
+spread of the repeated cells of recent runs in the same database) when there is one; when there is none
+its pair's interval is only ``within one process``, and ``regressions`` does not judge it."""
 
 from __future__ import annotations
 

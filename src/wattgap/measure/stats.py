@@ -121,8 +121,11 @@ def widened(stats: LatencyStats, sd_log: float, dof: float) -> LatencyStats:
     deviation of log medians, estimated with ``dof`` degrees of freedom): on each side of the median, in
     log space, the run's own standard error (a repeated cell's t interval; one window's bootstrap interval,
     read as a normal one on each side) and the drift are added in quadrature, and the quantile is Student's
-    t at the Welch-Satterthwaite degrees of freedom of that sum. The interval the run alone gave is kept."""
+    t at the Welch-Satterthwaite degrees of freedom of that sum. The interval the run alone gave is kept.
+    A median or interval at zero (no log) is left as it is."""
     own_low, own_high = stats.own_interval
+    if not 0 < own_low <= stats.median_s or min(stats.repeat_medians_s, default=1.0) <= 0:
+        return stats
     if stats.repeats > 1 and len(stats.repeat_medians_s) > 1:
         center, error = _log_mean_and_error(stats.repeat_medians_s)
         errors, own_dof = (error, error), float(len(stats.repeat_medians_s) - 1)
