@@ -444,8 +444,9 @@ def compare(
         console.print(
             Text(
                 f"not judged by --fail-above: {len(single)} of {len(comparison.pairs)} pairs, whose intervals are "
-                "within one process (drift between processes unknown: no run in this database measured it on this "
-                "machine within 7 days); run either side with --repeats 3 or more, and its spread widens the rest"
+                "within one process (no drift between processes or runs was measured on this machine in this "
+                "database within 7 days when they ran); runs made after two runs of the same cells here carry "
+                "the drift between runs, and a run with --repeats 3 or more measures the spread that widens the rest"
             )
         )
     if fail_above is not None and busy:
