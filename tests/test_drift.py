@@ -168,14 +168,13 @@ def test_the_store_reads_quiet_full_measurements_of_the_runs_own_machine(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # cells the noise audit finds SUSPECT (a busy machine) measure no drift: alone, on a quiet one
 def test_runs_after_the_first_two_are_widened_by_the_drift_they_measured(tmp_path: Path) -> None:
     """Real runs of the same cells into one database: the first two have no history to measure a drift
     from (their intervals are their own, within one process); the third is widened by what the first two
     measured, stored with its run; the interval is wider than the run's own, which is kept; the views say
     so; and two widened runs are compared, and judged by the gate, between runs."""
     db = tmp_path / "w.db"
-    config = fast_config(batch_sizes=[1, 2])
+    config = fast_config(batch_sizes=[1, 2], noise={"enabled": False})  # a SUSPECT cell measures no drift
     runs = [wattgap.api.run(config, db) for _ in range(4)]
     assert not runs[0].environment.drift and not runs[1].environment.drift
     assert all(r.latency is not None and r.latency.drift is None for r in runs[1].results)
