@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from wattgap.measure.stats import LatencyStats, t_quantile, widened
+from wattgap.measure.stats import LatencyStats, log_mean_and_error, t_quantile, widened
 from wattgap.text import age
 
 ONE, SEVERAL = "one process", "several processes"
@@ -94,11 +94,10 @@ def observe(run_id: str, work: str, cell_id: str, device: str, latency: dict[str
     medians = [m for m in stats.repeat_medians_s if m > 0]
     same = (work, cell_id)
     if stats.repeats > 1 and len(medians) > 1:
-        logs = [math.log(m) for m in medians]
-        mean = sum(logs) / len(logs)
-        squares = sum((x - mean) ** 2 for x in logs)
-        variance = squares / (len(logs) - 1) / len(logs)
-        return Observation(run_id, same, family(device), SEVERAL, mean, variance, squares, len(logs) - 1)
+        mean, error = log_mean_and_error(medians)  # the run's own t interval's centre and standard error
+        count = len(medians)
+        squares = error**2 * count * (count - 1)  # of the log medians about their mean
+        return Observation(run_id, same, family(device), SEVERAL, mean, error**2, squares, count - 1)
     low, high = stats.own_interval
     if not 0 < low <= stats.median_s <= high:
         return None

@@ -111,7 +111,7 @@ def t_quantile(confidence: float, dof: float) -> float:
 def process_interval(medians: Sequence[float], confidence: float) -> tuple[float, float]:
     """The interval of a cell's median from its processes' medians (at least 2): a t interval on their
     logarithms, mapped back (asymmetric, never below zero)."""
-    center, error = _log_mean_and_error(medians)
+    center, error = log_mean_and_error(medians)
     half = t_quantile(confidence, len(medians) - 1) * error
     return float(np.exp(center - half)), float(np.exp(center + half))
 
@@ -127,7 +127,7 @@ def widened(stats: LatencyStats, sd_log: float, dof: float) -> LatencyStats:
     if not 0 < own_low <= stats.median_s or min(stats.repeat_medians_s, default=1.0) <= 0:
         return stats
     if stats.repeats > 1 and len(stats.repeat_medians_s) > 1:
-        center, error = _log_mean_and_error(stats.repeat_medians_s)
+        center, error = log_mean_and_error(stats.repeat_medians_s)
         errors, own_dof = (error, error), float(len(stats.repeat_medians_s) - 1)
     else:
         z = t_quantile(stats.confidence, float("inf"))
@@ -152,7 +152,7 @@ def widened(stats: LatencyStats, sd_log: float, dof: float) -> LatencyStats:
     )
 
 
-def _log_mean_and_error(medians: Sequence[float]) -> tuple[float, float]:
+def log_mean_and_error(medians: Sequence[float]) -> tuple[float, float]:
     """The mean of the processes' log medians and its standard error (k - 1 degrees of freedom)."""
     logs = np.log(np.asarray(medians, dtype=float))
     return float(np.mean(logs)), float(np.std(logs, ddof=1)) / float(np.sqrt(logs.size))
@@ -166,7 +166,7 @@ def log_median_draws(samples: Samples, resamples: int, seed: int = 0) -> np.ndar
     groups = _groups(samples)
     if len(groups) == 1:
         return np.log(bootstrap_medians(groups[0], resamples, seed))
-    center, error = _log_mean_and_error([float(np.median(group)) for group in groups])
+    center, error = log_mean_and_error([float(np.median(group)) for group in groups])
     return center + error * np.random.default_rng(seed).standard_t(len(groups) - 1, resamples)
 
 
