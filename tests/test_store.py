@@ -1,20 +1,23 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import result
 
 from wattgap import api
 from wattgap.config import SweepConfig, parse_config
 from wattgap.errors import ConfigError, StoreError
 from wattgap.machines import Environment
 from wattgap.store.migrations import SCHEMA_VERSION
-from wattgap.store.sqlite import Store
+from wattgap.store.sqlite import FREEZE_AT, Store
 
 
 def test_new_database_is_marked_versioned_and_in_wal_mode(tmp_path: Path) -> None:
@@ -236,3 +239,35 @@ def test_no_block_column_shadows_a_field_of_the_flat_row() -> None:
         world_size=2,
     )  # fmt: skip
     assert CellResult(cell=cell, status="ok").flat()["world_size"] == 2
+
+
+@pytest.mark.parametrize("collector", ["on", "off"])
+def test_a_big_run_reads_back_whole_with_the_collector_as_it_was(tmp_path: Path, collector: str) -> None:
+    """A run of FREEZE_AT results or more is decoded with the cyclic collector off and frozen after
+    (sqlite._decoding): it reads back equal to what was stored, its objects are in the permanent
+    generation, and the collector is on or off after as it was before; a small run is not frozen."""
+    source = result(np.linspace(1e-3, 2e-3, 50), resamples=50)
+    results = [
+        source.model_copy(update={"cell": source.cell.model_copy(update={"batch_size": n + 1})})
+        for n in range(FREEZE_AT)
+    ]
+    with Store.open(tmp_path / "w.db") as store:
+        for run_id, held in (("big", results), ("small", results[:3])):
+            store.create_run(
+                run_id, parse_config({"models": ["resnet18"]}), Environment(), [r.cell for r in held], {}, "t"
+            )
+            for stored in held:
+                store.store_result(run_id, stored)
+    gc.collect()
+    gc.unfreeze()
+    (gc.enable if collector == "on" else gc.disable)()
+    try:
+        with Store.open_readonly(tmp_path / "w.db") as store:
+            small = store.load_run("small")
+            assert gc.get_freeze_count() == 0 and gc.isenabled() == (collector == "on")
+            big = store.load_run("big")
+            assert gc.get_freeze_count() > FREEZE_AT and gc.isenabled() == (collector == "on")
+        assert big.results == results and small.results == results[:3]
+    finally:
+        gc.unfreeze()
+        gc.enable()
