@@ -160,3 +160,19 @@ def test_an_aa_comparison_of_a_sweep_rarely_cries_regression(count: int) -> None
     assert all(p.judged for c in comparisons for p in c.pairs)
     alarms = sum(bool(regressions(c, 1.0)) for c in comparisons)
     assert alarms <= 0.05 * total, f"{alarms} false alarms in {total} A/A comparisons"
+
+
+@pytest.mark.parametrize("metric", ["throughput", "latency"])
+def test_the_geometric_mean_of_pairs_sums_their_draws_to_the_bits_of_their_stacked_mean(metric: str) -> None:
+    """geomean_of adds the pairs' draws one pair at a time (a study of thousands of pairs held three
+    copies of all their draws at once): its interval is the one the mean of their stack gives, bit for bit."""
+    rng = np.random.default_rng(4)
+    a = result(rng.lognormal(-6, 0.05, 60), resamples=50)
+    bs = [result(rng.lognormal(-6 + i / 50, 0.05, 60), resamples=50, batch_size=8 * (1 + i % 3)) for i in range(40)]
+    pairs = [speedup.pair(a, b, {}, seed) for seed, b in enumerate(bs)]
+    sign = 1.0 if metric == "throughput" else -1.0
+    shifts = [0.0 if metric == "throughput" else np.log(p.work_ratio) for p in pairs]
+    stacked = np.mean(np.vstack([sign * p.log_draws + s for p, s in zip(pairs, shifts, strict=True)]), axis=0)
+    low, high = np.exp(np.percentile(stacked, [2.5, 97.5]))
+    _, got_low, got_high = speedup.geomean_of(pairs, metric, 0.95)
+    assert (got_low, got_high) == (float(low), float(high))

@@ -386,7 +386,10 @@ def geomean_of(pairs: list[Pair], metric: str, confidence: float) -> tuple[float
     sign = 1.0 if metric == "throughput" else -1.0
     shifts = [0.0 if metric == "throughput" else np.log(p.work_ratio) for p in pairs]
     central = np.mean([sign * np.log(p.speedup) + shift for p, shift in zip(pairs, shifts, strict=True)])
-    boot = np.mean(np.vstack([sign * p.log_draws + shift for p, shift in zip(pairs, shifts, strict=True)]), axis=0)
+    total = np.zeros_like(pairs[0].log_draws)  # summed pair by pair: no copy of every pair's draws at once
+    for p, shift in zip(pairs, shifts, strict=True):
+        total += sign * p.log_draws + shift  # in the order np.mean of their stack adds them: the same bits
+    boot = total / len(pairs)
     tail = (1 - confidence) / 2 * 100
     low, high = np.exp(np.percentile(boot, [tail, 100 - tail]))
     return float(np.exp(central)), float(low), float(high)
