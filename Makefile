@@ -54,7 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_to_accuracy.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/peer_parity.py
-	$(BIN)/python bench/store_scale.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/scaling.py
 

@@ -6,7 +6,7 @@ of the real results with its cell changed), stored through the store's own write
 file; then each command runs through the real CLI in its own process and the bench prints its wall time
 and the process's peak RSS (from wait4), for each N side by side.
 
-    python bench/store_scale.py [--cells 100,1000,10000] [--commands show,compare,tradeoff,...] [--window-s 1]
+    python bench/scale.py [--cells 100,1000,10000] [--commands show,compare,tradeoff,...] [--window-s 1]
 
 Read the growth, not the seconds: on the 2-core VM other work beside it moves the figures.
 """
