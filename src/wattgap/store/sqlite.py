@@ -127,10 +127,10 @@ def _decoding(results: int) -> Iterator[None]:
     """Decoding a run's results makes some hundred objects for each, none of them part of a cycle. With
     the cyclic collector on, its passes walk every object decoded so far, and again in each pass of the
     command that reads the run afterwards: at 10,000 results they took 0.7-1.5 s of commands of 3-4 s.
-    So the collector is off for the decode (and on again after, as it was found); a run of FREEZE_AT
-    results or more is then moved to its permanent generation (``gc.freeze``), which it never walks again
-    (reference counting still frees the run when it is dropped), after a collection beforehand, so that
-    no garbage of the caller's is frozen with it."""
+    So the collector is off for the decode (and on again after, as it was found); after a run of
+    FREEZE_AT results or more, every object alive, the run with them, is moved to its permanent
+    generation (``gc.freeze``), which it never walks again (reference counting still frees the run when
+    it is dropped); a collection comes first, so that no garbage of the caller's is frozen with it."""
     many = results >= FREEZE_AT
     if many:
         gc.collect()
