@@ -631,14 +631,15 @@ class Store:
         ]
         order = {c.cell_id: i for i, c in enumerate(cells)}
         machines = _decoded(run_id, "field machines", lambda: self._machines_of(run_id))
-        with _decoding(len(cells) if with_results else 0):
-            results = [
-                _result(run_id, cell_id, text, machines)
-                for cell_id, text in self.connection.execute(
-                    "SELECT cell_id, result_json FROM results WHERE run_id = ?", (run_id,)
-                )
-                if with_results
-            ]
+        results: list[CellResult] = []
+        if with_results:  # else not even read: export then reads them one at a time (iter_results)
+            with _decoding(len(cells)):
+                results = [
+                    _result(run_id, cell_id, text, machines)
+                    for cell_id, text in self.connection.execute(
+                        "SELECT cell_id, result_json FROM results WHERE run_id = ?", (run_id,)
+                    )
+                ]
         results.sort(key=lambda r: order.get(r.cell_id, len(order)))
         fields = {
             "config": lambda: SweepConfig.model_validate_json(row[5], context=stored),
