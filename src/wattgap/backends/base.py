@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from wattgap.config import SweepConfig
     from wattgap.devices import Hardware
     from wattgap.measure.flops import StepCount
+    from wattgap.models.inputs import InputSpec
 
 NAMES = {"torch": "PyTorch", "keras": "Keras", "onnx": "ONNX"}  # the frameworks of user models (models/sources)
 Phase = Callable[[str], None]  # called with each phase's name as it starts ("load", "prepare")
+Predict = Callable[["dict[str, np.ndarray]"], "np.ndarray"]
 
 
 Mode = Literal["infer", "train", "fit", "ddp"]
@@ -74,6 +76,15 @@ def _nothing() -> None:
 
 
 @dataclass
+class Lanes:
+    """Requests served at once (the serve workload's offline and server scenarios): one ``predict`` per
+    lane, each safe to call while the others run, and how they were made (recorded with the result)."""
+
+    predicts: list[Predict]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Prepared:
     """A model prepared for one cell. What a backend fills in depends on the mode the workload needs:
 
@@ -84,6 +95,9 @@ class Prepared:
     - ``train_batch`` and ``train_samples``: one optimiser step on the training samples at the given
       indices (the data already staged where the cell wants it), for train-to-accuracy;
     - ``evaluate``: top-1 on the dataset's validation split, when the cell has a dataset;
+    - ``lanes``: requests in flight at once for serving, as the backend serves several best (OpenVINO's
+      infer requests under its THROUGHPUT hint, concurrent ONNX Runtime runs), given how many (None: the
+      backend's own choice); without it, ``predict`` serves one request at a time;
     - ``communication_s``: in ``ddp`` mode (``step`` is then one rank's data-parallel training step, in a
       process group the workload started), the seconds the gradient all-reduce has taken so far.
 
@@ -91,7 +105,8 @@ class Prepared:
 
     samples_per_step: int
     step: Callable[[], Any] | None = None
-    predict: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None
+    predict: Predict | None = None
+    lanes: Callable[[int | None], Lanes] | None = None
     train_batch: Callable[[np.ndarray], None] | None = None
     train_samples: int = 0
     evaluate: Callable[[], float] | None = None
@@ -100,6 +115,7 @@ class Prepared:
     count_step: Callable[[], StepCount] | None = None  # FLOPs and traffic of one step, counted by running it once
     parameters: int | None = None
     input_shape: tuple[int, ...] = ()
+    inputs: list[InputSpec] = field(default_factory=list)  # what ``predict`` takes, one sample each (serve's queries)
     settings: dict[str, Any] = field(default_factory=dict)
     host_timer: bool = False  # time with the host clock even on CUDA (the work is not on torch's stream)
     phase_s: dict[str, float] = field(default_factory=dict)  # export_s, calibration_s, compile_s, build_s

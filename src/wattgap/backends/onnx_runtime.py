@@ -12,12 +12,13 @@ that fits the device. Export, calibration and session building are timed phases 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
-from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Lanes, Needs, Phase, Prepared, missing_packages
 from wattgap.backends.settings import QdqSettings
 from wattgap.devices import synchronize
 from wattgap.models.inputs import synthesize
@@ -95,6 +96,14 @@ class OnnxRuntime(Backend):
         def predict(given: dict[str, np.ndarray]) -> np.ndarray:
             return np.asarray(session.run(None, given)[0], dtype=np.float32)
 
+        def lanes(count: int | None) -> Lanes:
+            """Concurrent runs of the one session (its Run is thread-safe and releases the GIL); by default
+            as many as fill the machine's cores at the cell's intra-op threads each."""
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            chosen = count or max(1, cores // (cell.threads or cores))
+            how = f"{chosen} concurrent runs of one ONNX Runtime session, {cell.threads or 'all'} intra-op threads each"
+            return Lanes([predict] * chosen, {"lanes": how})
+
         return Prepared(
             step=step,
             samples_per_step=cell.batch_size,
@@ -102,8 +111,10 @@ class OnnxRuntime(Backend):
             count_step=onnx_export.count_graph(graph, batch),
             parameters=graph.parameters,
             input_shape=tuple(inputs[0].shape),
+            inputs=inputs,
             settings=settings,
             predict=predict,
+            lanes=lanes,
             host_timer=True,  # Run() returns once its provider's stream is synchronised
             phase_s=phases,
         )

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from wattgap.backends import onnx_export
-from wattgap.backends.base import Backend, Capabilities, Needs, Phase, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Lanes, Needs, Phase, Predict, Prepared, missing_packages
 from wattgap.backends.settings import QdqSettings
 from wattgap.models.inputs import synthesize
 
@@ -125,11 +125,32 @@ class OpenVino(Backend):
         )
 
         def predict(given: dict[str, np.ndarray]) -> np.ndarray:
-            feed = {name: np.ascontiguousarray(array) for name, array in given.items()}
-            return np.array(request.infer(feed)[0], dtype=np.float32)
+            return np.array(request.infer(_contiguous(given))[0], dtype=np.float32)
 
         def step(held: dict[str, np.ndarray] = batch) -> Any:  # the request reads ``batch``'s memory: keep it
             return request.infer()
+
+        def lanes(count: int | None) -> Lanes:
+            """Infer requests of the model compiled again under the THROUGHPUT hint (OpenVINO's way to serve
+            many requests: several streams), as many as it says are optimal unless ``count`` says."""
+            started = clock()
+            serving = core.compile_model(model, "CPU", properties | {"PERFORMANCE_HINT": "THROUGHPUT"})
+            optimal = int(serving.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            requests = [serving.create_infer_request() for _ in range(count or optimal)]
+
+            def lane(one: Any) -> Predict:
+                return lambda given: np.array(one.infer(_contiguous(given))[0], dtype=np.float32)
+
+            return Lanes(
+                [lane(one) for one in requests],
+                {
+                    "lanes": f"{len(requests)} OpenVINO infer requests, THROUGHPUT hint",
+                    "performance_hint": str(serving.get_property("PERFORMANCE_HINT")),
+                    "num_streams": int(serving.get_property("NUM_STREAMS")),
+                    "optimal_infer_requests": optimal,
+                    "lanes_compile_s": clock() - started,
+                },
+            )
 
         return Prepared(
             step=step,
@@ -137,11 +158,19 @@ class OpenVino(Backend):
             count_step=onnx_export.count_graph(graph, batch),
             parameters=graph.parameters,
             input_shape=tuple(graph.inputs[0].shape),
+            inputs=graph.inputs,
             settings=graph.settings,
             predict=predict,
+            lanes=lanes,
             host_timer=True,
             phase_s=graph.phase_s,
         )
+
+
+def _contiguous(given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    return {name: np.ascontiguousarray(array) for name, array in given.items()}
 
 
 def _nncf_int8(model: Any, config: SweepConfig, inputs: list[InputSpec], samples: int) -> Any:

@@ -137,6 +137,7 @@ class TfEager(Backend):
             count_step=model.counter(batch),
             parameters=model.parameters,
             input_shape=tuple(model.inputs[0].shape),
+            inputs=model.inputs,
             settings=settings,
             predict=predict if needs.mode == "infer" else None,
             host_timer=True,

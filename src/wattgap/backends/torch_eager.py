@@ -92,6 +92,7 @@ class TorchEager(Backend):
             sync=rt.synchronizer(device),
             parameters=parameters,
             input_shape=_shape(inputs),
+            inputs=inputs,
             settings=settings,
         )
         runner = self.wrap(model, cell, config, settings, needs)

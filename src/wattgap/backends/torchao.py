@@ -103,6 +103,7 @@ class TorchAo(Backend):
             count_step=lambda: counted,
             parameters=parameters,
             input_shape=tuple(inputs[0].shape),
+            inputs=inputs,
             settings=settings,
             predict=predict,
             phase_s=phases,
