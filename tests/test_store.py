@@ -175,6 +175,8 @@ def test_train_to_accuracy_fields_stored_before_blocks_read_into_its_block() -> 
     assert {name: old.flat()[name] for name in COLUMNS} == {
         "time_to_accuracy_s": 1.5, "energy_to_accuracy_j": None, "epochs": 2, "reached": True,
         "process_group": None, "allreduce_share": None,  # train-ddp's block: not this cell's
+        "validity": None, "mlperf_valid": None, "samples_per_s": None, "target_qps": None,  # serve's
+        "energy_per_query_j": None,
     }  # fmt: skip
     timed = CellResult(cell=cell.model_copy(update={"workload": "infer"}), status="ok")
     assert timed.block is None and all(timed.flat()[name] is None for name in COLUMNS)

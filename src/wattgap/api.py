@@ -66,13 +66,15 @@ def sweep_from_options(
     repeats: int | None = None,
     order: str | None = None,
     world_sizes: list[int] | None = None,
+    scenarios: list[str] | None = None,
+    find_max_qps: bool = False,
 ) -> SweepConfig:
     """A sweep from a shipped suite, a YAML file, or (with neither, but models among the overrides) the
     overrides alone, which replace the file's fields (backends and workloads picked by a flag keep the file's
     settings for them). ``max_time_s`` caps each cell's warmup and measured
     window outright, minimums included (fewer iterations then, flagged; ``protocol.hard_max_time``);
     ``idle_s`` sets the idle-power measurement; ``repeats`` and ``order`` replace the protocol's;
-    ``world_sizes`` the train-ddp workload's."""
+    ``world_sizes`` the train-ddp workload's; ``scenarios`` and ``find_max_qps`` the serve workload's."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     if suite is not None and config is not None:
         raise ConfigError("--suite and --config: give one of them, not both")
@@ -88,7 +90,11 @@ def sweep_from_options(
             overrides[axis] = {name: held.get(name) for name in picked}
     data.update(overrides)
     if world_sizes is not None:
-        _set_world_sizes(data, world_sizes)
+        _set_setting(data, "--world-size", "train-ddp", {"world_sizes": world_sizes})
+    if scenarios is not None:
+        _set_setting(data, "--scenario", "serve", {"scenarios": scenarios})
+    if find_max_qps:
+        _set_setting(data, "--find-max-qps", "serve", {"find_max_qps": True})
     protocol = data.get("protocol", {})
     if isinstance(protocol, dict):  # anything else fails validation below
         given: dict[str, Any] = {k: v for k, v in (("repeats", repeats), ("order", order)) if v is not None}
@@ -103,16 +109,14 @@ def sweep_from_options(
     return parse_config(data, str(config) if config else "options")
 
 
-def _set_world_sizes(data: dict[str, Any], sizes: list[int]) -> None:
-    """``sizes`` as the train-ddp workload's world sizes in the sweep ``data``, which must run it."""
+def _set_setting(data: dict[str, Any], flag: str, workload: str, given: dict[str, Any]) -> None:
+    """The settings ``given`` (a flag's) as the ``workload``'s in the sweep ``data``, which must run it."""
     workloads = data.get("workloads")
     held = workloads if isinstance(workloads, dict) else dict.fromkeys(workloads if isinstance(workloads, list) else [])
-    if "train-ddp" not in held:
+    if workload not in held:
         runs = ", ".join(str(name) for name in held) or "the default workloads"
-        raise ConfigError(
-            f"--world-size: a setting of the train-ddp workload; this sweep runs {runs} (add it: --workload)"
-        )
-    data["workloads"] = {**held, "train-ddp": {**(held["train-ddp"] or {}), "world_sizes": sizes}}
+        raise ConfigError(f"{flag}: a setting of the {workload} workload; this sweep runs {runs} (add it: --workload)")
+    data["workloads"] = {**held, workload: {**(held[workload] or {}), **given}}
 
 
 EXECUTORS = ("local", "ray")

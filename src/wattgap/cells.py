@@ -18,7 +18,9 @@ ID_FIELDS = ("model", "workload", "backend", "device", "precision", "batch_size"
 class Cell(BaseModel):
     """One measurable combination. ``threads`` is the intra-op thread count of CPU cells (None elsewhere);
     ``memory_format`` the tensor layout of PyTorch cells (auto: the backend's documented fast path);
-    ``world_size`` the ranks of a data-parallel training cell (each with ``batch_size`` and ``threads``)."""
+    ``world_size`` the ranks of a data-parallel training cell (each with ``batch_size`` and ``threads``);
+    ``scenario`` the LoadGen scenario of a serving cell (empty elsewhere; its batch is the largest the system
+    under test forms)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -31,6 +33,7 @@ class Cell(BaseModel):
     threads: int | None = None
     memory_format: str = "auto"
     world_size: int = 1  # processes of a data-parallel cell (train-ddp), each with the batch and the threads
+    scenario: str = ""  # a serve cell's LoadGen scenario: single-stream, multi-stream, server or offline
 
     def later_fields(self) -> dict[str, object]:
         """The fields added after the first schema whose values differ from their defaults."""

@@ -101,7 +101,7 @@ def run(
     suite: Annotated[str | None, typer.Option(help="A shipped suite (wattgap list suites).")] = None,
     config: Annotated[Path | None, typer.Option(help="A YAML sweep file.")] = None,
     model: Annotated[str | None, typer.Option(help="Models, comma-separated; or package.module:callable.")] = None,
-    workload: Annotated[str | None, typer.Option(help="infer,train,train-to-accuracy,train-ddp")] = None,
+    workload: Annotated[str | None, typer.Option(help="infer,train,train-to-accuracy,train-ddp,serve")] = None,
     backend: Annotated[
         str | None,
         typer.Option(help="Backends, e.g. torch-eager,torch-compile,onnxruntime (`wattgap env`: which are usable)."),
@@ -115,6 +115,15 @@ def run(
     world_size: Annotated[
         str | None, typer.Option(help="train-ddp: the ranks of data-parallel training, e.g. 1,2,4")
     ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="serve: LoadGen scenarios, e.g. offline,server (single-stream, multi-stream, server, offline)"
+        ),
+    ] = None,
+    find_max_qps: Annotated[
+        bool, typer.Option("--find-max-qps", help="serve: bisect the highest server QPS LoadGen reports VALID.")
+    ] = False,
     memory_format: Annotated[
         str | None, typer.Option(help="PyTorch layouts: auto (channels_last for 4-D inputs), contiguous, channels_last")
     ] = None,
@@ -175,6 +184,7 @@ def run(
         batch_size,
         threads,
         world_size,
+        scenario,
         image_size,
         input_shape,
     )
@@ -194,7 +204,7 @@ def run(
         tag,
     )
     if resume is not None:
-        if any(v is not None for v in (*sweep_options, *data_options)) or dry_run:
+        if any(v is not None for v in (*sweep_options, *data_options)) or dry_run or find_max_qps:
             raise ConfigError("--resume: runs the stored sweep of that run; give no other sweep options with it")
         state = api.finished(db, resume)
         if state is not None:  # nothing to run: say so from the counts, without reading the results
@@ -229,7 +239,16 @@ def run(
     }
     sizes = _ints("--world-size", world_size, "comma-separated integers from 1 to 1024")
     sweep = api.sweep_from_options(
-        suite, config, overrides, max_time_s=max_time, idle_s=idle, repeats=repeats, order=order, world_sizes=sizes
+        suite,
+        config,
+        overrides,
+        max_time_s=max_time,
+        idle_s=idle,
+        repeats=repeats,
+        order=order,
+        world_sizes=sizes,
+        scenarios=_split(scenario),
+        find_max_qps=find_max_qps,
     )
     if dry_run:
         from wattgap.render.terminal import plan_view

@@ -269,3 +269,23 @@ class _RankFails(_Linear4):
 
 def rank_fails() -> nn.Module:
     return _RankFails()
+
+
+class _ServesThenFails(_Linear4):
+    """Serves WATTGAP_TEST_SERVE_CALLS forward passes, then raises in every one after (inside the serve
+    workload's system under test, past its pilot); writes its pid into the folder WATTGAP_TEST_PIDS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        (Path(os.environ["WATTGAP_TEST_PIDS"]) / str(os.getpid())).touch()
+        self.calls = 0
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls > int(os.environ["WATTGAP_TEST_SERVE_CALLS"]):
+            raise RuntimeError("the model gives up while serving")
+        return self.linear(x)
+
+
+def serves_then_fails() -> nn.Module:
+    return _ServesThenFails()

@@ -28,6 +28,8 @@ def suspects(run: Run) -> dict[str, str]:
             assert small.latency is not None
             for large in members[position + 1 :]:
                 assert large.latency is not None
+                if _same_work(small, large):  # a serve cell's query holds the same samples at any batch
+                    continue
                 ratio = small.latency.median_s / large.latency.median_s
                 if ratio > SLOWER_THAN_LARGER:
                     found[small.cell_id] = (
@@ -36,6 +38,12 @@ def suspects(run: Run) -> dict[str, str]:
                     )
                     break
     return found
+
+
+def _same_work(small: CellResult, large: CellResult) -> bool:
+    """Whether the larger batch's iteration holds no more samples than the smaller's (known for both)."""
+    fewer, more = small.samples_per_iteration, large.samples_per_iteration
+    return fewer is not None and more is not None and more <= fewer
 
 
 def suspects_of(runs: list[Run]) -> dict[str, str]:

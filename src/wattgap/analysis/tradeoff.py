@@ -28,6 +28,7 @@ from wattgap.errors import ConfigError, field_error
 from wattgap.measure.stats import PERCENTILES, percentile_intervals, pooled_quantiles
 from wattgap.results import CellResult, Run
 from wattgap.text import number
+from wattgap.workloads import WORKLOADS
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,23 @@ def tradeoff(
 
 
 def finished_cells(runs: list[Run], command: str) -> list[CellResult]:
-    """The finished timed cells of ``runs``; a cell held by several runs counts once, as the last run
-    given holds it. None at all is a one-line error naming ``command``."""
+    """The finished timed cells of ``runs`` whose samples are batch iterations (Workload.batch_iterations:
+    not serve's queries); a cell held by several runs counts once, as the last run given holds it. None at
+    all is a one-line error naming ``command``."""
     cells: dict[str, CellResult] = {}
+    queries = {name for name, workload in WORKLOADS.items() if not workload.batch_iterations}
     for run in runs:
-        cells.update({r.cell_id: r for r in run.results if r.status == "ok" and r.latencies_s and not r.probe})
+        cells.update(
+            {
+                r.cell_id: r
+                for r in run.results
+                if r.status == "ok" and r.latencies_s and not r.probe and r.cell.workload not in queries
+            }
+        )
     if not cells:
-        raise ConfigError(f"{command}: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells")
+        served = any(r.cell.workload in queries for run in runs for r in run.results)
+        also = " (serve cells are LoadGen's queries, not batches: `wattgap show` has their table)" if served else ""
+        raise ConfigError(f"{command}: runs {', '.join(r.run_id for r in runs)} hold no finished timed cells{also}")
     return list(cells.values())
 
 

@@ -11,9 +11,12 @@ from pydantic import Field
 
 from wattgap.blocks.base import Block
 from wattgap.blocks.data_parallel import DataParallel
+from wattgap.blocks.serving import Serving
 from wattgap.blocks.training import EpochPoint, Training
 
-BLOCKS: dict[str, type[Block]] = {block.model_fields["kind"].default: block for block in (Training, DataParallel)}
+BLOCKS: dict[str, type[Block]] = {
+    block.model_fields["kind"].default: block for block in (Training, DataParallel, Serving)
+}
 
 # The stored form: a block of any registered kind, parsed into its own type by its ``kind`` (a union built
 # from the registry, which a type checker cannot follow: it sees the base class).
@@ -24,4 +27,4 @@ else:
 
 COLUMNS: tuple[str, ...] = tuple(name for block in BLOCKS.values() for name in block.COLUMNS)
 
-__all__ = ["BLOCKS", "COLUMNS", "AnyBlock", "Block", "DataParallel", "EpochPoint", "Training"]
+__all__ = ["BLOCKS", "COLUMNS", "AnyBlock", "Block", "DataParallel", "EpochPoint", "Serving", "Training"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from wattgap.backends.base import Needs
 from wattgap.workloads.base import Events, Known, TrainSettings, Workload
 from wattgap.workloads.data_parallel import TrainDataParallel
+from wattgap.workloads.serve import Serve
 from wattgap.workloads.timed import Timed
 from wattgap.workloads.train_to_accuracy import TrainToAccuracy
 
@@ -17,6 +18,7 @@ WORKLOADS: dict[str, Workload] = {
         Timed("train", "forward, loss, backward and an optimiser step, timed per batch", Needs("train"), TrainSettings),
         TrainToAccuracy(),
         TrainDataParallel(),
+        Serve(),
     )
 }
 

@@ -73,6 +73,9 @@ def cell_result(
             else f"degraded: {agreement.text()}"
         )
     phases.finish_s = events.since("finish")
+    fields.setdefault(  # a workload whose samples are not one step each says None
+        "throughput_median_sps", prepared.samples_per_step / stats.median_s if stats.median_s > 0 else None
+    )
     return CellResult(
         cell=cell,
         status="ok",
@@ -80,7 +83,6 @@ def cell_result(
         latency=stats,
         latencies_s=latencies_s,
         samples_per_iteration=prepared.samples_per_step,
-        throughput_median_sps=prepared.samples_per_step / stats.median_s if stats.median_s > 0 else None,
         parameters=prepared.parameters,
         input_shape=list(prepared.input_shape),
         energy=energy,

@@ -87,6 +87,9 @@ class Workload(ABC):
     description: str
     needs: Needs  # what it asks of the backend: the planner skips a backend that cannot, with the reason
     settings_model: type[ComponentSettings] = ComponentSettings  # its own settings (none unless it declares them)
+    # Its latency samples are iterations of a batch (batch / median is a throughput): the trade-off curves,
+    # the recommendation and the studies read its cells. Not so for serve, whose samples are LoadGen's queries.
+    batch_iterations: bool = True
 
     def needs_for(self, config: SweepConfig) -> Needs:
         """What it asks of the backend in ``config``: its Needs, with the optimiser its settings choose

@@ -1,0 +1,174 @@
+"""serve: MLPerf's own LoadGen drives Conv6 on this CPU with short minimums. What wattgap stores is what
+LoadGen's summary file says; an under-provisioned server is INVALID with LoadGen's reason; a system under
+test that crashes fails its cell with the reason and leaves no process behind."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from helpers import fast_config
+from helpers import wattgap as wattgap_cli
+
+import wattgap.api
+from wattgap.blocks import Serving
+from wattgap.workloads.loadgen import SCENARIOS, read_detail
+from wattgap.workloads.serve import ALL
+
+pytestmark = pytest.mark.slow
+
+SHORT = {"min_duration_s": 0.3, "min_query_count": 64, "samples": 64}
+
+
+def _summary(text: str) -> dict[str, str]:
+    """LoadGen's summary file as ``key: value`` pairs (its own layout, read independently of wattgap)."""
+    pairs = {}
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and value.strip():
+            pairs[" ".join(key.split())] = value.strip()
+    return pairs
+
+
+def _serve(tmp_path: Path, serve: dict[str, Any], **fields: Any) -> Any:
+    config = fast_config(workloads={"serve": SHORT | serve}, backends=["torch-eager"], energy={"idle_s": 0}, **fields)
+    return wattgap.api.run(config, db=tmp_path / "s.db")
+
+
+def test_the_figures_stored_are_loadgens_own_in_each_scenario(tmp_path: Path) -> None:
+    run = _serve(
+        tmp_path,
+        {"scenarios": ["single-stream", "offline", "server", "multi-stream"], "target_qps": 50.0},
+        batch_sizes=[1],
+    )
+    assert [(r.status, r.cell.scenario) for r in run.results] == [
+        ("ok", "single-stream"),
+        ("ok", "offline"),
+        ("ok", "server"),
+        ("ok", "multi-stream"),
+    ], [r.reason for r in run.results]
+    for result in run.results:
+        block = result.block
+        assert isinstance(block, Serving) and block.scenario == result.cell.scenario
+        summary = _summary(block.summary_log)
+        assert summary["Scenario"] == SCENARIOS[block.scenario]
+        assert summary["Result is"] == block.validity
+        for name in ("50.00", "90.00", "99.00"):
+            assert int(summary[f"{name} percentile latency (ns)"]) == round(block.percentiles_s[name] * 1e9)
+        throughput = {
+            "offline": "Samples per second",
+            "server": "Completed samples per second",
+            "single-stream": "QPS w/ loadgen overhead",
+        }.get(block.scenario)
+        if throughput is not None:
+            shown = summary[throughput]  # printed to its digits: the stored figure rounds to it
+            digits = len(shown.partition(".")[2])
+            assert float(shown) == pytest.approx(block.samples_per_s, abs=0.5 * 10**-digits + 1e-9)
+            assert result.throughput_sps == block.samples_per_s
+        # the detail log kept whole: every entry wattgap took from it is in it, as LoadGen wrote it
+        entries = {key: value for key, value, _ in read_detail(block.detail_log)}
+        assert block.loadgen == {k: v for k, v in entries.items() if k.startswith(("result_", "early_stopping_"))}
+        assert block.loadgen_settings["min_duration_ms"] == 300 and entries["requested_min_query_count"] == 64
+        assert block.loadgen_settings["qsl_rng_seed"] == 2085463073848966840  # MLPerf's seed, from mlperf.conf
+        assert not block.mlperf_valid and "min_duration_s 0.3 < MLPerf's 600" in block.shortened
+        assert block.queries == len(result.latencies_s) or block.scenario == "offline"
+        assert result.energy is not None and block.energy_per_query_j == pytest.approx(
+            result.energy.energy_j / block.queries
+        )
+    server = run.results[2].block
+    assert server.target_qps == 50.0 and server.latency_bound_s == 0.015  # MLPerf's ResNet-50 bound
+    assert run.results[3].block.loadgen_settings["samples_per_query"] == 8
+    assert wattgap.load_run(tmp_path / "s.db", run.run_id).results == run.results
+    shown = wattgap_cli("show", run.run_id, "--db", str(tmp_path / "s.db"), cwd=tmp_path, env={"COLUMNS": "250"})
+    assert shown.returncode == 0 and "serving (MLPerf LoadGen)" in shown.stdout, shown.stderr
+    assert "conv6/torch-eager/cpu/fp32/b1/t1/offline" in shown.stdout
+    traded = wattgap_cli("tradeoff", run.run_id, "--db", str(tmp_path / "s.db"), cwd=tmp_path)
+    assert traded.returncode == 2 and "serve cells are LoadGen's queries, not batches" in traded.stderr
+    reported = wattgap_cli("report", run.run_id, "--db", str(tmp_path / "s.db"), "--md", "r.md", cwd=tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    assert "## Serving scenarios \\(MLPerf LoadGen\\)" in (tmp_path / "r.md").read_text()
+
+
+def test_an_under_provisioned_server_is_invalid_with_loadgens_reason(tmp_path: Path) -> None:
+    run = _serve(tmp_path, {"scenarios": ["server"], "target_qps": 20_000.0, "latency_bound_s": 0.001})
+    (result,) = run.results
+    block = result.block
+    assert result.status == "ok" and isinstance(block, Serving)
+    assert block.validity == "INVALID" and "the latency bound was not met" in block.reasons
+    assert "Reduce target QPS to improve latency." in block.reasons  # LoadGen's own words
+    assert "Result is : INVALID" in block.summary_log
+    assert any(warning.startswith("LoadGen INVALID: the latency bound was not met") for warning in result.warnings)
+
+
+def test_find_max_qps_searches_the_highest_valid_target_and_keeps_every_probe(tmp_path: Path) -> None:
+    serve = {"scenarios": ["server"], "find_max_qps": True, "max_probes": 4, "latency_bound_s": 0.05}
+    # LoadGen's early stopping asks some 460 queries of a p99 with none over the bound
+    run = _serve(tmp_path, serve | {"target_qps": 200.0, "min_query_count": 500})
+    (result,) = run.results
+    block = result.block
+    assert isinstance(block, Serving) and 2 <= len(block.probes) <= 4, block.probes if block else result.reason
+    targets = [probe["target_qps"] for probe in block.probes]
+    assert targets[0] == 200.0 and targets[1] in (100.0, 400.0)
+    valid = [probe["target_qps"] for probe in block.probes if probe["validity"] == "VALID"]
+    assert valid, block.probes  # Conv6 at 32x32 serves 200 queries a second well under 50 ms here
+    assert block.target_qps == pytest.approx(max(valid), rel=1e-5) and block.validity == "VALID"
+    assert block.target_qps_source == "the highest valid probe of find_max_qps"
+    assert all(probe["validity"] == "VALID" or probe["reasons"] for probe in block.probes)
+
+
+def test_a_crash_inside_the_system_under_test_fails_the_cell_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("WATTGAP_TEST_PIDS", str(pids))
+    monkeypatch.setenv("WATTGAP_TEST_SERVE_CALLS", "40")  # past the pilot's runs, within LoadGen's test
+    threads = threading.active_count()
+    run = _serve(
+        tmp_path,
+        {"scenarios": ["single-stream"], "min_duration_s": 60.0, "min_query_count": 100_000},
+        models=["helpers.usermodels:serves_then_fails"],
+        batch_sizes=[1],
+    )
+    (result,) = run.results
+    assert result.status == "failed", result
+    assert "the system under test failed: RuntimeError: the model gives up while serving" in result.reason
+    assert result.phases is None or (result.phases.measure_s or 0) < 30  # not LoadGen's 60 s minimum
+    cells = [int(path.name) for path in pids.iterdir()]
+    assert cells and not [pid for pid in cells if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert threading.active_count() == threads
+
+
+def test_the_scenario_flag_sets_the_workloads_setting_and_single_stream_takes_batch_one(tmp_path: Path) -> None:
+    assert list(SCENARIOS) == list(ALL)
+    planned = wattgap_cli(
+        "run",
+        "--model",
+        "conv6",
+        "--workload",
+        "serve",
+        "--scenario",
+        "single-stream,offline",
+        "--batch-size",
+        "1,4",
+        "--backend",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--dry-run",
+        cwd=tmp_path,
+    )
+    assert planned.returncode == 0 and "4 cells, 3 to run, 1 skipped" in planned.stdout, planned.stdout + planned.stderr
+    assert "single-stream queries hold one sample: batch 4 would pad each; use batch 1" in planned.stdout
+    refused = wattgap_cli("run", "--model", "conv6", "--scenario", "offline", "--dry-run", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--scenario: a setting of the serve workload" in refused.stderr
+    bad = wattgap_cli(
+        "run", "--model", "conv6", "--workload", "serve", "--scenario", "batch", "--dry-run", cwd=tmp_path
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert re.search(r"workloads\.serve\.scenarios\[0\]: got 'batch'; allowed: 'single-stream', ", bad.stderr)
