@@ -35,7 +35,8 @@ def _summary(text: str) -> dict[str, str]:
 
 
 def _serve(tmp_path: Path, serve: dict[str, Any], **fields: Any) -> Any:
-    config = fast_config(workloads={"serve": SHORT | serve}, backends=["torch-eager"], energy={"idle_s": 0}, **fields)
+    fields.setdefault("workloads", {"serve": SHORT | serve})
+    config = fast_config(backends=["torch-eager"], energy={"idle_s": 0}, **fields)
     return wattgap.api.run(config, db=tmp_path / "s.db")
 
 
@@ -172,3 +173,68 @@ def test_the_scenario_flag_sets_the_workloads_setting_and_single_stream_takes_ba
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert re.search(r"workloads\.serve\.scenarios\[0\]: got 'batch'; allowed: 'single-stream', ", bad.stderr)
+
+
+def test_over_a_datasets_samples_loadgens_accuracy_mode_gives_the_top1_of_the_infer_cell(tmp_path: Path) -> None:
+    """The whole validation split of digits as the library: LoadGen's accuracy mode asks every sample once,
+    and the top-1 of the answers is the infer cell's top-1 on the same split with the same seeded model."""
+    run = _serve(
+        tmp_path,
+        {"scenarios": ["offline"], "samples": 100_000},
+        workloads={"serve": SHORT | {"scenarios": ["offline"], "samples": 100_000}, "infer": None},
+        dataset="digits",
+        batch_sizes=[4],
+    )
+    served, inferred = sorted(run.results, key=lambda r: r.cell.workload)[::-1]
+    assert (served.status, inferred.status) == ("ok", "ok"), [served.reason, inferred.reason]
+    assert isinstance(served.block, Serving) and served.block.accuracy_samples > 300  # digits' 20%: 360
+    assert served.accuracy_top1 is not None and served.accuracy_top1 == inferred.accuracy_top1
+    samples = served.block.accuracy_samples
+    assert f"samples {samples} < MLPerf's 1024" in served.block.shortened  # the split is smaller than MLPerf asks
+
+
+def _system(capacity_qps: float, service_s: float, bound_s: float = 0.015) -> Any:
+    """A probe of a modelled server: VALID below ``capacity_qps``, over its bound above, its p99 the
+    service time plus a queue that grows toward capacity (LoadGen's verdict as its detail log gives it)."""
+    from types import SimpleNamespace
+
+    def probe(qps: float, number: int) -> Any:
+        p99 = service_s + (0.0 if qps < capacity_qps else bound_s * qps / capacity_qps)
+        log = {
+            "result_validity": "VALID" if p99 <= bound_s else "INVALID",
+            "result_perf_constraints_met": p99 <= bound_s,
+            "result_99.00_percentile_latency_ns": round(p99 * 1e9),
+        }
+        return SimpleNamespace(test=SimpleNamespace(log=log), qps=qps, probes=[])
+
+    return probe
+
+
+def _search(probe: Any, start: float, limit: int = 12) -> Any:
+    from wattgap.workloads.base import Events
+    from wattgap.workloads.serve import _find_max_qps
+
+    return _find_max_qps(probe, start, limit, Events(lambda event: None))
+
+
+def test_the_qps_search_brackets_then_bisects_to_within_five_percent_below_capacity() -> None:
+    for start in (10.0, 1000.0):
+        chosen = _search(_system(capacity_qps=100.0, service_s=0.005), start)
+        targets = [probe["target_qps"] for probe in chosen.probes]
+        valid = [t for t, p in zip(targets, chosen.probes, strict=True) if p["validity"] == "VALID"]
+        over = [t for t, p in zip(targets, chosen.probes, strict=True) if p["validity"] == "INVALID"]
+        assert chosen.qps == max(valid) and max(valid) < 100 <= min(over) and min(over) / max(valid) <= 1.05
+        assert len(targets) <= 12
+
+
+def test_the_qps_search_stops_where_a_lower_target_cannot_help() -> None:
+    slow = _search(_system(capacity_qps=100.0, service_s=0.020), 50.0)  # one query alone is over the bound
+    assert [p["target_qps"] for p in slow.probes] == [50.0, 25.0]
+    short = _system(capacity_qps=100.0, service_s=0.005)
+
+    def too_short(qps: float, number: int) -> Any:  # VALID latencies, too few queries for early stopping
+        served = short(qps, number)
+        served.test.log |= {"result_validity": "INVALID", "early_stopping_met": False}
+        return served
+
+    assert len(_search(too_short, 50.0).probes) == 1

@@ -51,5 +51,6 @@ class Serving(Block):
     loadgen_settings: dict[str, Any]  # its effective_* entries: the settings it ran with
     loadgen_version: str
     probes: list[dict[str, Any]] = Field(default_factory=list)  # find_max_qps: every target tried
+    accuracy_samples: int = 0  # LoadGen's accuracy mode over a dataset's samples (the result's accuracy_top1)
     summary_log: str = ""
     detail_log: str = ""

@@ -53,17 +53,17 @@ class Request:
     expected_latency_s: float
 
 
-def mlperf_settings(lg: Any, request: Request, folder: Path) -> tuple[Any, list[str]]:
-    """LoadGen's TestSettings for ``request``: MLPerf's for its model and scenario (mlperf.conf as LoadGen
-    embeds it), then each value the user gave; and which of them make the test shorter than MLPerf's
-    (a result is MLPerf-valid only when none does)."""
+def mlperf_settings(lg: Any, request: Request, folder: Path, accuracy: bool = False) -> tuple[Any, list[str]]:
+    """LoadGen's TestSettings for ``request`` (in its accuracy mode when ``accuracy``: every sample once):
+    MLPerf's for its model and scenario (mlperf.conf as LoadGen embeds it), then each value the user gave;
+    and which of them make the test shorter than MLPerf's (a result is MLPerf-valid only when none does)."""
     settings = lg.TestSettings()
     empty = folder / "user.conf"
     empty.write_text("")
     if settings.FromConfig(str(empty), request.mlperf_model, SCENARIOS[request.scenario], 0) != 0:
         raise ValueError(f"LoadGen has no MLPerf settings for model {request.mlperf_model!r}")
     settings.scenario = getattr(lg.TestScenario, SCENARIOS[request.scenario])
-    settings.mode = lg.TestMode.PerformanceOnly
+    settings.mode = lg.TestMode.AccuracyOnly if accuracy else lg.TestMode.PerformanceOnly
     shortened = []
     if request.min_duration_s is not None:
         mlperf_s = settings.min_duration_ms / 1000
@@ -106,6 +106,7 @@ class Test:
     batch_latencies_s: list[float]  # each batch a lane ran
     padded_samples: int  # zeros added to fill batches
     samples: int  # samples completed
+    predicted: np.ndarray  # the top-1 class answered for each library sample (-1: never asked)
     wall_s: float  # LoadGen's test, start to end
     log: dict[str, Any]  # the detail log: key -> value (the last of each key)
     summary: str
@@ -119,6 +120,8 @@ class System:
     def __init__(
         self, lg: Any, lanes: list[Predict], samples: dict[str, np.ndarray], batch: int, max_wait_s: float
     ) -> None:
+        import numpy as np
+
         self.lg, self.samples, self.batch, self.max_wait_s = lg, samples, batch, max_wait_s
         self.queue: collections.deque[tuple[int, int, int]] = collections.deque()  # (query, sample id, index)
         self.ready = threading.Condition()
@@ -127,6 +130,7 @@ class System:
         self.done_ns: list[int] = []
         self.batch_latencies_s: list[float] = []
         self.padded = self.completed = 0
+        self.predicted = np.full(len(next(iter(samples.values()))), -1, dtype=np.int64)
         self.error: str | None = None
         self.stopping = False
         self.threads = [threading.Thread(target=self._lane, args=(one,), daemon=True) for one in lanes]
@@ -203,6 +207,7 @@ class System:
                 return
             now = time.perf_counter_ns()
             with self.ready:
+                self.predicted[indices] = np.frombuffer(labels, dtype=np.int32)
                 self.batch_latencies_s.append(took_s)
                 self.padded += pad
                 self.completed += len(taken)
@@ -270,6 +275,7 @@ def run_test(
         batch_latencies_s=system.batch_latencies_s,
         padded_samples=system.padded,
         samples=system.completed,
+        predicted=system.predicted,
         wall_s=wall_s,
         log={key: value for key, value, _ in entries},
         summary=(folder / "mlperf_log_summary.txt").read_text(errors="replace"),

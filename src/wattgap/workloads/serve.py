@@ -19,6 +19,8 @@ them (issue to completion; offline: its batches); the block holds LoadGen's own 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -34,6 +36,8 @@ from wattgap.workloads import assembly
 from wattgap.workloads.base import Events, Known, Workload
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from wattgap.backends.base import Backend, Lanes, Prepared
     from wattgap.cells import Cell
     from wattgap.config import SweepConfig
@@ -98,7 +102,6 @@ class Serve(Workload):
         import mlperf_loadgen as lg
 
         from wattgap.fs import scratch_folder
-        from wattgap.models.inputs import synthesize
         from wattgap.workloads import loadgen
 
         own = config.settings("workloads", self.name, ServeSettings)
@@ -108,51 +111,76 @@ class Serve(Workload):
             raise TypeError(f"{backend.name} prepared no inference on host inputs to serve")
         lanes = _lanes(prepared, own, cell)
         folder = scratch_folder("loadgen-")
-        request = _request(own, cell, 1.0, 1.0)
         with prepared.context():
-            samples = synthesize(prepared.inputs, loadgen.sample_count(lg, request, folder), config.seed + 3)
+            samples, labels = _library(prepared, config, loadgen.sample_count(lg, _request(own, cell, 1, 1), folder))
+            count = len(next(iter(samples.values())))  # the library's size: what LoadGen's settings say
             events.phase("warmup")
             batch_s = loadgen.pilot(lanes.predicts[0], samples, cell.batch_size)
             phases.prepare_s = events.between("prepare", "warmup")
             phases.warmup_s = events.since("warmup")
-            estimate_qps = len(lanes.predicts) * cell.batch_size / batch_s
-            target = own.target_qps or estimate_qps * PILOT_SHARE[cell.scenario]
+            pilot_qps = len(lanes.predicts) * cell.batch_size / batch_s
+            target = own.target_qps or pilot_qps * PILOT_SHARE[cell.scenario]
             events.phase("measure")
 
-            def probe(qps: float, number: int) -> tuple[Test, list[str], EnergyWindow, NoiseWindow]:
-                settings, shortened = loadgen.mlperf_settings(lg, _request(own, cell, qps, batch_s), folder)
-                out = folder / f"test-{number}"
-                out.mkdir()
+            def probe(qps: float, number: int) -> Served:
+                settings, shortened = loadgen.mlperf_settings(lg, _request(own, cell, qps, batch_s, count), folder)
+                (out := folder / f"test-{number}").mkdir()
                 window, audit = EnergyWindow(meters), NoiseWindow(config.noise, cell.device)
                 with audit, window:
                     test = loadgen.run_test(lg, settings, lanes.predicts, samples, cell.batch_size, own.max_wait_s, out)
                     prepared.sync()
-                return test, shortened, window, audit
+                return Served(test, shortened, window, audit, lanes, qps, pilot_qps)
 
             if own.find_max_qps and cell.scenario == "server":
-                (test, shortened, window, audit), probes = _find_max_qps(probe, target, own.max_probes, events)
+                served = _find_max_qps(probe, target, own.max_probes, events)
             else:
-                (test, shortened, window, audit), probes = probe(target, 0), []
+                served = probe(target, 0)
             events.mark("finish")
-        phases.measure_s = test.wall_s
-        return _result(
-            cell,
-            config,
-            events,
-            known,
-            prepared,
-            phases,
-            prepare_window,
-            lanes,
-            own,
-            test,
-            shortened,
-            window,
-            audit,
-            probes,
-            target,
-            estimate_qps,
-        )
+            if labels is not None:  # LoadGen's accuracy mode: every sample of the library once
+                settings, _ = loadgen.mlperf_settings(
+                    lg, _request(own, cell, target, batch_s, count), folder, accuracy=True
+                )
+                (out := folder / "accuracy").mkdir()
+                answered = loadgen.run_test(lg, settings, lanes.predicts, samples, cell.batch_size, 0.0, out).predicted
+                served.top1 = float((answered == labels).mean())
+                served.top1_samples = len(labels)
+        phases.measure_s = served.test.wall_s
+        return _result(cell, config, events, known, prepared, phases, prepare_window, own, served)
+
+
+@dataclass
+class Served:
+    """The LoadGen test a serve cell keeps (a QPS search's highest valid probe), what made it, and the
+    accuracy test's top-1 when the library is a dataset's."""
+
+    test: Test
+    shortened: list[str]
+    window: EnergyWindow
+    audit: NoiseWindow
+    lanes: Lanes
+    target_qps: float
+    pilot_qps: float
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    top1: float | None = None
+    top1_samples: int = 0
+
+
+def _library(prepared: Prepared, config: SweepConfig, count: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The query sample library, and its labels when it is a dataset's: ``count`` seeded samples of the
+    model's inputs, or the dataset's validation images (``count`` at most), as the model takes them."""
+    from wattgap.models.inputs import synthesize
+
+    if config.dataset is None:
+        return synthesize(prepared.inputs, count, config.seed + 3), None
+    from wattgap.datasets import load, model_splits
+
+    spec, *others = prepared.inputs
+    if others or len(spec.shape) != 3:
+        raise ValueError(f"serve over a dataset takes one (C, H, W) image input; this model takes {prepared.inputs}")
+    channels, side = spec.shape[0], spec.shape[-1]
+    data = load(config, side)
+    _, validation = model_splits(data, channels, side)
+    return {spec.name: validation[:count]}, data.y_val[:count]
 
 
 def _lanes(prepared: Prepared, own: ServeSettings, cell: Cell) -> Lanes:
@@ -168,8 +196,9 @@ def _lanes(prepared: Prepared, own: ServeSettings, cell: Cell) -> Lanes:
     return Lanes([prepared.predict], {"lanes": f"one request at a time ({cell.backend}'s inference)"})
 
 
-def _request(own: ServeSettings, cell: Cell, qps: float, batch_s: float) -> Request:
-    """The LoadGen test the settings ask for at target ``qps``, a full batch taking ``batch_s``."""
+def _request(own: ServeSettings, cell: Cell, qps: float, batch_s: float, count: int | None = None) -> Request:
+    """The LoadGen test the settings ask for at target ``qps``, a full batch taking ``batch_s``, over a
+    library of ``count`` samples (None: the settings' or MLPerf's)."""
     from wattgap.workloads.loadgen import Request
 
     per_query = (own.samples_per_query or 8) if cell.scenario == "multi-stream" else 1
@@ -181,26 +210,27 @@ def _request(own: ServeSettings, cell: Cell, qps: float, batch_s: float) -> Requ
         target_qps=qps,
         latency_bound_s=own.latency_bound_s,
         samples_per_query=own.samples_per_query,
-        samples=own.samples,
+        samples=count or own.samples,
         seeds={name: getattr(own, name) for name in SEEDS},
         expected_latency_s=batch_s * -(-per_query // cell.batch_size),
     )
 
 
-def _find_max_qps(probe: Any, start: float, limit: int, events: Events) -> tuple[Any, list[dict[str, Any]]]:
+def _find_max_qps(probe: Callable[[float, int], Served], start: float, limit: int, events: Events) -> Served:
     """The highest target QPS LoadGen reports VALID: from ``start``, doubled or halved until one valid and
     one over-latency target bracket it, then bisected until they are within CLOSE of each other or ``limit``
     tests ran. A test INVALID with its latency bound met (too short for early stopping, too few queries)
-    ends the search: a lower target cannot fix that. The chosen probe (the highest valid; else the last)
-    and every probe's figures."""
+    ends the search: a lower target cannot fix that; so does a halving that left the p99 within CLOSE of
+    the last (the queue is gone: the time to serve one query is over the bound). The chosen probe (the
+    highest valid; else the last), holding every probe's figures."""
     probes: list[dict[str, Any]] = []
-    best: Any = None
-    last: Any = None
+    best: Served | None = None
+    floor: float | None = None  # the last over-bound probe's p99
     valid_qps, invalid_qps = 0.0, float("inf")
     qps = start
     while len(probes) < limit:
         last = probe(qps, len(probes))
-        log = last[0].log
+        log = last.test.log
         valid = log.get("result_validity") == "VALID"
         probes.append(
             {
@@ -212,12 +242,15 @@ def _find_max_qps(probe: Any, start: float, limit: int, events: Events) -> tuple
             }
         )
         events.emit({"event": "progress", "phase": "measure", "fraction": len(probes) / limit})
+        p99 = probes[-1]["p99_latency_s"]
         if valid:
             best, valid_qps = last, qps
-        elif log.get("result_perf_constraints_met") is False:
-            invalid_qps = qps
-        else:
+        elif log.get("result_perf_constraints_met") is not False:
             break
+        elif valid_qps == 0.0 and floor is not None and p99 is not None and p99 > (1 - CLOSE) * floor:
+            break  # halving no longer lowers the p99: the service time alone is over the bound
+        else:
+            invalid_qps, floor = qps, p99
         if invalid_qps == float("inf"):
             qps *= 2
         elif valid_qps == 0.0:
@@ -226,7 +259,9 @@ def _find_max_qps(probe: Any, start: float, limit: int, events: Events) -> tuple
             break
         else:
             qps = (valid_qps + invalid_qps) / 2
-    return best or last, probes
+    chosen = best or last
+    chosen.probes = probes
+    return chosen
 
 
 def _seconds(nanoseconds: Any) -> float | None:
@@ -261,21 +296,15 @@ def _result(
     prepared: Prepared,
     phases: Any,
     prepare_window: EnergyWindow,
-    lanes: Lanes,
     own: ServeSettings,
-    test: Test,
-    shortened: list[str],
-    window: EnergyWindow,
-    audit: NoiseWindow,
-    probes: list[dict[str, Any]],
-    target_qps: float,
-    estimate_qps: float,
+    served: Served,
 ) -> CellResult:
+    test, lanes, probes, shortened = served.test, served.lanes, served.probes, served.shortened
     log = test.log
     offline = cell.scenario == "offline"
     latencies = test.batch_latencies_s if offline else test.query_latencies_s
     queries = len(test.query_latencies_s)
-    energy = CellEnergy.from_readings(window.readings, test.samples, known.idle_power, prepare_window.readings)
+    energy = CellEnergy.from_readings(served.window.readings, test.samples, known.idle_power, prepare_window.readings)
     throughput = _throughput(cell.scenario, log, test)
     valid = log.get("result_validity") == "VALID"
     block = Serving(
@@ -286,9 +315,9 @@ def _result(
         reasons=_reasons(log),
         early_stopping=" ".join(str(log.get("early_stopping_result") or "").split()),
         samples_per_s=throughput,
-        target_qps=float(log.get("effective_target_qps", target_qps)),
+        target_qps=float(log.get("effective_target_qps", served.target_qps)),
         target_qps_source=_source(own, probes),
-        pilot_qps=estimate_qps,
+        pilot_qps=served.pilot_qps,
         latency_bound_s=_seconds(log.get("effective_target_latency_ns")) if cell.scenario == "server" else None,
         percentiles_s=_percentiles(cell.scenario, log),
         early_stopping_latency_s=_seconds(
@@ -309,6 +338,7 @@ def _result(
         },
         loadgen_version=str(log.get("loadgen_version", "")),
         probes=probes,
+        accuracy_samples=served.top1_samples,
         summary_log=test.summary,
         detail_log=test.detail,
     )
@@ -342,7 +372,8 @@ def _result(
         throughput_sps=throughput,
         throughput_median_sps=None,
         memory=Memory(host_peak_rss_bytes=peak_rss_bytes()),
-        noise=audit.audit,
+        accuracy_top1=served.top1,
+        noise=served.audit.audit,
         block=block,
     )
 
