@@ -4,6 +4,7 @@ test that crashes fails its cell with the reason and leaves no process behind.""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from pathlib import Path
@@ -238,3 +239,26 @@ def test_the_qps_search_stops_where_a_lower_target_cannot_help() -> None:
         return served
 
     assert len(_search(too_short, 50.0).probes) == 1
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "tf-eager"])
+def test_offline_keeps_as_many_requests_in_flight_as_the_backend_serves_best(tmp_path: Path, backend: str) -> None:
+    config = fast_config(
+        workloads={"serve": SHORT | {"scenarios": ["offline", "single-stream"]}},
+        backends=[backend],
+        batch_sizes=[1],
+        energy={"idle_s": 0},
+    )
+    offline, single = wattgap.api.run(config, db=tmp_path / "s.db").results
+    assert (offline.status, single.status) == ("ok", "ok"), [offline.reason, single.reason]
+    assert isinstance(offline.block, Serving) and isinstance(single.block, Serving)
+    assert single.block.in_flight == 1  # LoadGen keeps one query in flight there
+    if backend == "openvino":  # its optimal number of infer requests under the THROUGHPUT hint
+        assert offline.block.in_flight == offline.settings["optimal_infer_requests"] >= 1
+        assert "THROUGHPUT hint" in offline.block.lanes and offline.settings["performance_hint"] == "THROUGHPUT"
+    elif backend == "onnxruntime":  # concurrent runs filling the cores at one intra-op thread each
+        assert offline.block.in_flight == len(os.sched_getaffinity(0))
+    else:
+        assert offline.block.in_flight == 1 and "one request at a time" in offline.block.lanes
+    assert offline.block.validity == "VALID", offline.block.reasons
+    assert len(offline.block.lane_batches) == offline.block.in_flight and all(offline.block.lane_batches)  # all busy

@@ -42,6 +42,7 @@ class Serving(Block):
     samples: int
     padded_samples: int  # zeros the system under test added to fill batches
     in_flight: int  # lanes: requests served at once
+    lane_batches: list[int] = Field(default_factory=list)  # the batches each lane ran
     lanes: str  # what they were
     max_batch: int  # the largest batch the system under test forms (the cell's batch)
     max_wait_s: float  # the longest a lane waited for its batch to fill

@@ -105,6 +105,7 @@ class Test:
     query_latencies_s: list[float]  # issue of each query to the completion of its last sample
     batch_latencies_s: list[float]  # each batch a lane ran
     padded_samples: int  # zeros added to fill batches
+    lane_batches: list[int]  # the batches each lane ran
     samples: int  # samples completed
     predicted: np.ndarray  # the top-1 class answered for each library sample (-1: never asked)
     wall_s: float  # LoadGen's test, start to end
@@ -133,7 +134,10 @@ class System:
         self.predicted = np.full(len(next(iter(samples.values()))), -1, dtype=np.int64)
         self.error: str | None = None
         self.stopping = False
-        self.threads = [threading.Thread(target=self._lane, args=(one,), daemon=True) for one in lanes]
+        self.lane_batches = [0] * len(lanes)
+        self.threads = [
+            threading.Thread(target=self._lane, args=(number, one), daemon=True) for number, one in enumerate(lanes)
+        ]
 
     def start(self) -> None:
         for thread in self.threads:
@@ -159,7 +163,7 @@ class System:
             self.left.append(len(query))
             self.done_ns.append(0)
             self.queue.extend((number, sample.id, sample.index) for sample in query)
-            self.ready.notify()
+            self.ready.notify(len(query))  # a lane for each sample at most: offline's one query wakes them all
 
     def flush(self) -> None:
         """LoadGen's flush callback: nothing is held back (a lane takes what is queued when it is free)."""
@@ -180,7 +184,7 @@ class System:
                         break
             return [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
 
-    def _lane(self, predict: Predict) -> None:
+    def _lane(self, number: int, predict: Predict) -> None:
         import numpy as np
 
         lg = self.lg
@@ -208,6 +212,7 @@ class System:
             now = time.perf_counter_ns()
             with self.ready:
                 self.predicted[indices] = np.frombuffer(labels, dtype=np.int32)
+                self.lane_batches[number] += 1
                 self.batch_latencies_s.append(took_s)
                 self.padded += pad
                 self.completed += len(taken)
@@ -274,6 +279,7 @@ def run_test(
         query_latencies_s=system.query_latencies_s(),
         batch_latencies_s=system.batch_latencies_s,
         padded_samples=system.padded,
+        lane_batches=system.lane_batches,
         samples=system.completed,
         predicted=system.predicted,
         wall_s=wall_s,

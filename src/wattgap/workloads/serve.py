@@ -327,6 +327,7 @@ def _result(
         samples=test.samples,
         padded_samples=test.padded_samples,
         in_flight=len(lanes.predicts),
+        lane_batches=test.lane_batches,
         lanes=str(lanes.settings.get("lanes", "")),
         max_batch=cell.batch_size,
         max_wait_s=own.max_wait_s,
