@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/serve.py
 
 # On a GPU machine with a CUDA build of torch (no venv, no network): every CUDA check and the studies' GPU
 # sweeps within a 9-minute budget, packed into OUT (bench/gpu_evidence.py). Fill gpu-wheels/ here first.
