@@ -53,8 +53,8 @@ def test_help_imports_no_framework(tmp_path: Path) -> None:
         ),
         (["run", "--model", "conv6", "--precision", "int4"], "precisions[0]: got 'int4'; allowed: 'fp32'"),
         (
-            ["run", "--model", "conv6", "--workload", "serve"],
-            "workloads[0]: got 'serve'; allowed: infer, train, train-to-accuracy",
+            ["run", "--model", "conv6", "--workload", "serving"],
+            "workloads[0]: got 'serving'; allowed: infer, train, train-to-accuracy, train-ddp, serve",
         ),
         (
             ["run", "--model", "conv6", "--workload", "train-to-accuracy"],

@@ -107,16 +107,17 @@ def test_an_under_provisioned_server_is_invalid_with_loadgens_reason(tmp_path: P
 
 
 def test_find_max_qps_searches_the_highest_valid_target_and_keeps_every_probe(tmp_path: Path) -> None:
-    serve = {"scenarios": ["server"], "find_max_qps": True, "max_probes": 4, "latency_bound_s": 0.05}
-    # LoadGen's early stopping asks some 460 queries of a p99 with none over the bound
-    run = _serve(tmp_path, serve | {"target_qps": 200.0, "min_query_count": 500})
+    # a loose bound, so that a machine busy with other tests still meets it at some target; LoadGen's early
+    # stopping asks some 460 queries of a p99 with none over the bound
+    serve = {"scenarios": ["server"], "find_max_qps": True, "max_probes": 4, "latency_bound_s": 0.5}
+    run = _serve(tmp_path, serve | {"target_qps": 100.0, "min_query_count": 500})
     (result,) = run.results
     block = result.block
     assert isinstance(block, Serving) and 2 <= len(block.probes) <= 4, block.probes if block else result.reason
     targets = [probe["target_qps"] for probe in block.probes]
-    assert targets[0] == 200.0 and targets[1] in (100.0, 400.0)
+    assert targets[0] == 100.0 and targets[1] in (50.0, 200.0)
     valid = [probe["target_qps"] for probe in block.probes if probe["validity"] == "VALID"]
-    assert valid, block.probes  # Conv6 at 32x32 serves 200 queries a second well under 50 ms here
+    assert valid, block.probes  # Conv6 at 32x32 serves 100 queries a second well under 0.5 s
     assert block.target_qps == pytest.approx(max(valid), rel=1e-5) and block.validity == "VALID"
     assert block.target_qps_source == "the highest valid probe of find_max_qps"
     assert all(probe["validity"] == "VALID" or probe["reasons"] for probe in block.probes)
