@@ -96,7 +96,8 @@ def test_the_figures_stored_are_loadgens_own_in_each_scenario(tmp_path: Path) ->
 
 
 def test_an_under_provisioned_server_is_invalid_with_loadgens_reason(tmp_path: Path) -> None:
-    run = _serve(tmp_path, {"scenarios": ["server"], "target_qps": 20_000.0, "latency_bound_s": 0.001})
+    # 600 queries in LoadGen's 0.3 s, which the system takes seconds to drain: its p99 is far over 1 ms
+    run = _serve(tmp_path, {"scenarios": ["server"], "target_qps": 2_000.0, "latency_bound_s": 0.001})
     (result,) = run.results
     block = result.block
     assert result.status == "ok" and isinstance(block, Serving)
@@ -242,7 +243,7 @@ def test_the_qps_search_stops_where_a_lower_target_cannot_help() -> None:
     assert len(_search(too_short, 50.0).probes) == 1
 
 
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "tf-eager"])
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch-eager"])
 def test_offline_keeps_as_many_requests_in_flight_as_the_backend_serves_best(tmp_path: Path, backend: str) -> None:
     config = fast_config(
         workloads={"serve": SHORT | {"scenarios": ["offline", "single-stream"]}},
