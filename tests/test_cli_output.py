@@ -49,6 +49,8 @@ def test_the_run_table_fits_120_columns_and_summarises_skipped_cells(stored: tup
     assert max(len(line) for line in lines) <= 120, "\n".join(line for line in lines if len(line) > 120)
     assert f"({NAME}; tags: ci, nightly, complete)" in output
     assert "every cell: model conv6, workload infer, backend torch-eager, device cpu, threads 1" in output
+    shared = next(line for line in lines if line.startswith("every cell:"))
+    assert shared.endswith("world_size 1") and "scenario" not in output  # a field with no value is not named
     assert "skipped 2 cells before running:" in output
     assert "  2 x torch-eager has no int8" in output
     rows = [line for line in lines if line.startswith(("fp32 ", "int8 "))]

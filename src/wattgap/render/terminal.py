@@ -64,7 +64,7 @@ def _identity_column(table: Table, name: str, values: Iterable[object]) -> None:
 
 
 def _shared_line(fixed: dict[str, object], what: str = "every cell") -> Text:
-    shared = ", ".join(f"{_HEADERS.get(k, k)} {v}" for k, v in fixed.items() if v is not None)
+    shared = ", ".join(f"{_HEADERS.get(k, k)} {v}" for k, v in fixed.items() if v is not None and v != "")
     return Text(plain(f"{what}: {shared or '-'}"))
 
 
