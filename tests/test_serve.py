@@ -85,9 +85,14 @@ def test_the_figures_stored_are_loadgens_own_in_each_scenario(tmp_path: Path) ->
     assert server.target_qps == 50.0 and server.latency_bound_s == 0.015  # MLPerf's ResNet-50 bound
     assert run.results[3].block.loadgen_settings["samples_per_query"] == 8
     assert wattgap.load_run(tmp_path / "s.db", run.run_id).results == run.results
-    shown = wattgap_cli("show", run.run_id, "--db", str(tmp_path / "s.db"), cwd=tmp_path, env={"COLUMNS": "250"})
+    shown = wattgap_cli("show", run.run_id, "--db", str(tmp_path / "s.db"), cwd=tmp_path)
     assert shown.returncode == 0 and "serving (MLPerf LoadGen)" in shown.stdout, shown.stderr
-    assert "conv6/torch-eager/cpu/fp32/b1/t1/offline" in shown.stdout
+    lines = shown.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 120, "\n".join(line for line in lines if len(line) > 120)
+    served = lines[next(i for i, line in enumerate(lines) if line.startswith("serving (MLPerf LoadGen)")) :]
+    rows = [line.split() for line in served if line.split() and line.split()[0] in SCENARIOS]
+    assert [row[0] for row in rows] == ["single-stream", "offline", "server", "multi-stream"]  # what varies: it alone
+    assert all(row[1] in ("VALID,", "INVALID:", "INVALID") for row in rows), rows
     traded = wattgap_cli("tradeoff", run.run_id, "--db", str(tmp_path / "s.db"), cwd=tmp_path)
     assert traded.returncode == 2 and "serve cells are LoadGen's queries, not batches" in traded.stderr
     reported = wattgap_cli("report", run.run_id, "--db", str(tmp_path / "s.db"), "--md", "r.md", cwd=tmp_path)
@@ -258,6 +263,7 @@ def test_offline_keeps_as_many_requests_in_flight_as_the_backend_serves_best(tmp
     if backend == "openvino":  # its optimal number of infer requests under the THROUGHPUT hint
         assert offline.block.in_flight == offline.settings["optimal_infer_requests"] >= 1
         assert "THROUGHPUT hint" in offline.block.lanes and offline.settings["performance_hint"] == "THROUGHPUT"
+        assert offline.settings["lanes_inference_threads"] == len(os.sched_getaffinity(0))  # one thread a core
     elif backend == "onnxruntime":  # concurrent runs filling the cores at one intra-op thread each
         assert offline.block.in_flight == len(os.sched_getaffinity(0))
     else:

@@ -122,6 +122,13 @@ class Prepared:
     communication_s: Callable[[], float] | None = None
 
 
+def cores() -> int:
+    """The cores this process may run on (what serving lanes fill)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def missing_packages(names: tuple[str, ...], extra: str) -> str:
     """Why a backend is unavailable when its packages are not importable (checked without importing)."""
     import importlib.util

@@ -12,13 +12,12 @@ that fits the device. Export, calibration and session building are timed phases 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wattgap.backends import onnx_export
-from wattgap.backends.base import Backend, Capabilities, Lanes, Needs, Phase, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Lanes, Needs, Phase, Prepared, cores, missing_packages
 from wattgap.backends.settings import QdqSettings
 from wattgap.devices import synchronize
 from wattgap.models.inputs import synthesize
@@ -99,8 +98,8 @@ class OnnxRuntime(Backend):
         def lanes(count: int | None) -> Lanes:
             """Concurrent runs of the one session (its Run is thread-safe and releases the GIL); by default
             as many as fill the machine's cores at the cell's intra-op threads each."""
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            chosen = count or max(1, cores // (cell.threads or cores))
+            usable = cores()
+            chosen = count or max(1, usable // (cell.threads or usable))
             how = f"{chosen} concurrent runs of one ONNX Runtime session, {cell.threads or 'all'} intra-op threads each"
             return Lanes([predict] * chosen, {"lanes": how})
 

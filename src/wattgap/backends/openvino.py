@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from wattgap.backends import onnx_export
-from wattgap.backends.base import Backend, Capabilities, Lanes, Needs, Phase, Predict, Prepared, missing_packages
+from wattgap.backends.base import Backend, Capabilities, Lanes, Needs, Phase, Predict, Prepared, cores, missing_packages
 from wattgap.backends.settings import QdqSettings
 from wattgap.models.inputs import synthesize
 
@@ -132,9 +132,14 @@ class OpenVino(Backend):
 
         def lanes(count: int | None) -> Lanes:
             """Infer requests of the model compiled again under the THROUGHPUT hint (OpenVINO's way to serve
-            many requests: several streams), as many as it says are optimal unless ``count`` says."""
+            many requests: several streams), as many as it says are optimal unless ``count`` says. As
+            onnxruntime's lanes fill the cores at the cell's threads each, so may OpenVINO's streams: its
+            thread count is the cell's times as many as fit the cores (OpenVINO's count is the total)."""
             started = clock()
-            serving = core.compile_model(model, "CPU", properties | {"PERFORMANCE_HINT": "THROUGHPUT"})
+            serving_properties = properties | {"PERFORMANCE_HINT": "THROUGHPUT"}
+            if cell.threads is not None:
+                serving_properties["INFERENCE_NUM_THREADS"] = cell.threads * max(1, cores() // cell.threads)
+            serving = core.compile_model(model, "CPU", serving_properties)
             optimal = int(serving.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
             requests = [serving.create_infer_request() for _ in range(count or optimal)]
 
@@ -147,6 +152,7 @@ class OpenVino(Backend):
                     "lanes": f"{len(requests)} OpenVINO infer requests, THROUGHPUT hint",
                     "performance_hint": str(serving.get_property("PERFORMANCE_HINT")),
                     "num_streams": int(serving.get_property("NUM_STREAMS")),
+                    "lanes_inference_threads": int(serving.get_property("INFERENCE_NUM_THREADS")),
                     "optimal_infer_requests": optimal,
                     "lanes_compile_s": clock() - started,
                 },
