@@ -261,8 +261,16 @@ def run_test(
     log.log_output.outdir = str(folder)
     log.log_output.copy_summary_to_stdout = False
     log.enable_trace = False
+    raised: list[BaseException] = []
+
+    def test() -> None:
+        try:
+            lg.StartTestWithLogSettings(handle, library, settings, log)
+        except BaseException as error:  # LoadGen's own failure is the cell's, said in the cell's process
+            raised.append(error)
+
     system.start()
-    tester = threading.Thread(target=lg.StartTestWithLogSettings, args=(handle, library, settings, log), daemon=True)
+    tester = threading.Thread(target=test, daemon=True)
     started = time.perf_counter()
     tester.start()
     while tester.is_alive() and system.error is None:
@@ -270,6 +278,9 @@ def run_test(
     wall_s = time.perf_counter() - started
     if system.error is not None:
         raise RuntimeError(f"the system under test failed: {system.error}")
+    if raised:
+        system.stop()
+        raise RuntimeError(f"LoadGen failed: {type(raised[0]).__name__}: {raised[0]}")
     system.stop()
     lg.DestroyQSL(library)
     lg.DestroySUT(handle)
