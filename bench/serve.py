@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import os
 import statistics
 import tempfile
 import time
@@ -29,11 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import wattgap.api
+from wattgap.backends.base import cores
 from wattgap.blocks import Serving
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def sweep(model: str, backend: str, precision: str, batch: int, workloads: Any, image: int = 224) -> dict[str, Any]:
@@ -112,7 +108,8 @@ def binding_overhead(queries: int) -> None:
         samples_per_query=None,
         samples=64,
         seeds={},
-        expected_latency_s=1e-5,
+        batch=1,
+        batch_s=1e-5,
     )
     settings, _ = loadgen.mlperf_settings(lg, request, folder)
     settings.max_query_count = queries

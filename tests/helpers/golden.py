@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -136,7 +135,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "golden.db"
         build(db, count)
-        os.environ.setdefault("COLUMNS", "120")
         print(json.dumps({"cells": count, **digests(db)}, indent=2))
 
 

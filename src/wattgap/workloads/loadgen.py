@@ -50,7 +50,8 @@ class Request:
     samples_per_query: int | None
     samples: int | None
     seeds: dict[str, int | None]
-    expected_latency_s: float
+    batch: int  # the largest batch the system under test forms
+    batch_s: float  # the time one full batch takes (the pilot's): what LoadGen's expected latencies are made of
 
 
 def mlperf_settings(lg: Any, request: Request, folder: Path, accuracy: bool = False) -> tuple[Any, list[str]]:
@@ -85,8 +86,9 @@ def mlperf_settings(lg: Any, request: Request, folder: Path, accuracy: bool = Fa
         settings.multi_stream_samples_per_query = request.samples_per_query
     settings.server_target_qps = request.target_qps
     settings.offline_expected_qps = request.target_qps
-    settings.single_stream_expected_latency_ns = max(1, round(request.expected_latency_s * 1e9))
-    settings.multi_stream_expected_latency_ns = max(1, round(request.expected_latency_s * 1e9))
+    settings.single_stream_expected_latency_ns = max(1, round(request.batch_s * 1e9))
+    batches = math.ceil(settings.multi_stream_samples_per_query / request.batch)  # a query's batches, in turn
+    settings.multi_stream_expected_latency_ns = max(1, round(request.batch_s * batches * 1e9))
     return settings, shortened
 
 

@@ -201,7 +201,6 @@ def _request(own: ServeSettings, cell: Cell, qps: float, batch_s: float, count: 
     library of ``count`` samples (None: the settings' or MLPerf's)."""
     from wattgap.workloads.loadgen import Request
 
-    per_query = (own.samples_per_query or 8) if cell.scenario == "multi-stream" else 1
     return Request(
         scenario=cell.scenario,
         mlperf_model=own.mlperf_model,
@@ -212,7 +211,8 @@ def _request(own: ServeSettings, cell: Cell, qps: float, batch_s: float, count: 
         samples_per_query=own.samples_per_query,
         samples=count or own.samples,
         seeds={name: getattr(own, name) for name in SEEDS},
-        expected_latency_s=batch_s * -(-per_query // cell.batch_size),
+        batch=cell.batch_size,
+        batch_s=batch_s,
     )
 
 
